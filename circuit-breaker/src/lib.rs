@@ -1,0 +1,1 @@
+//! `seawall-circuit-breaker`: work in progress, see the workspace issue tracker.

@@ -1,0 +1,1 @@
+//! `seawall-cooldown`: work in progress, see the workspace issue tracker.

@@ -1,0 +1,1 @@
+//! The Seawall reference bot and small per-crate demos.

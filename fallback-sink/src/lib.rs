@@ -1,0 +1,1 @@
+//! `seawall-fallback-sink`: work in progress, see the workspace issue tracker.

@@ -1,0 +1,1 @@
+//! `seawall-keyed-lock`: work in progress, see the workspace issue tracker.

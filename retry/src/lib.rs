@@ -1,0 +1,1 @@
+//! `seawall-retry`: work in progress, see the workspace issue tracker.
