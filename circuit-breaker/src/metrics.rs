@@ -1,0 +1,147 @@
+//! Prometheus metrics (OpenMetrics, via `prometheus-client`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::State;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    breaker: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    breaker: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    breaker: String,
+    from: &'static str,
+    to: &'static str,
+}
+
+/// The breaker metric families, shared by every breaker built with them (each breaker is
+/// told apart by its `breaker` label, its name).
+///
+/// | family | type | labels |
+/// | --- | --- | --- |
+/// | `seawall_circuit_breaker_state` | gauge, 1 for the current state, 0 for the others | `breaker`, `state` |
+/// | `seawall_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success`, `failure`, `ignored`, `rejected`, `abandoned` |
+/// | `seawall_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
+///
+/// Cheap to clone (the families are reference counted). A breaker resolves its own series
+/// once, when it is built, so recording a call costs one atomic add.
+///
+/// # Examples
+///
+/// ```
+/// use prometheus_client::registry::Registry;
+/// use seawall_circuit_breaker::{CircuitBreaker, Metrics};
+///
+/// let mut registry = Registry::default();
+/// let metrics = Metrics::register(&mut registry);
+/// let breaker = CircuitBreaker::builder().name("audit").metrics(metrics).build().unwrap();
+/// # drop(breaker);
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+/// assert!(text.contains(r#"seawall_circuit_breaker_state{breaker="audit",state="closed"} 1"#));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    state: Family<StateLabels, Gauge>,
+    calls: Family<CallLabels, Counter>,
+    transitions: Family<TransitionLabels, Counter>,
+}
+
+impl Metrics {
+    /// Creates the families and registers them in `registry`.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let metrics = Metrics {
+            state: Family::default(),
+            calls: Family::default(),
+            transitions: Family::default(),
+        };
+        registry.register(
+            "seawall_circuit_breaker_state",
+            "Current state of the circuit breaker: 1 for the current state, 0 for the others",
+            metrics.state.clone(),
+        );
+        registry.register(
+            "seawall_circuit_breaker_calls",
+            "Calls through the circuit breaker, by outcome",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "seawall_circuit_breaker_transitions",
+            "State transitions of the circuit breaker",
+            metrics.transitions.clone(),
+        );
+        metrics
+    }
+
+    pub(crate) fn for_breaker(&self, name: &str) -> BreakerMetrics {
+        let call = |outcome| {
+            self.calls.get_or_create_owned(&CallLabels {
+                breaker: name.to_owned(),
+                outcome,
+            })
+        };
+        let states = State::ALL.map(|state| {
+            self.state.get_or_create_owned(&StateLabels {
+                breaker: name.to_owned(),
+                state: state.as_str(),
+            })
+        });
+        for (gauge, state) in states.iter().zip(State::ALL) {
+            gauge.set(i64::from(state == State::Closed));
+        }
+        BreakerMetrics {
+            name: name.to_owned(),
+            success: call("success"),
+            failure: call("failure"),
+            ignored: call("ignored"),
+            rejected: call("rejected"),
+            abandoned: call("abandoned"),
+            states,
+            transitions: self.transitions.clone(),
+        }
+    }
+}
+
+/// One breaker's resolved series.
+#[derive(Debug)]
+pub(crate) struct BreakerMetrics {
+    name: String,
+    pub(crate) success: Counter,
+    pub(crate) failure: Counter,
+    pub(crate) ignored: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) abandoned: Counter,
+    states: [Gauge; 5],
+    transitions: Family<TransitionLabels, Counter>,
+}
+
+impl BreakerMetrics {
+    pub(crate) fn transition(&self, from: State, to: State) {
+        self.states[from.code() as usize].set(0);
+        self.states[to.code() as usize].set(1);
+        self.transitions
+            .get_or_create(&TransitionLabels {
+                breaker: self.name.clone(),
+                from: from.as_str(),
+                to: to.as_str(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,138 @@
+//! Permits: the right to make one call, and the duty to report how it went.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::inner::{Inner, Kind, Token, Verdict};
+use crate::{Outcome, State};
+
+/// The right to make one call through a [`CircuitBreaker`](crate::CircuitBreaker), from
+/// [`try_acquire`](crate::CircuitBreaker::try_acquire).
+///
+/// Report how the call went with [`success`](Permit::success),
+/// [`failure`](Permit::failure), [`ignore`](Permit::ignore) or [`record`](Permit::record).
+/// A permit dropped without a verdict (the task was cancelled, the code panicked) counts as
+/// *abandoned*: it says nothing about the dependency, and if it was a half-open probe its slot
+/// is freed at once, so the next call can probe. A breaker can therefore never stay half-open
+/// with every slot held by a probe that no longer exists.
+///
+/// A permit is `'static` (it holds a reference-counted handle to the breaker), so it can move
+/// into a spawned task.
+///
+/// # Examples
+///
+/// ```
+/// use seawall_circuit_breaker::CircuitBreaker;
+///
+/// fn write_sync(breaker: &CircuitBreaker, ok: bool) -> Result<(), &'static str> {
+///     let permit = breaker.try_acquire().map_err(|_| "breaker open")?;
+///     if ok {
+///         permit.success();
+///         Ok(())
+///     } else {
+///         permit.failure();
+///         Err("write failed")
+///     }
+/// }
+///
+/// let breaker = CircuitBreaker::builder().consecutive_failures(2).build().unwrap();
+/// assert_eq!(write_sync(&breaker, false), Err("write failed"));
+/// assert_eq!(write_sync(&breaker, false), Err("write failed"));
+/// assert_eq!(write_sync(&breaker, true), Err("breaker open"));
+/// ```
+#[must_use = "a permit dropped without a verdict counts as abandoned"]
+pub struct Permit {
+    inner: Arc<Inner>,
+    token: Option<Token>,
+}
+
+impl Permit {
+    pub(crate) fn new(inner: Arc<Inner>, token: Token) -> Permit {
+        Permit {
+            inner,
+            token: Some(token),
+        }
+    }
+
+    /// Reports that the call succeeded.
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Reports that the call failed.
+    pub fn failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Reports that the call's outcome says nothing about the dependency's health. A
+    /// half-open probe's slot is freed.
+    pub fn ignore(self) {
+        self.record(Outcome::Ignored);
+    }
+
+    /// Reports `outcome`.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(token) = self.token.take() {
+            self.inner.finish(token, Verdict::Outcome(outcome));
+        }
+    }
+
+    /// `true` if this permit is a half-open probe: its verdict decides whether the breaker
+    /// closes or reopens.
+    pub fn is_probe(&self) -> bool {
+        self.token.is_some_and(|t| t.kind == Kind::Probe)
+    }
+
+    /// The state the permit was granted in: `Closed`, `HalfOpen` or `Disabled`.
+    pub fn state(&self) -> State {
+        self.token.map_or(State::Closed, |t| t.kind.state())
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.inner.finish(token, Verdict::Abandoned);
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.inner.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// The borrowed permit used inside `call`: no reference count to touch on the hot path.
+pub(crate) struct Guard<'a> {
+    inner: &'a Inner,
+    token: Option<Token>,
+}
+
+impl<'a> Guard<'a> {
+    #[inline]
+    pub(crate) fn new(inner: &'a Inner, token: Token) -> Guard<'a> {
+        Guard {
+            inner,
+            token: Some(token),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(mut self, outcome: Outcome) {
+        if let Some(token) = self.token.take() {
+            self.inner.finish(token, Verdict::Outcome(outcome));
+        }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.inner.finish(token, Verdict::Abandoned);
+        }
+    }
+}
