@@ -1,0 +1,173 @@
+//! Configuration of a [`Cooldown`].
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::{ConfigError, Cooldown, Metrics};
+
+/// Default window: 1800 s, what the alert service this crate replaces used.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1800);
+/// Default cap on tracked keys.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+/// Default instance name (the `cooldown` metric label).
+pub const DEFAULT_NAME: &str = "cooldown";
+
+/// Builds a [`Cooldown`]; start with [`Cooldown::builder`].
+///
+/// # Default
+///
+/// | setting | default |
+/// |---|---|
+/// | [`name`](Self::name) | `"cooldown"` |
+/// | [`window`](Self::window) | 1800 s |
+/// | [`max_keys`](Self::max_keys) | 100 000 |
+/// | [`metrics`](Self::metrics) | none |
+/// | [`payload`](Self::payload) | `()` (no payload kept) |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_cooldown::Cooldown;
+///
+/// let cooldown: Cooldown<String> = Cooldown::builder()
+///     .name("alerts")
+///     .window(Duration::from_secs(600))
+///     .max_keys(10_000)
+///     .build()?;
+/// assert_eq!(cooldown.window(), Duration::from_secs(600));
+/// # Ok::<(), seawall_cooldown::ConfigError>(())
+/// ```
+pub struct CooldownBuilder<K, P = ()> {
+    name: String,
+    window: Duration,
+    max_keys: usize,
+    metrics: Option<Metrics>,
+    _types: PhantomData<fn() -> (K, P)>,
+}
+
+impl<K, P> fmt::Debug for CooldownBuilder<K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CooldownBuilder")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("max_keys", &self.max_keys)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
+impl<K> Default for CooldownBuilder<K, ()> {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_NAME.to_owned(),
+            window: DEFAULT_WINDOW,
+            max_keys: DEFAULT_MAX_KEYS,
+            metrics: None,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, P> CooldownBuilder<K, P> {
+    /// Names the instance: the `cooldown` label of its metrics and the
+    /// `cooldown` field of its tracing events. Must not be empty.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How long a key stays quiet after it fires. Must be greater than zero
+    /// and at most [`ConfigError::MAX_WINDOW`].
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The most keys tracked at once. Must be at least 1.
+    ///
+    /// Keys live in shards (up to 16, chosen by hash), each holding at most
+    /// `max_keys / shards`, so [`Cooldown::len`] never exceeds `max_keys`.
+    /// When a new key arrives at a full shard, the shard first forgets keys
+    /// with nothing left to remember (window over, nothing to report). If
+    /// that frees nothing, it evicts the eighth of its keys that have been
+    /// quiet the longest (least recent fire or suppression; keys with a send
+    /// in flight go last). An evicted key may fire again before its window
+    /// would have ended, and its unreported suppressed events are lost: both
+    /// are logged at `warn` and counted in `seawall_cooldown_evictions_total`,
+    /// which should stay at zero in a well-sized deployment.
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Reports decisions, tracked keys and evictions through `metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Keeps a payload of type `Q` with each key's digest: the last one
+    /// passed to a suppressed [`Cooldown::check_with`] or
+    /// [`Cooldown::reserve_with`], returned as [`Digest::last_payload`](crate::Digest::last_payload).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::Cooldown;
+    ///
+    /// let cooldown = Cooldown::builder().payload::<String>().build().unwrap();
+    /// cooldown.check_with(&"disk", &"92% full".to_owned());
+    /// cooldown.check_with(&"disk", &"97% full".to_owned());
+    /// # }
+    /// ```
+    pub fn payload<Q>(self) -> CooldownBuilder<K, Q> {
+        CooldownBuilder {
+            name: self.name,
+            window: self.window,
+            max_keys: self.max_keys,
+            metrics: self.metrics,
+            _types: PhantomData,
+        }
+    }
+
+    /// Checks the settings and builds the cooldown. The clock starts now
+    /// (`tokio::time::Instant::now()`; a paused test clock is honoured).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field: an empty `name`, a
+    /// zero or over-long `window`, a zero `max_keys`.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub fn build(self) -> Result<Cooldown<K, P>, ConfigError>
+    where
+        K: Hash + Eq + Clone,
+    {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        if self.window.is_zero() {
+            return Err(ConfigError::ZeroWindow);
+        }
+        if self.window > ConfigError::MAX_WINDOW {
+            return Err(ConfigError::WindowTooLong {
+                window: self.window,
+            });
+        }
+        if self.max_keys == 0 {
+            return Err(ConfigError::ZeroMaxKeys);
+        }
+        Ok(Cooldown::from_config(
+            self.name,
+            self.window,
+            self.max_keys,
+            self.metrics,
+        ))
+    }
+}
