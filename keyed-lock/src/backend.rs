@@ -1,0 +1,113 @@
+//! The seam between the guard logic and where leases live.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{Busy, FencingToken, LeaseExpired, LockEvents};
+
+/// How long an acquisition may wait for the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wait {
+    /// Do not queue: grant now or refuse with [`Refused::Busy`].
+    No,
+    /// Queue for at most this long, then refuse with [`Refused::TimedOut`].
+    For(Duration),
+    /// Queue until granted. A backend must not refuse such a request.
+    Forever,
+}
+
+/// Why a backend did not grant a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refused {
+    /// [`Wait::No`] and the key is held.
+    Busy(Busy),
+    /// [`Wait::For`] elapsed.
+    TimedOut,
+}
+
+/// A lease granted by a backend.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Grant<L> {
+    /// The backend's handle to this lease, given back on release, extend and lookups.
+    pub lease: L,
+    /// The fencing token of this grant.
+    pub token: FencingToken,
+    /// When the lease was granted.
+    pub acquired_at: Instant,
+    /// When the lease ends unless extended.
+    pub deadline: Instant,
+}
+
+impl<L> Grant<L> {
+    /// A grant of `lease` with `token`, valid from `acquired_at` until `deadline`.
+    pub fn new(lease: L, token: FencingToken, acquired_at: Instant, deadline: Instant) -> Self {
+        Self {
+            lease,
+            token,
+            acquired_at,
+            deadline,
+        }
+    }
+}
+
+/// Where leases live: the in-memory [`MemoryBackend`](crate::MemoryBackend) or, later, a shared
+/// store such as Redis.
+///
+/// [`KeyedLock`](crate::KeyedLock) and [`Guard`](crate::Guard) hold the logic that is the same
+/// for every backend: TTL defaults, timeouts, guards that release on drop, stale detection,
+/// [`lost`](crate::Guard::lost), [`with_lock`](crate::KeyedLock::with_lock). A backend only
+/// grants, renews and ends leases, and must uphold:
+///
+/// - at most one live lease per key; a lease is live from its grant until its deadline or its
+///   release, whichever comes first;
+/// - every grant for a key carries a larger [`FencingToken`] than every earlier grant for it;
+/// - a release or extend naming a token that is no longer the key's current lease changes
+///   nothing;
+/// - every grant is reported to [`LockEvents::granted`] and every lease that ends is reported
+///   once, to [`LockEvents::released`] or [`LockEvents::taken_over`]; refusals to
+///   [`LockEvents::busy`] / [`LockEvents::timed_out`];
+/// - the futures may be dropped at any await point without leaving a queued waiter or a
+///   granted-but-unclaimed lease behind.
+pub trait LockBackend<K>: Send + Sync + 'static {
+    /// The backend's handle to one granted lease (for example a key's hash, or the key).
+    type Lease: Clone + Send + Sync + 'static;
+
+    /// Grants a lease on `key` for `ttl`, waiting as `wait` allows. Waiters are served in the
+    /// order they asked. A waiter whose turn is blocked by an expired lease takes over without
+    /// any action from the stale holder.
+    fn acquire(
+        &self,
+        key: &K,
+        ttl: Duration,
+        wait: Wait,
+        events: &LockEvents,
+    ) -> impl Future<Output = Result<Grant<Self::Lease>, Refused>> + Send;
+
+    /// Ends the lease `token` if it is still the key's current lease, handing the key to the
+    /// next waiter. Called from `Drop`, so it must not block or wait.
+    fn release(&self, lease: &Self::Lease, token: FencingToken, events: &LockEvents);
+
+    /// Moves the deadline of the live lease `token` to `ttl` from now.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseExpired`] when `token` is no longer live (past its deadline or replaced).
+    fn extend(
+        &self,
+        lease: &Self::Lease,
+        token: FencingToken,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Instant, LeaseExpired>> + Send;
+
+    /// The current deadline of lease `token`, or `None` if it is no longer the key's lease.
+    fn deadline(
+        &self,
+        lease: &Self::Lease,
+        token: FencingToken,
+    ) -> impl Future<Output = Option<Instant>> + Send;
+}

@@ -1,0 +1,126 @@
+//! Error types.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::FencingToken;
+
+/// Returned by `try_lock` when another holder has the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// When the current holder was granted the lease.
+    pub held_since: Instant,
+    /// When the current holder's lease ends unless it is extended; the key may free up
+    /// earlier, when the holder drops its guard.
+    pub expires_at: Instant,
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let now = Instant::now();
+        write!(
+            f,
+            "key is locked (held for {:?}, lease ends in {:?})",
+            now.saturating_duration_since(self.held_since),
+            self.expires_at.saturating_duration_since(now)
+        )
+    }
+}
+
+impl Error for Busy {}
+
+/// Returned by `lock_timeout` when the key did not become free in time.
+///
+/// The waiter has left the queue: it holds nothing and left no entry behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout {
+    /// How long the caller waited (the timeout it asked for).
+    pub waited: Duration,
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key still locked after waiting {:?}", self.waited)
+    }
+}
+
+impl Error for Timeout {}
+
+/// Returned by `Guard::extend` when the lease already ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseExpired {
+    /// The token of the lease that ended.
+    pub token: FencingToken,
+    /// When that lease ended (or was due to end).
+    pub expired_at: Instant,
+}
+
+impl fmt::Display for LeaseExpired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lease with fencing token {} has expired", self.token)
+    }
+}
+
+impl Error for LeaseExpired {}
+
+/// Returned by `with_lock` when the lease was lost before the closure finished; the closure's
+/// future was dropped at that point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseLost {
+    /// The token of the lost lease.
+    pub token: FencingToken,
+    /// When the lease ended.
+    pub deadline: Instant,
+}
+
+impl fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lease with fencing token {} was lost before the work finished",
+            self.token
+        )
+    }
+}
+
+impl Error for LeaseLost {}
+
+/// An invalid builder setting, returned by `Builder::build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: &'static str,
+}
+
+impl ConfigError {
+    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+
+    /// The name of the builder setting that is invalid (`"ttl"`, `"name"`, `"shards"`).
+    #[must_use]
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was rejected.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid keyed lock setting `{}`: {}",
+            self.field, self.reason
+        )
+    }
+}
+
+impl Error for ConfigError {}
