@@ -1,0 +1,47 @@
+//! Durability policy.
+
+use std::time::Duration;
+
+/// When an appended record is made durable (fdatasync) and acknowledged.
+///
+/// A record is acknowledged (its `append` returns `Ok`) only once its policy is met.
+///
+/// | policy | survives a process crash | survives power loss / kernel panic | cost |
+/// |---|---|---|---|
+/// | [`Sync::Always`] | yes | yes | one `fdatasync` per record |
+/// | [`Sync::Batch`] | yes | yes | one `fdatasync` per group |
+/// | [`Sync::Never`] | yes | **no**: up to the kernel's dirty write-back delay (typically 30 s on Linux) | none |
+///
+/// With every policy the bytes are handed to the kernel (`write(2)`) before the record is
+/// acknowledged, so killing the process never loses an acknowledged record. Segments are
+/// fsynced when they are sealed and when the spool is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// `fdatasync` after each record, before acknowledging it. Records never share a sync.
+    Always,
+    /// Group commit: the first record of a group waits up to `max_delay` for others (at most
+    /// `max_records` in total, counting itself); the group is written with one `write` and
+    /// made durable with one `fdatasync`, then every record in it is acknowledged.
+    ///
+    /// With `max_delay` zero nothing waits: the group is whatever queued up while the
+    /// previous `fdatasync` was running, which is the classic database group commit.
+    Batch {
+        /// Largest group; must be at least 1.
+        max_records: usize,
+        /// Longest time the first record of a group waits for company.
+        max_delay: Duration,
+    },
+    /// Never `fdatasync` while appending (only when a segment is sealed and on close).
+    /// Acknowledged records survive a crash of the process but not of the machine.
+    Never,
+}
+
+impl Default for Sync {
+    /// `Sync::Batch { max_records: 64, max_delay: 0 }`: group commit without added latency.
+    fn default() -> Self {
+        Sync::Batch {
+            max_records: 64,
+            max_delay: Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The spool's single writer: appends lines, rotates segments, group-commits.
+//!
+//! One tokio task owns the active segment. Appends arrive over a channel; the task collects a
+//! group according to the [`Sync`](crate::Sync) policy, then runs the `write` and
+//! `fdatasync` on tokio's blocking pool. While that runs, new appends queue up and form the
+//! next group, so concurrent writers share fdatasyncs without anyone waiting on a timer.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
+use uuid::Uuid;
+
+use crate::Error;
+use crate::checkpoint::sync_dir;
+use crate::record;
+use crate::spool::{Shared, segment_name};
+use crate::sync::Sync as SyncPolicy;
+
+/// A request to the writer.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Append {
+        id: Uuid,
+        ts_ms: u64,
+        crc: u32,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
+    Sync {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// The active segment, plus the directory lock (held as long as the writer lives).
+#[derive(Debug)]
+pub(crate) struct SegWriter {
+    pub(crate) file: File,
+    pub(crate) id: u64,
+    /// Bytes in the file that are known good.
+    pub(crate) len: u64,
+    pub(crate) next_seq: u64,
+    /// A failed write could not be rolled back: start a new segment before the next write.
+    pub(crate) broken: bool,
+    pub(crate) _lock: File,
+}
+
+/// Largest group for `Always` and `Never`, which do not wait for company.
+const GREEDY_GROUP: usize = 1024;
+
+pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<Shared>) {
+    let mut w = Some(w);
+    let policy = shared.opts.sync;
+    let mut closing = false;
+    while !closing {
+        let Some(first) = rx.recv().await else { break };
+        let mut group = vec![first];
+        match policy {
+            SyncPolicy::Always | SyncPolicy::Never => {
+                while group.len() < GREEDY_GROUP {
+                    match rx.try_recv() {
+                        Ok(m) => group.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            SyncPolicy::Batch {
+                max_records,
+                max_delay,
+            } => {
+                let deadline = Instant::now() + max_delay;
+                while group.len() < max_records {
+                    if matches!(group.last(), Some(Msg::Close { .. } | Msg::Sync { .. })) {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            group.push(m);
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {}
+                    }
+                    if max_delay.is_zero() {
+                        break;
+                    }
+                    match timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(m)) => group.push(m),
+                        _ => break,
+                    }
+                }
+            }
+        }
+        let Some(mut sw) = w.take() else { return };
+        let sh = shared.clone();
+        match tokio::task::spawn_blocking(move || {
+            let close = process(&mut sw, &sh, group);
+            (sw, close)
+        })
+        .await
+        {
+            Ok((sw, None)) => w = Some(sw),
+            Ok((sw, Some((reply, result)))) => {
+                // Release the directory lock before telling the closer it may reopen.
+                drop(sw);
+                shared.state.lock().closed = true;
+                let _ = reply.send(result);
+                closing = true;
+            }
+            // The blocking closure panicked (it does not, by construction); give up writing,
+            // queued appends then see `Closed`.
+            Err(_) => return,
+        }
+    }
+    if let Some(sw) = w.take() {
+        // Dropped without close: make what was written durable before releasing the lock.
+        let _ = sw.file.sync_data();
+    }
+}
+
+/// Replies waiting for the current group's write (and sync).
+struct Pending {
+    buf: Vec<u8>,
+    acks: Vec<(oneshot::Sender<Result<u64, Error>>, u64)>,
+    first_ts: Option<u64>,
+}
+
+type CloseReply = (oneshot::Sender<Result<(), Error>>, Result<(), Error>);
+
+/// Handles one group; returns the close request's reply if the group ended with a close.
+fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseReply> {
+    let policy = shared.opts.sync;
+    let mut p = Pending {
+        buf: Vec::new(),
+        acks: Vec::new(),
+        first_ts: None,
+    };
+    for msg in group {
+        match msg {
+            Msg::Append {
+                id,
+                ts_ms,
+                crc,
+                payload,
+                reply,
+            } => {
+                if w.broken
+                    && p.acks.is_empty()
+                    && let Err(e) = rotate(w, shared)
+                {
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+                let seq = w.next_seq;
+                let len = record::encoded_len(seq, ts_ms, crc, payload.len());
+                {
+                    let st = shared.state.lock();
+                    let bytes = st.bytes + p.buf.len() as u64;
+                    if bytes + len > shared.opts.max_bytes {
+                        drop(st);
+                        if let Some(m) = &shared.metrics {
+                            m.error("full");
+                        }
+                        let _ = reply.send(Err(Error::Full {
+                            bytes,
+                            record_bytes: len,
+                            max_bytes: shared.opts.max_bytes,
+                        }));
+                        continue;
+                    }
+                }
+                let in_file = w.len + p.buf.len() as u64;
+                if in_file > 0 && in_file + len > shared.opts.segment_bytes {
+                    flush(w, shared, &mut p, true);
+                    if let Err(e) = rotate(w, shared) {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                }
+                record::encode(&mut p.buf, id, seq, ts_ms, crc, &payload);
+                w.next_seq += 1;
+                p.first_ts.get_or_insert(ts_ms);
+                p.acks.push((reply, seq));
+                if policy == SyncPolicy::Always {
+                    flush(w, shared, &mut p, true);
+                }
+            }
+            Msg::Sync { reply } => {
+                flush(w, shared, &mut p, policy != SyncPolicy::Never);
+                let _ = reply.send(sync(w, shared));
+            }
+            Msg::Close { reply } => {
+                flush(w, shared, &mut p, policy != SyncPolicy::Never);
+                return Some((reply, sync(w, shared)));
+            }
+        }
+    }
+    flush(w, shared, &mut p, policy != SyncPolicy::Never);
+    None
+}
+
+fn sync(w: &SegWriter, shared: &Shared) -> Result<(), Error> {
+    w.file
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", shared.dir.join(segment_name(w.id)), e))
+}
+
+/// Writes the pending lines, syncs if asked, then acknowledges them (or fails them all).
+fn flush(w: &mut SegWriter, shared: &Shared, p: &mut Pending, do_sync: bool) {
+    if p.acks.is_empty() {
+        return;
+    }
+    let path = || shared.dir.join(segment_name(w.id));
+    let mut result = w
+        .file
+        .write_all(&p.buf)
+        .map_err(|e| Error::io("write", path(), e));
+    if result.is_ok() && do_sync {
+        result = w
+            .file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", path(), e));
+    }
+    let n = p.acks.len() as u64;
+    let bytes = p.buf.len() as u64;
+    let first_ts = p.first_ts.take();
+    p.buf.clear();
+    match result {
+        Ok(()) => {
+            w.len += bytes;
+            {
+                let mut st = shared.state.lock();
+                st.segments.insert(w.id, w.len);
+                st.records += n;
+                st.bytes += bytes;
+                if st.oldest_ms.is_none() {
+                    st.oldest_ms = first_ts;
+                }
+                shared.publish(&st);
+            }
+            for (reply, seq) in p.acks.drain(..) {
+                let _ = reply.send(Ok(seq));
+            }
+        }
+        Err(e) => {
+            tracing::error!(sink = %shared.opts.name, error = %e, records = n, "spool append failed");
+            // Roll the file back so later lines never follow a partial one; after a failed
+            // fdatasync the page cache cannot be trusted, so move to a fresh segment anyway.
+            if w.file.set_len(w.len).is_err() || do_sync {
+                w.broken = true;
+            }
+            let kind = e.kind();
+            let msg = e.to_string();
+            let mut first = Some(e);
+            for (reply, _) in p.acks.drain(..) {
+                let err = first.take().unwrap_or_else(|| {
+                    Error::io("write", path(), std::io::Error::other(msg.clone()))
+                });
+                if let Some(m) = &shared.metrics {
+                    m.error(kind);
+                }
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
+/// Seals the active segment and starts the next one.
+fn rotate(w: &mut SegWriter, shared: &Shared) -> Result<(), Error> {
+    let next = w.id + 1;
+    let path = shared.dir.join(segment_name(next));
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|f| f.set_len(0).map(|()| f))
+        .map_err(|e| Error::io("create", &path, e))?;
+    sync_dir(&shared.dir)?;
+    let _ = w.file.sync_data();
+    w.file = file;
+    w.id = next;
+    w.len = 0;
+    w.broken = false;
+    let mut st = shared.state.lock();
+    st.segments.insert(next, 0);
+    st.active = next;
+    tracing::debug!(sink = %shared.opts.name, segment = next, "spool segment rotated");
+    Ok(())
+}
