@@ -1,0 +1,136 @@
+//! Many tasks on a multi-thread runtime: mutual exclusion, increasing tokens, no leaks, and
+//! release racing with cancelled and timed-out waiters (the hand-over path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use seawall_keyed_lock::KeyedLock;
+
+const HOT_KEYS: u64 = 3;
+const COLD_KEYS: u64 = 2_000;
+
+struct PerKey {
+    inside: AtomicUsize,
+    last_token: AtomicU64,
+    entered: AtomicU64,
+}
+
+fn per_key(n: u64) -> Arc<Vec<PerKey>> {
+    Arc::new(
+        (0..n)
+            .map(|_| PerKey {
+                inside: AtomicUsize::new(0),
+                last_token: AtomicU64::new(0),
+                entered: AtomicU64::new(0),
+            })
+            .collect(),
+    )
+}
+
+fn critical_section(state: &PerKey, token: u64) {
+    assert_eq!(
+        state.inside.fetch_add(1, Ordering::SeqCst),
+        0,
+        "two holders at once"
+    );
+    let last = state.last_token.swap(token, Ordering::SeqCst);
+    assert!(token > last, "token {token} not above {last}");
+    state.entered.fetch_add(1, Ordering::SeqCst);
+}
+
+fn leave(state: &PerKey) {
+    assert_eq!(state.inside.fetch_sub(1, Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_and_cold_keys_stay_exclusive_and_leave_no_entries() {
+    let locks = KeyedLock::<u64>::builder().shards(8).build().unwrap();
+    let keys = per_key(HOT_KEYS + COLD_KEYS);
+    let tasks = 64;
+    let iterations = 1_500u64;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let locks = locks.clone();
+        let keys = Arc::clone(&keys);
+        handles.push(tokio::spawn(async move {
+            let mut x = t as u64 * 7919 + 1;
+            for i in 0..iterations {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let key = if i % 2 == 0 {
+                    (x >> 33) % HOT_KEYS
+                } else {
+                    HOT_KEYS + (x >> 33) % COLD_KEYS
+                };
+                let guard = match i % 5 {
+                    0 => match locks.try_lock(&key) {
+                        Ok(g) => g,
+                        Err(_) => continue,
+                    },
+                    1 => match locks.lock_timeout(&key, Duration::from_micros(50)).await {
+                        Ok(g) => g,
+                        Err(_) => continue,
+                    },
+                    2 => {
+                        // Give up after one poll if not granted at once: a cancelled waiter.
+                        let mut fut = Box::pin(locks.lock(&key));
+                        match futures::poll!(fut.as_mut()) {
+                            std::task::Poll::Ready(g) => g,
+                            std::task::Poll::Pending => {
+                                tokio::task::yield_now().await;
+                                drop(fut);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => locks.lock(&key).await,
+                };
+                let state = &keys[key as usize];
+                critical_section(state, guard.token().get());
+                if i % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                leave(state);
+                drop(guard);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(locks.len(), 0, "entries left behind");
+    let entered: u64 = keys.iter().map(|k| k.entered.load(Ordering::SeqCst)).sum();
+    assert!(
+        entered > tasks as u64 * iterations / 2,
+        "too few entries: {entered}"
+    );
+    // Every lock call on a free key still works after all that.
+    for k in 0..HOT_KEYS {
+        let g = locks.try_lock(&k).unwrap();
+        assert!(g.token().get() > keys[k as usize].last_token.load(Ordering::SeqCst));
+    }
+}
+
+/// The hand-over race in isolation: a holder releases while the first waiter is being
+/// cancelled; the key must reach a live waiter or be removed, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_racing_with_cancellation_never_loses_the_key() {
+    let locks = KeyedLock::<u64>::builder().shards(1).build().unwrap();
+    for round in 0..2_000u64 {
+        let holder = locks.lock(&round).await;
+        let l1 = locks.clone();
+        let doomed = tokio::spawn(async move { l1.lock(&round).await.token() });
+        let l2 = locks.clone();
+        let survivor = tokio::spawn(async move { l2.lock(&round).await.token() });
+        tokio::task::yield_now().await;
+        let releaser = tokio::spawn(async move { drop(holder) });
+        doomed.abort();
+        releaser.await.unwrap();
+        let token = survivor.await.unwrap();
+        assert!(token.get() > 0);
+        let _ = doomed.await;
+        assert_eq!(locks.len(), 0, "round {round}");
+    }
+}
