@@ -96,6 +96,7 @@ struct Core {
     schedule: Schedule,
     open_for: Duration,
     opened_at: Instant,
+    /// Live probe permits, of this half-open period or an earlier one.
     in_flight: u32,
     successes: u32,
     rng: SmallRng,
@@ -450,11 +451,13 @@ impl Inner {
 
     fn finish_probe(&self, generation: u32, verdict: Verdict, slow: bool) {
         let mut core = self.lock();
+        // The slot is freed whatever happened since: `in_flight` counts every live probe,
+        // including one granted before a reopen, so probes never overlap beyond the limit.
+        core.in_flight = core.in_flight.saturating_sub(1);
         let word = self.word.load(Ordering::Acquire);
         if state_of(word) != State::HalfOpen || gen_of(word) != generation {
             return;
         }
-        core.in_flight = core.in_flight.saturating_sub(1);
         match verdict {
             Verdict::Outcome(Outcome::Success) if !slow => {
                 core.successes += 1;
@@ -523,7 +526,6 @@ impl Inner {
             State::Closed => self.clear_counts(core),
             State::HalfOpen | State::ForcedOpen | State::Disabled => {}
         }
-        core.in_flight = 0;
         core.successes = 0;
         self.word
             .store(pack(to, gen_of(word).wrapping_add(1), 0), Ordering::Release);
