@@ -64,7 +64,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker |
+//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker (see its `poll_ready` semantics) |
 //!
 //! # Minimum supported Rust version
 //!
@@ -82,6 +82,8 @@ mod breaker;
 mod builder;
 mod error;
 mod inner;
+#[cfg(feature = "tower")]
+pub mod layer;
 mod metrics;
 mod open_duration;
 mod outcome;

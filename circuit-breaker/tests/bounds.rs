@@ -43,3 +43,15 @@ fn call_futures_are_send() {
         .unwrap()
         .block_on(async { tokio::spawn(owned).await.unwrap().unwrap() });
 }
+
+#[cfg(feature = "tower")]
+#[test]
+fn tower_types_are_send_sync() {
+    use seawall_circuit_breaker::layer::{
+        CircuitBreakerLayer, CircuitBreakerService, DefaultClassifier, ResponseFuture,
+    };
+    use std::future::Ready;
+    send_sync_static::<CircuitBreakerLayer>();
+    send_sync_static::<CircuitBreakerService<(), DefaultClassifier>>();
+    send_sync_static::<ResponseFuture<Ready<Result<(), ()>>, DefaultClassifier>>();
+}
