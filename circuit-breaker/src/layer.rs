@@ -15,7 +15,7 @@
 //!
 //! The readiness reserved by a rejected request is released unused, which tower services
 //! must tolerate. Errors of `poll_ready` itself are passed through as
-//! [`Error::Inner`](crate::Error::Inner) and are not counted by the breaker.
+//! [`Error::Inner`] and are not counted by the breaker.
 
 use std::fmt;
 use std::future::Future;
