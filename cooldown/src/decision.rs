@@ -66,9 +66,11 @@ impl<P> Decision<P> {
 pub struct Fire<P = ()> {
     /// Suppressed events this fire reports (`digest.count`, or 0).
     pub suppressed_since_last: u64,
-    /// When the key last fired, if the cooldown still remembered the key.
-    /// Always `Some` when `suppressed_since_last > 0`; a key that was quiet for
-    /// a whole window with nothing to report may have been forgotten (`None`).
+    /// When the key last fired, if the cooldown still remembers it: `None`
+    /// for a key that never fired, or that the cooldown forgot. A key is
+    /// forgotten only once its window is over with nothing left to report
+    /// (or when evicted under [`max_keys`](crate::CooldownBuilder::max_keys)
+    /// pressure), so a fire reporting a digest of a window always has it.
     pub last_fired: Option<Instant>,
     /// The suppressed events this fire reports, if any.
     pub digest: Option<Digest<P>>,
