@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the spool or the sink.
 ///
-/// The primary store's own error is kept as the boxed original (downcast it with
-/// `<dyn std::error::Error>::downcast_ref`) through [`Error::Unavailable`] or [`Error::Primary`]).
+/// The primary store's own error is kept as the boxed original in [`Error::Unavailable`] and
+/// [`Error::Primary`] (get it back with `<dyn std::error::Error>::downcast_ref`).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

@@ -7,20 +7,50 @@
 //! [`Spool`] is that somewhere: a directory of JSON Lines segments with checksums, an
 //! atomically written checkpoint, quarantine for corrupt lines and a process-exclusive lock.
 //!
+//! [`FallbackSink`] composes it with the primary: `write` goes to the primary (through an
+//! optional circuit breaker and retry policy); when that fails the record is spooled and the
+//! call still succeeds ([`Delivered::Spooled`]); a background replayer drains the spool back
+//! to the primary in order, at least once, idempotent by the record's UUIDv7
+//! ([`Envelope::id`]). `write` fails only when both the primary and the spool failed.
+//!
 //! # Quick example
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use seawall_fallback_sink::{Envelope, Spool, Sync};
+//! use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary, Sync};
+//!
+//! struct Down; // a primary store that is down
+//! impl Primary<String> for Down {
+//!     type Error = std::io::Error;
+//!     async fn write_batch(&self, _: &[Envelope<String>]) -> Result<(), Self::Error> {
+//!         Err(std::io::Error::other("connection refused"))
+//!     }
+//! }
 //!
 //! let dir = tempfile::tempdir()?;
-//! let spool = Spool::builder(dir.path()).sync(Sync::Always).open().await?;
-//! spool.append(&Envelope::new(serde_json::json!({"event": "login", "user": 7}))).await?;
-//! assert_eq!(spool.stats().records, 1);
+//! let sink = FallbackSink::builder(dir.path())
+//!     .name("audit")
+//!     .sync(Sync::Always)
+//!     .open(Down)
+//!     .await?;
+//! assert_eq!(sink.write("user 7 logged in".to_string()).await?, Delivered::Spooled);
+//! assert_eq!(sink.stats().records, 1); // durable on disk, replayed when the store is back
+//! sink.shutdown().await?;
+//! # Ok(()) }
+//! ```
 //!
+//! The spool alone:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use seawall_fallback_sink::{Envelope, Spool};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let spool = Spool::open(dir.path()).await?;
+//! spool.append(&Envelope::new(serde_json::json!({"event": "login", "user": 7}))).await?;
 //! let batch = spool.read_batch(100).await?;
 //! assert_eq!(batch.records.len(), 1);
-//! spool.commit(&batch).await?;
+//! spool.commit(&batch).await?; // checkpointed: never read again
 //! assert_eq!(spool.stats().records, 0);
 //! # Ok(()) }
 //! ```
@@ -48,8 +78,10 @@ mod checkpoint;
 mod envelope;
 mod error;
 mod metrics;
+mod primary;
 mod record;
 mod recovery;
+mod sink;
 mod spool;
 mod sync;
 mod writer;
@@ -57,5 +89,7 @@ mod writer;
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error};
 pub use metrics::Metrics;
+pub use primary::Primary;
+pub use sink::{Delivered, FallbackSink, FallbackSinkBuilder};
 pub use spool::{Batch, Position, Spool, SpoolBuilder, SpooledRecord, Stats};
 pub use sync::Sync;

@@ -120,7 +120,6 @@ impl Metrics {
 
 /// One sink's resolved metric handles.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // the write counters are used by the sink
 pub(crate) struct Handles {
     pub(crate) writes_primary: Counter,
     pub(crate) writes_spool: Counter,

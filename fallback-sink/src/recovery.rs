@@ -91,6 +91,37 @@ pub(crate) fn quarantine_at_read(
     Ok(())
 }
 
+/// Quarantines a verified record whose payload the sink cannot decode.
+pub(crate) fn quarantine_record(
+    shared: &Shared,
+    record: &crate::SpooledRecord,
+    reason: &str,
+) -> Result<(), Error> {
+    if !shared.state.lock().quarantine_marks.insert(record.position) {
+        return Ok(());
+    }
+    let mut line = Vec::new();
+    record::encode(
+        &mut line,
+        record.id,
+        record.seq,
+        to_ms(record.timestamp),
+        crc32c::crc32c(&record.payload),
+        &record.payload,
+    );
+    append_quarantine(
+        &shared.dir,
+        record.position.segment,
+        &[(record.position.offset, reason, &line)],
+    )?;
+    shared.state.lock().quarantined += 1;
+    if let Some(m) = &shared.metrics {
+        m.quarantined.inc();
+    }
+    tracing::warn!(sink = %shared.opts.name, segment = record.position.segment, offset = record.position.offset, reason, "undecodable spool record quarantined");
+    Ok(())
+}
+
 /// Recovers the directory; returns the writer (holding the lock) and the in-memory state.
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<(SegWriter, State), Error> {
     let name = &opts.name;

@@ -195,6 +195,10 @@ pub struct SpoolBuilder {
 }
 
 impl SpoolBuilder {
+    pub(crate) fn from_options(dir: PathBuf, opts: Options) -> Self {
+        SpoolBuilder { dir, opts }
+    }
+
     /// The durability policy.
     pub fn sync(mut self, sync: SyncPolicy) -> Self {
         self.opts.sync = sync;
@@ -319,7 +323,7 @@ impl Shared {
 /// A durable on-disk queue of JSON records, owned by one process.
 ///
 /// Usable on its own (append, then read and commit batches), and the storage underneath
-/// `FallbackSink`.
+/// [`FallbackSink`](crate::FallbackSink).
 ///
 /// # Layout
 ///
@@ -388,6 +392,26 @@ impl Spool {
     /// The spool directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The name given to the builder (the `sink` metrics label).
+    pub fn name(&self) -> &str {
+        &self.shared.opts.name
+    }
+
+    /// Copies a record that cannot be used (its payload does not decode) to
+    /// `quarantine.jsonl`; committing its batch then drops it from the spool.
+    pub(crate) async fn quarantine_record(
+        &self,
+        record: &SpooledRecord,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let shared = self.shared.clone();
+        let record = record.clone();
+        let reason = format!("payload does not decode: {reason}");
+        tokio::task::spawn_blocking(move || recovery::quarantine_record(&shared, &record, &reason))
+            .await
+            .map_err(|e| Error::io("quarantine", &self.shared.dir, std::io::Error::other(e)))?
     }
 
     /// Appends a record and returns its sequence number once the durability policy is met.

@@ -1,0 +1,643 @@
+//! The composition: primary first, spool when it fails, replay when it recovers.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Handles;
+use crate::spool::{Options, SpoolBuilder};
+use crate::sync::Sync as SyncPolicy;
+use crate::{ConfigError, Envelope, Error, Metrics, Primary, Spool, Stats};
+
+type BoxError = Box<dyn std::error::Error + Send + std::marker::Sync>;
+
+/// Where a record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivered {
+    /// The primary store acknowledged it.
+    Primary,
+    /// The spool made it durable (per its [`Sync`](crate::Sync) policy); replay will deliver
+    /// it to the primary later.
+    Spooled,
+}
+
+/// Builds a [`FallbackSink`].
+///
+/// # Default
+///
+/// | setting | default |
+/// |---|---|
+/// | `name` | `"default"` (the `sink` label and tracing field) |
+/// | `sync` | `Sync::Batch { max_records: 64, max_delay: 0 }` |
+/// | `max_bytes` | 1 GiB of backlog |
+/// | `segment_bytes` | 16 MiB |
+/// | `preserve_order` | `true`: while the spool has a backlog, new records join it |
+/// | `replay_batch` | 256 records |
+/// | `replay_interval` | 1 s between replay attempts while the primary fails |
+/// | `background_replay` | `true` |
+/// | `breaker` | none (feature `circuit-breaker`) |
+/// | `retry` | none (feature `retry`) |
+/// | `metrics` | none |
+#[must_use]
+pub struct FallbackSinkBuilder<T, P: Primary<T>> {
+    dir: PathBuf,
+    opts: Options,
+    preserve_order: bool,
+    replay_batch: usize,
+    replay_interval: Duration,
+    background_replay: bool,
+    #[cfg(feature = "circuit-breaker")]
+    breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
+    #[cfg(feature = "retry")]
+    retry: Option<seawall_retry::RetryPolicy<P::Error>>,
+    _marker: PhantomData<fn(T, P)>,
+}
+
+impl<T, P: Primary<T>> std::fmt::Debug for FallbackSinkBuilder<T, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackSinkBuilder")
+            .field("dir", &self.dir)
+            .field("opts", &self.opts)
+            .field("preserve_order", &self.preserve_order)
+            .field("replay_batch", &self.replay_batch)
+            .field("replay_interval", &self.replay_interval)
+            .field("background_replay", &self.background_replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, P> FallbackSinkBuilder<T, P>
+where
+    T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
+    P: Primary<T>,
+{
+    /// The `sink` label of the metrics and the `sink` field of tracing events.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.opts.name = name.into();
+        self
+    }
+    /// The spool's durability policy.
+    pub fn sync(mut self, sync: SyncPolicy) -> Self {
+        self.opts.sync = sync;
+        self
+    }
+    /// Cap on the spool's backlog; see [`SpoolBuilder::max_bytes`].
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.opts.max_bytes = bytes;
+        self
+    }
+    /// Spool segment size; see [`SpoolBuilder::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.opts.segment_bytes = bytes;
+        self
+    }
+    /// Whether new records join an existing backlog instead of going to the primary (so the
+    /// primary sees records in order). With `false`, a healthy primary gets new records at
+    /// once and the backlog arrives later, out of order.
+    pub fn preserve_order(mut self, on: bool) -> Self {
+        self.preserve_order = on;
+        self
+    }
+    /// Records per replayed batch (at least 1).
+    pub fn replay_batch(mut self, records: usize) -> Self {
+        self.replay_batch = records;
+        self
+    }
+    /// Pause between replay attempts after a failure, and the background replayer's poll
+    /// period (it is also woken at once when a record is spooled).
+    pub fn replay_interval(mut self, interval: Duration) -> Self {
+        self.replay_interval = interval;
+        self
+    }
+    /// Whether `open` starts the background replayer.
+    pub fn background_replay(mut self, on: bool) -> Self {
+        self.background_replay = on;
+        self
+    }
+    /// Report metrics here.
+    pub fn metrics(mut self, metrics: &Metrics) -> Self {
+        self.opts.metrics = Some(metrics.clone());
+        self
+    }
+    /// Send primary writes (and replayed batches) through this breaker. While it is open,
+    /// records go straight to the spool; once its open duration has passed, the replayer's
+    /// next batch is the half-open probe.
+    #[cfg(feature = "circuit-breaker")]
+    pub fn breaker(mut self, breaker: seawall_circuit_breaker::CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+    /// Retry direct primary writes with this policy before spooling (inside the breaker
+    /// permit: the breaker sees one outcome per record). Replay does not use it: the replayer
+    /// retries at `replay_interval`.
+    #[cfg(feature = "retry")]
+    pub fn retry(mut self, policy: seawall_retry::RetryPolicy<P::Error>) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Opens (and recovers) the spool and starts the background replayer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the bad field; the errors of [`SpoolBuilder::open`].
+    ///
+    /// # Panics
+    ///
+    /// Never. Must be called within a tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`SpoolBuilder::open`].
+    pub async fn open(self, primary: P) -> Result<FallbackSink<T, P>, Error> {
+        if self.replay_batch == 0 {
+            return Err(ConfigError::new("replay_batch", "must be at least 1").into());
+        }
+        if self.replay_interval.is_zero() {
+            return Err(ConfigError::new("replay_interval", "must be greater than 0").into());
+        }
+        let metrics = self
+            .opts
+            .metrics
+            .as_ref()
+            .map(|m| m.handles(&self.opts.name));
+        let spool = SpoolBuilder::from_options(self.dir, self.opts)
+            .open()
+            .await?;
+        let (stop_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            name: spool.name().to_owned(),
+            primary,
+            spool,
+            preserve_order: self.preserve_order,
+            replay_batch: self.replay_batch,
+            replay_interval: self.replay_interval,
+            metrics,
+            replay_lock: tokio::sync::Mutex::new(()),
+            wake: Arc::new(Notify::new()),
+            stop: stop_tx,
+            replayer: parking_lot::Mutex::new(None),
+            #[cfg(feature = "circuit-breaker")]
+            breaker: self.breaker,
+            #[cfg(feature = "retry")]
+            retry: self.retry,
+            _marker: PhantomData,
+        });
+        if self.background_replay {
+            let handle = tokio::spawn(replayer(Arc::downgrade(&inner), inner.stop.subscribe()));
+            *inner.replayer.lock() = Some(handle);
+        }
+        Ok(FallbackSink { inner })
+    }
+}
+
+struct Inner<T, P: Primary<T>> {
+    name: String,
+    primary: P,
+    spool: Spool,
+    preserve_order: bool,
+    replay_batch: usize,
+    replay_interval: Duration,
+    metrics: Option<Handles>,
+    replay_lock: tokio::sync::Mutex<()>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    replayer: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    #[cfg(feature = "circuit-breaker")]
+    breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
+    #[cfg(feature = "retry")]
+    retry: Option<seawall_retry::RetryPolicy<P::Error>>,
+    _marker: PhantomData<fn(T)>,
+}
+
+/// Writes records to a [`Primary`] store, falling back to a durable [`Spool`] when the
+/// primary fails (or its breaker is open), and replaying the spool to the primary, in order,
+/// when it recovers.
+///
+/// Cloning is cheap (an `Arc`); all clones share the spool and the replayer.
+///
+/// # Guarantees
+///
+/// - `write` returns `Ok` only once the record is stored: acknowledged by the primary, or
+///   durable in the spool per its [`Sync`](crate::Sync) policy. It returns `Err` only when
+///   both failed; then nothing was stored and the caller decides.
+/// - Replay is at least once and in spool order; a crash re-sends at most the batch that was
+///   in flight. Records keep their [`Envelope::id`], so an idempotent primary stores each
+///   exactly once.
+/// - With `preserve_order` (the default), the primary receives records in `write` order
+///   across an outage: while anything is in the spool, new records join it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Mutex;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+///
+/// #[derive(Default)]
+/// struct Db { up: AtomicBool, rows: Mutex<Vec<u32>> }
+///
+/// impl Primary<u32> for Db {
+///     type Error = std::io::Error;
+///     async fn write_batch(&self, records: &[Envelope<u32>]) -> Result<(), Self::Error> {
+///         if !self.up.load(Ordering::SeqCst) {
+///             return Err(std::io::Error::other("db down"));
+///         }
+///         self.rows.lock().unwrap().extend(records.iter().map(|r| r.payload));
+///         Ok(())
+///     }
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// let sink = FallbackSink::builder(dir.path())
+///     .name("audit")
+///     .background_replay(false)
+///     .open(Db::default())
+///     .await?;
+///
+/// assert_eq!(sink.write(1).await?, Delivered::Spooled); // db is down
+/// sink.primary().up.store(true, Ordering::SeqCst);
+/// assert_eq!(sink.write(2).await?, Delivered::Spooled); // behind the backlog
+/// assert_eq!(sink.replay_once().await?, 2);
+/// assert_eq!(sink.write(3).await?, Delivered::Primary);
+/// assert_eq!(*sink.primary().rows.lock().unwrap(), [1, 2, 3]);
+/// sink.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct FallbackSink<T, P: Primary<T>> {
+    inner: Arc<Inner<T, P>>,
+}
+
+impl<T, P: Primary<T>> Clone for FallbackSink<T, P> {
+    fn clone(&self) -> Self {
+        FallbackSink {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, P: Primary<T>> std::fmt::Debug for FallbackSink<T, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackSink")
+            .field("name", &self.inner.name)
+            .field("spool", &self.inner.spool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, P> FallbackSink<T, P>
+where
+    T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
+    P: Primary<T>,
+{
+    /// Starts building a sink whose spool lives in `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> FallbackSinkBuilder<T, P> {
+        FallbackSinkBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            opts: Options::default(),
+            preserve_order: true,
+            replay_batch: 256,
+            replay_interval: Duration::from_secs(1),
+            background_replay: true,
+            #[cfg(feature = "circuit-breaker")]
+            breaker: None,
+            #[cfg(feature = "retry")]
+            retry: None,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Stores `record`: in the primary if it takes it, otherwise in the spool.
+    ///
+    /// Wraps it in an [`Envelope`] (fresh UUIDv7 id) and calls
+    /// [`write_envelope`](Self::write_envelope).
+    ///
+    /// # Errors
+    ///
+    /// Only when the record could not be stored anywhere: [`Error::Unavailable`] (the primary
+    /// failed, then the spool did), or the spool's error ([`Error::Full`], [`Error::Io`],
+    /// [`Error::Closed`]) when the record went straight to the spool (behind a backlog).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future before it completes may leave the record stored
+    /// or not. Nothing was acknowledged, so nothing promised is lost.
+    pub async fn write(&self, record: T) -> Result<Delivered, Error> {
+        self.write_envelope(Envelope::new(record)).await
+    }
+
+    /// Stores an envelope you built (to choose the id, so a retry of yours is deduplicated).
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`write`](Self::write).
+    pub async fn write_envelope(&self, envelope: Envelope<T>) -> Result<Delivered, Error> {
+        let inner = &*self.inner;
+        if inner.preserve_order && !inner.spool.is_empty() {
+            return self.to_spool(envelope, None).await;
+        }
+        match self.try_primary(&envelope).await {
+            Ok(()) => {
+                if let Some(m) = &inner.metrics {
+                    m.writes_primary.inc();
+                }
+                Ok(Delivered::Primary)
+            }
+            Err((kind, cause)) => {
+                if let Some(m) = &inner.metrics {
+                    m.error(kind);
+                }
+                tracing::debug!(sink = %inner.name, reason = %cause, "primary refused a record, spooling it");
+                self.to_spool(envelope, Some(cause)).await
+            }
+        }
+    }
+
+    async fn to_spool(
+        &self,
+        envelope: Envelope<T>,
+        cause: Option<BoxError>,
+    ) -> Result<Delivered, Error> {
+        let inner = &*self.inner;
+        match inner.spool.append(&envelope).await {
+            Ok(_) => {
+                if let Some(m) = &inner.metrics {
+                    m.writes_spool.inc();
+                }
+                inner.wake.notify_one();
+                Ok(Delivered::Spooled)
+            }
+            Err(e) => {
+                if let Some(m) = &inner.metrics {
+                    m.error(e.kind());
+                }
+                tracing::error!(sink = %inner.name, error = %e, "record could not be stored");
+                Err(match cause {
+                    Some(primary) => Error::Unavailable {
+                        primary,
+                        spool: Box::new(e),
+                    },
+                    None => e,
+                })
+            }
+        }
+    }
+
+    /// One record to the primary, through the breaker and the retry policy.
+    async fn try_primary(&self, envelope: &Envelope<T>) -> Result<(), (&'static str, BoxError)> {
+        let inner = &*self.inner;
+        #[cfg(feature = "circuit-breaker")]
+        let permit = match &inner.breaker {
+            Some(b) => match b.try_acquire() {
+                Ok(p) => Some(p),
+                Err(rejected) => return Err(("breaker_open", Box::new(rejected))),
+            },
+            None => None,
+        };
+        let records = std::slice::from_ref(envelope);
+        #[cfg(feature = "retry")]
+        let result: Result<(), BoxError> = match &inner.retry {
+            Some(policy) => policy
+                .retry(|| inner.primary.write_batch(records))
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+            None => inner
+                .primary
+                .write_batch(records)
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+        };
+        #[cfg(not(feature = "retry"))]
+        let result: Result<(), BoxError> = inner
+            .primary
+            .write_batch(records)
+            .await
+            .map_err(|e| Box::new(e) as BoxError);
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(p) = permit {
+            if result.is_ok() {
+                p.success();
+            } else {
+                p.failure();
+            }
+        }
+        result.map_err(|e| ("primary", e))
+    }
+
+    /// Drains the spool to the primary now: batches of `replay_batch` records, in order, each
+    /// committed (checkpointed) once the primary acknowledged it. Returns how many records
+    /// were delivered. Replays are serialised: a concurrent call waits for the running one.
+    ///
+    /// Records whose payload no longer decodes into `T` are moved to `quarantine.jsonl`
+    /// (counted in `quarantined_total`) instead of blocking the spool forever.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Primary`] when the primary failed or the breaker refused (the failing batch
+    /// stays in the spool; earlier batches are committed); spool errors ([`Error::Io`],
+    /// [`Error::Closed`]).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the at-least-once sense: a batch delivered but not yet committed when
+    /// the future is dropped is sent again by the next replay.
+    pub async fn replay_once(&self) -> Result<u64, Error> {
+        let inner = &*self.inner;
+        let _serial = inner.replay_lock.lock().await;
+        let mut total = 0u64;
+        loop {
+            let batch = inner.spool.read_batch(inner.replay_batch).await?;
+            if batch.is_noop() {
+                return Ok(total);
+            }
+            let mut envelopes = Vec::with_capacity(batch.records.len());
+            for r in &batch.records {
+                match r.decode::<T>() {
+                    Ok(e) => envelopes.push(e),
+                    Err(e) => inner.spool.quarantine_record(r, &e.to_string()).await?,
+                }
+            }
+            if !envelopes.is_empty()
+                && let Err((kind, e)) = self.replay_batch(&envelopes).await
+            {
+                if let Some(m) = &inner.metrics {
+                    m.error(kind);
+                }
+                return Err(Error::Primary(e));
+            }
+            inner.spool.commit(&batch).await?;
+            let n = envelopes.len() as u64;
+            total += n;
+            if let Some(m) = &inner.metrics {
+                m.replayed.inc_by(n);
+            }
+            tracing::debug!(sink = %inner.name, records = n, "replayed a batch");
+        }
+    }
+
+    async fn replay_batch(
+        &self,
+        envelopes: &[Envelope<T>],
+    ) -> Result<(), (&'static str, BoxError)> {
+        let inner = &*self.inner;
+        #[cfg(feature = "circuit-breaker")]
+        let permit = match &inner.breaker {
+            Some(b) => match b.try_acquire() {
+                Ok(p) => Some(p),
+                Err(rejected) => return Err(("breaker_open", Box::new(rejected))),
+            },
+            None => None,
+        };
+        let result = inner.primary.write_batch(envelopes).await;
+        #[cfg(feature = "circuit-breaker")]
+        if let Some(p) = permit {
+            if result.is_ok() {
+                p.success();
+            } else {
+                p.failure();
+            }
+        }
+        result.map_err(|e| ("replay", Box::new(e) as BoxError))
+    }
+
+    /// The spool's backlog (records, bytes, oldest record), for a health endpoint.
+    pub fn stats(&self) -> Stats {
+        self.inner.spool.stats()
+    }
+
+    /// The spool underneath.
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    /// The primary store.
+    pub fn primary(&self) -> &P {
+        &self.inner.primary
+    }
+
+    /// The sink's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Stops the background replayer (after the batch it is replaying, if any, is committed),
+    /// then syncs and closes the spool, releasing its directory. The backlog stays on disk and
+    /// is replayed by the next owner. Writes after this fail with [`Error::Closed`] (or go to
+    /// the primary directly if it is healthy and nothing is spooled).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the final sync failed; [`Error::Closed`] if already shut down.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if dropped, the replayer may still be stopping; call again to finish.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        let inner = &*self.inner;
+        inner.stop.send_replace(true);
+        let handle = inner.replayer.lock().take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        inner.spool.close().await
+    }
+}
+
+impl<T, P: Primary<T>> Drop for Inner<T, P> {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// The background replayer: wakes on a spooled record or every `replay_interval`, drains the
+/// spool, and after a failure waits `replay_interval` (or the breaker's `retry_after`).
+async fn replayer<T, P>(sink: Weak<Inner<T, P>>, mut stop: watch::Receiver<bool>)
+where
+    T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
+    P: Primary<T>,
+{
+    let mut backoff: Option<Duration> = None;
+    loop {
+        // Hold only the `Notify` while waiting, so dropping every sink handle ends the task.
+        let (interval, wake) = {
+            let Some(inner) = sink.upgrade() else { return };
+            (inner.replay_interval, Arc::clone(&inner.wake))
+        };
+        match backoff.take() {
+            Some(d) => {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(d) => {}
+                }
+            }
+            None => {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+        }
+        drop(wake);
+        let Some(inner) = sink.upgrade() else { return };
+        if *stop.borrow() {
+            return;
+        }
+        if inner.spool.stats().records == 0 {
+            continue;
+        }
+        let sink = FallbackSink { inner };
+        match sink.replay_once().await {
+            Ok(n) if n > 0 => {
+                tracing::info!(sink = %sink.inner.name, records = n, "spool replayed to the primary");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let wait = breaker_retry_after(&e).unwrap_or(interval);
+                tracing::debug!(sink = %sink.inner.name, error = %e, retry_in = ?wait, "replay failed");
+                backoff = Some(wait);
+            }
+        }
+    }
+}
+
+/// When replay was refused by an open breaker, how long until it admits a probe.
+fn breaker_retry_after(e: &Error) -> Option<Duration> {
+    #[cfg(feature = "circuit-breaker")]
+    if let Error::Primary(cause) = e
+        && let Some(r) = cause.downcast_ref::<seawall_circuit_breaker::Rejected>()
+    {
+        return Some(r.retry_after.max(Duration::from_millis(1)));
+    }
+    let _ = e;
+    None
+}
