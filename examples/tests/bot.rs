@@ -231,8 +231,33 @@ fn killed_during_the_audit_outage_loses_no_acknowledged_event() {
         "no event acknowledged before the kill"
     );
 
+    // Leave a corrupt line behind as well: the restart must quarantine it and carry on.
+    let segment = std::fs::read_dir(dir.path().join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("quarantine")
+        })
+        .max()
+        .expect("a spool segment");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(b"{\"this is\": not a spooled record}\n")
+        .unwrap();
+
     // The restarted bot replays the spool of the killed one, then runs its own scenario.
     let (mut child, rx) = spawn_bot(&args);
+    wait_for_line(
+        &rx,
+        "corrupt line(s) from an earlier run",
+        Duration::from_secs(60),
+    );
     wait_for_line(&rx, "scenario finished", Duration::from_secs(120));
     let exit = child.wait().unwrap();
     assert!(exit.success(), "restarted bot exited with {exit}");
