@@ -139,7 +139,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         .consecutive_failures(5)
         .open_durations(
             retry::Backoff::exponential(s(1000))
-                .max_delay(s(4000))
+                .max_delay(s(2000))
                 .build()?,
         )
         .jitter(0.2)
