@@ -45,28 +45,47 @@ const fn with_fails(word: u64, fails: u32) -> u64 {
     (word & ((1 << FAIL_SHIFT) - 1)) | ((fails as u64) << FAIL_SHIFT)
 }
 
-/// What a permit remembers about its acquisition.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Token {
-    pub(crate) kind: Kind,
-    generation: u32,
-    start: Option<Instant>,
-}
-
+/// What a permit remembers about its acquisition: the state word it was granted under (its
+/// state and generation, failure count cleared) and, when slow calls are tracked, its start
+/// in nanoseconds on the breaker's clock. Two plain words, so the hot path copies no niche-
+/// encoded `Option<Instant>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Closed,
-    Probe,
-    Disabled,
+pub(crate) struct Token {
+    word: u64,
+    start: u64,
 }
 
-impl Kind {
-    pub(crate) const fn state(self) -> State {
-        match self {
-            Kind::Closed => State::Closed,
-            Kind::Probe => State::HalfOpen,
-            Kind::Disabled => State::Disabled,
+const NO_START: u64 = u64::MAX;
+
+impl Token {
+    /// The token of a permit that already has its verdict.
+    pub(crate) const SPENT: Token = Token {
+        word: u64::MAX,
+        start: NO_START,
+    };
+
+    #[inline]
+    const fn new(word: u64, start: u64) -> Token {
+        Token {
+            word: word & ((1 << FAIL_SHIFT) - 1),
+            start,
         }
+    }
+
+    /// The state the permit was granted in: `Closed`, `HalfOpen` (a probe) or `Disabled`.
+    #[inline]
+    pub(crate) const fn state(self) -> State {
+        state_of(self.word)
+    }
+
+    #[inline]
+    const fn generation(self) -> u32 {
+        gen_of(self.word)
+    }
+
+    #[inline]
+    pub(crate) const fn is_spent(self) -> bool {
+        self.word == u64::MAX
     }
 }
 
@@ -102,14 +121,23 @@ struct Core {
     rng: SmallRng,
 }
 
+/// Keeps the state word alone on its cache line, so that writes elsewhere (the `Arc`'s
+/// reference counts when permits are cloned, the mutex) do not evict it from the other cores'
+/// caches.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 #[derive(Debug)]
 pub(crate) struct Inner {
-    word: AtomicU64,
+    word: Padded<AtomicU64>,
     /// Nanoseconds since `base` at which an open breaker lets probes through.
     open_until: AtomicU64,
     base: Instant,
     /// Consecutive-failure threshold when that policy is lock-free, else 0.
     lock_free_threshold: u32,
+    /// Closed-state verdicts need neither the clock nor the lock.
+    fast: bool,
     pub(crate) name: std::sync::Arc<str>,
     cfg: Config,
     core: Mutex<Core>,
@@ -155,10 +183,11 @@ impl Inner {
         };
         let (events, _) = broadcast::channel(64);
         Inner {
-            word: AtomicU64::new(pack(State::Closed, 0, 0)),
+            word: Padded(AtomicU64::new(pack(State::Closed, 0, 0))),
             open_until: AtomicU64::new(0),
             base: now,
             lock_free_threshold,
+            fast: lock_free_threshold != 0 && cfg.slow.is_none(),
             name,
             cfg,
             core: Mutex::new(core),
@@ -183,14 +212,14 @@ impl Inner {
 
     /// The current state, moving an open breaker whose open duration has elapsed to half-open.
     pub(crate) fn state(&self) -> State {
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         let state = state_of(word);
         if state == State::Open {
             let now = Instant::now();
             if self.nanos(now) >= self.open_until.load(Ordering::Relaxed) {
                 let mut core = self.lock();
                 self.half_open_if_due(&mut core, now);
-                return state_of(self.word.load(Ordering::Acquire));
+                return state_of(self.word.0.load(Ordering::Acquire));
             }
         }
         state
@@ -198,28 +227,20 @@ impl Inner {
 
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Token, Rejected> {
-        let word = self.word.load(Ordering::Acquire);
-        match state_of(word) {
-            State::Closed => Ok(Token {
-                kind: Kind::Closed,
-                generation: gen_of(word),
-                start: self.start(),
-            }),
-            State::Disabled => Ok(Token {
-                kind: Kind::Disabled,
-                generation: gen_of(word),
-                start: None,
-            }),
-            _ => self.acquire_slow(word),
+        let word = self.word.0.load(Ordering::Acquire);
+        if word & STATE_MASK == State::Closed.code() {
+            Ok(Token::new(word, self.start()))
+        } else {
+            self.acquire_slow(word)
         }
     }
 
     #[inline]
-    fn start(&self) -> Option<Instant> {
+    fn start(&self) -> u64 {
         if self.cfg.slow.is_some() {
-            Some(Instant::now())
+            self.nanos(Instant::now())
         } else {
-            None
+            NO_START
         }
     }
 
@@ -235,6 +256,9 @@ impl Inner {
     }
 
     fn acquire_slow_inner(&self, word: u64) -> Result<Token, Rejected> {
+        if state_of(word) == State::Disabled {
+            return Ok(Token::new(word, NO_START));
+        }
         if state_of(word) == State::ForcedOpen {
             return Err(Rejected {
                 retry_after: self.cfg.first_open,
@@ -254,16 +278,12 @@ impl Inner {
         }
         let mut core = self.lock();
         self.half_open_if_due(&mut core, now);
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         match state_of(word) {
             State::HalfOpen => {
                 if core.in_flight < self.cfg.probes {
                     core.in_flight += 1;
-                    Ok(Token {
-                        kind: Kind::Probe,
-                        generation: gen_of(word),
-                        start: self.start(),
-                    })
+                    Ok(Token::new(word, self.start()))
                 } else {
                     Err(Rejected {
                         retry_after: core.open_for,
@@ -282,21 +302,13 @@ impl Inner {
                 retry_after: self.cfg.first_open,
                 state: State::ForcedOpen,
             }),
-            State::Closed => Ok(Token {
-                kind: Kind::Closed,
-                generation: gen_of(word),
-                start: self.start(),
-            }),
-            State::Disabled => Ok(Token {
-                kind: Kind::Disabled,
-                generation: gen_of(word),
-                start: None,
-            }),
+            State::Closed => Ok(Token::new(word, self.start())),
+            State::Disabled => Ok(Token::new(word, NO_START)),
         }
     }
 
     fn half_open_if_due(&self, core: &mut Core, now: Instant) {
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         if state_of(word) == State::Open
             && self.nanos(now) >= self.open_until.load(Ordering::Relaxed)
         {
@@ -308,51 +320,68 @@ impl Inner {
     /// Records the verdict on a permit.
     #[inline]
     pub(crate) fn finish(&self, token: Token, verdict: Verdict) {
+        if self.fast && token.state() == State::Closed {
+            // The lock-free closed path: no clock, no lock; a success is one load.
+            if let Some(m) = &self.metrics {
+                m.count(verdict);
+            }
+            match verdict {
+                Verdict::Outcome(Outcome::Success) => {
+                    if fails_of(self.word.0.load(Ordering::Relaxed)) != 0 {
+                        self.clear_failures(token.generation());
+                    }
+                }
+                Verdict::Outcome(Outcome::Failure) => self.add_failure(token.generation()),
+                Verdict::Outcome(Outcome::Ignored) | Verdict::Abandoned => {}
+            }
+            return;
+        }
+        self.finish_general(token, verdict);
+    }
+
+    #[inline(never)]
+    fn finish_general(&self, token: Token, verdict: Verdict) {
         let mut verdict = verdict;
         let mut slow = false;
-        if let (Some(start), Some(policy), Verdict::Outcome(outcome)) =
-            (token.start, self.cfg.slow, verdict)
+        if let (Some(policy), Verdict::Outcome(outcome)) = (self.cfg.slow, verdict)
+            && token.start != NO_START
             && outcome != Outcome::Ignored
         {
-            slow = start.elapsed() >= policy.threshold();
+            let elapsed = self.nanos(Instant::now()).saturating_sub(token.start);
+            slow = u128::from(elapsed) >= policy.threshold().as_nanos();
             if slow && outcome == Outcome::Success && matches!(policy, SlowCalls::AsFailures { .. })
             {
                 verdict = Verdict::Outcome(Outcome::Failure);
             }
         }
         if let Some(m) = &self.metrics {
-            match verdict {
-                Verdict::Outcome(Outcome::Success) => m.success.inc(),
-                Verdict::Outcome(Outcome::Failure) => m.failure.inc(),
-                Verdict::Outcome(Outcome::Ignored) => m.ignored.inc(),
-                Verdict::Abandoned => m.abandoned.inc(),
-            };
+            m.count(verdict);
         }
-        match token.kind {
-            Kind::Closed => {
+        match token.state() {
+            State::Closed => {
                 let Verdict::Outcome(outcome) = verdict else {
                     return;
                 };
                 if self.lock_free_threshold != 0 {
                     match outcome {
-                        Outcome::Success => self.clear_failures(token.generation),
-                        Outcome::Failure => self.add_failure(token.generation),
+                        Outcome::Success => self.clear_failures(token.generation()),
+                        Outcome::Failure => self.add_failure(token.generation()),
                         Outcome::Ignored => {}
                     }
                 } else if outcome != Outcome::Ignored {
-                    self.finish_closed_locked(token.generation, outcome, slow);
+                    self.finish_closed_locked(token.generation(), outcome, slow);
                 }
             }
-            Kind::Probe => self.finish_probe(token.generation, verdict, slow),
-            Kind::Disabled => {}
+            State::HalfOpen => self.finish_probe(token.generation(), verdict, slow),
+            _ => {}
         }
     }
 
     #[inline]
     fn clear_failures(&self, generation: u32) {
-        let mut word = self.word.load(Ordering::Relaxed);
+        let mut word = self.word.0.load(Ordering::Relaxed);
         while fails_of(word) != 0 && state_of(word) == State::Closed && gen_of(word) == generation {
-            match self.word.compare_exchange_weak(
+            match self.word.0.compare_exchange_weak(
                 word,
                 with_fails(word, 0),
                 Ordering::AcqRel,
@@ -367,13 +396,13 @@ impl Inner {
     /// Counts one more failure in a row; returns the new count, or `None` if the breaker
     /// left that closed generation.
     fn bump_failures(&self, generation: u32) -> Option<u32> {
-        let mut word = self.word.load(Ordering::Relaxed);
+        let mut word = self.word.0.load(Ordering::Relaxed);
         loop {
             if state_of(word) != State::Closed || gen_of(word) != generation {
                 return None;
             }
             let fails = fails_of(word).saturating_add(1);
-            match self.word.compare_exchange_weak(
+            match self.word.0.compare_exchange_weak(
                 word,
                 with_fails(word, fails),
                 Ordering::AcqRel,
@@ -385,6 +414,7 @@ impl Inner {
         }
     }
 
+    #[inline(never)]
     fn add_failure(&self, generation: u32) {
         let threshold = self.lock_free_threshold;
         if self
@@ -392,7 +422,7 @@ impl Inner {
             .is_some_and(|n| n >= threshold)
         {
             let mut core = self.lock();
-            let word = self.word.load(Ordering::Acquire);
+            let word = self.word.0.load(Ordering::Acquire);
             if state_of(word) == State::Closed
                 && gen_of(word) == generation
                 && fails_of(word) >= threshold
@@ -410,7 +440,7 @@ impl Inner {
 
     fn finish_closed_locked(&self, generation: u32, outcome: Outcome, slow: bool) {
         let mut core = self.lock();
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         if state_of(word) != State::Closed || gen_of(word) != generation {
             return;
         }
@@ -454,7 +484,7 @@ impl Inner {
         // The slot is freed whatever happened since: `in_flight` counts every live probe,
         // including one granted before a reopen, so probes never overlap beyond the limit.
         core.in_flight = core.in_flight.saturating_sub(1);
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         if state_of(word) != State::HalfOpen || gen_of(word) != generation {
             return;
         }
@@ -481,12 +511,12 @@ impl Inner {
     /// A manual transition: `reset`, `force_open`, `disable`.
     pub(crate) fn manual(&self, to: State, reason: Reason) {
         let mut core = self.lock();
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         if state_of(word) == to {
             if to == State::Closed {
                 // Already closed: reset still forgets the failures counted so far.
                 self.clear_counts(&mut core);
-                self.word.store(
+                self.word.0.store(
                     pack(State::Closed, gen_of(word).wrapping_add(1), 0),
                     Ordering::Release,
                 );
@@ -508,7 +538,7 @@ impl Inner {
 
     /// Moves to `to`; the caller holds the lock.
     fn transition(&self, core: &mut Core, to: State, reason: Reason, now: Instant) {
-        let word = self.word.load(Ordering::Acquire);
+        let word = self.word.0.load(Ordering::Acquire);
         let from = state_of(word);
         let mut open_for = None;
         match to {
@@ -528,6 +558,7 @@ impl Inner {
         }
         core.successes = 0;
         self.word
+            .0
             .store(pack(to, gen_of(word).wrapping_add(1), 0), Ordering::Release);
         if let Some(m) = &self.metrics {
             m.transition(from, to);

@@ -123,16 +123,28 @@ impl Metrics {
 #[derive(Debug)]
 pub(crate) struct BreakerMetrics {
     name: String,
-    pub(crate) success: Counter,
-    pub(crate) failure: Counter,
-    pub(crate) ignored: Counter,
+    success: Counter,
+    failure: Counter,
+    ignored: Counter,
     pub(crate) rejected: Counter,
-    pub(crate) abandoned: Counter,
+    abandoned: Counter,
     states: [Gauge; 5],
     transitions: Family<TransitionLabels, Counter>,
 }
 
 impl BreakerMetrics {
+    #[inline]
+    pub(crate) fn count(&self, verdict: crate::inner::Verdict) {
+        use crate::Outcome;
+        use crate::inner::Verdict;
+        match verdict {
+            Verdict::Outcome(Outcome::Success) => self.success.inc(),
+            Verdict::Outcome(Outcome::Failure) => self.failure.inc(),
+            Verdict::Outcome(Outcome::Ignored) => self.ignored.inc(),
+            Verdict::Abandoned => self.abandoned.inc(),
+        };
+    }
+
     pub(crate) fn transition(&self, from: State, to: State) {
         self.states[from.code() as usize].set(0);
         self.states[to.code() as usize].set(1);

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::inner::{Inner, Kind, Token, Verdict};
+use crate::inner::{Inner, Token, Verdict};
 use crate::{Outcome, State};
 
 /// The right to make one call through a [`CircuitBreaker`](crate::CircuitBreaker), from
@@ -43,15 +43,12 @@ use crate::{Outcome, State};
 #[must_use = "a permit dropped without a verdict counts as abandoned"]
 pub struct Permit {
     inner: Arc<Inner>,
-    token: Option<Token>,
+    token: Token,
 }
 
 impl Permit {
     pub(crate) fn new(inner: Arc<Inner>, token: Token) -> Permit {
-        Permit {
-            inner,
-            token: Some(token),
-        }
+        Permit { inner, token }
     }
 
     /// Reports that the call succeeded.
@@ -72,27 +69,26 @@ impl Permit {
 
     /// Reports `outcome`.
     pub fn record(mut self, outcome: Outcome) {
-        if let Some(token) = self.token.take() {
-            self.inner.finish(token, Verdict::Outcome(outcome));
-        }
+        let token = std::mem::replace(&mut self.token, Token::SPENT);
+        self.inner.finish(token, Verdict::Outcome(outcome));
     }
 
     /// `true` if this permit is a half-open probe: its verdict decides whether the breaker
     /// closes or reopens.
     pub fn is_probe(&self) -> bool {
-        self.token.is_some_and(|t| t.kind == Kind::Probe)
+        self.token.state() == State::HalfOpen
     }
 
     /// The state the permit was granted in: `Closed`, `HalfOpen` or `Disabled`.
     pub fn state(&self) -> State {
-        self.token.map_or(State::Closed, |t| t.kind.state())
+        self.token.state()
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
-            self.inner.finish(token, Verdict::Abandoned);
+        if !self.token.is_spent() {
+            self.inner.finish(self.token, Verdict::Abandoned);
         }
     }
 }
@@ -109,30 +105,26 @@ impl fmt::Debug for Permit {
 /// The borrowed permit used inside `call`: no reference count to touch on the hot path.
 pub(crate) struct Guard<'a> {
     inner: &'a Inner,
-    token: Option<Token>,
+    token: Token,
 }
 
 impl<'a> Guard<'a> {
     #[inline]
     pub(crate) fn new(inner: &'a Inner, token: Token) -> Guard<'a> {
-        Guard {
-            inner,
-            token: Some(token),
-        }
+        Guard { inner, token }
     }
 
     #[inline]
     pub(crate) fn record(mut self, outcome: Outcome) {
-        if let Some(token) = self.token.take() {
-            self.inner.finish(token, Verdict::Outcome(outcome));
-        }
+        let token = std::mem::replace(&mut self.token, Token::SPENT);
+        self.inner.finish(token, Verdict::Outcome(outcome));
     }
 }
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
-            self.inner.finish(token, Verdict::Abandoned);
+        if !self.token.is_spent() {
+            self.inner.finish(self.token, Verdict::Abandoned);
         }
     }
 }
