@@ -89,8 +89,11 @@ struct Entry<K, P> {
 
 struct Table<K, P> {
     entries: HashTable<Entry<K, P>>,
-    /// Last reservation token handed out in this shard (0 means none).
-    tokens: u64,
+    /// Last reservation token handed out in this shard (0 means none). A
+    /// token only has to differ from that of a stale reservation for the same
+    /// key still alive after the key was evicted and re-created, so 32 bits
+    /// (four billion reservations per shard before reuse) are plenty.
+    tokens: u32,
 }
 
 /// One shard, on its own cache lines so shards do not false-share.
@@ -438,7 +441,7 @@ impl<K: Hash + Eq + Clone, P> Cooldown<K, P> {
             let before = table.entries.len();
             table.entries.retain(|e| {
                 if let Some(pending) = e.state.take_ready_digest(now, window) {
-                    let digest = inner.digest_from(pending, e.state.fired_at);
+                    let digest = inner.digest_from(pending, e.state.fired_at());
                     out.push((e.key.clone(), digest));
                 }
                 !e.state.is_dead(now, window)
@@ -582,7 +585,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         key: &K,
         hash: u64,
         now: u64,
-        f: impl FnOnce(&mut KeyState<P>, u64) -> R,
+        f: impl FnOnce(&mut KeyState<P>, u32) -> R,
     ) -> R {
         let (out, hk) = {
             let mut table = self.shard(hash).lock();
@@ -630,7 +633,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         }
     }
 
-    pub(crate) fn commit(&self, key: &K, hash: u64, token: u64) {
+    pub(crate) fn commit(&self, key: &K, hash: u64, token: u32) {
         let now = self.now_ticks();
         self.with_entry(key, hash, now, |state, _| state.commit(now, token));
         if let Some(m) = &self.metrics {
@@ -638,7 +641,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         }
     }
 
-    pub(crate) fn rollback(&self, key: &K, hash: u64, token: u64, digest: Option<Digest<P>>) {
+    pub(crate) fn rollback(&self, key: &K, hash: u64, token: u32, digest: Option<Digest<P>>) {
         let pending = digest.map(|d| Pending {
             count: d.count,
             first: self.ticks(d.first_suppressed),
@@ -705,7 +708,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
                 ties -= 1;
             }
             if evict {
-                lost = lost.saturating_add(e.state.pending.as_ref().map_or(0, |p| p.count));
+                lost = lost.saturating_add(e.state.pending_count());
             }
             !evict
         });

@@ -21,7 +21,7 @@ pub struct Reservation<K: Hash + Eq + Clone, P = ()> {
     inner: Arc<Inner<K, P>>,
     key: K,
     hash: u64,
-    token: u64,
+    token: u32,
     fire: Fire<P>,
     committed: bool,
 }
@@ -31,7 +31,7 @@ impl<K: Hash + Eq + Clone, P> Reservation<K, P> {
         inner: Arc<Inner<K, P>>,
         key: K,
         hash: u64,
-        token: u64,
+        token: u32,
         fire: Fire<P>,
     ) -> Self {
         Self {

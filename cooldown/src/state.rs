@@ -11,7 +11,7 @@
 //! The record answers four questions:
 //! - is a window open (`fired_at + window > now`)?
 //! - is a send in flight (`reservation != 0`)?
-//! - how many events were suppressed and not yet reported (`pending`)?
+//! - how many events were suppressed and not yet reported (`count`)?
 //! - is there anything left to remember (`is_dead`), so the store may forget it?
 
 /// Suppressed events not yet reported to anyone: the raw form of a
@@ -42,15 +42,27 @@ impl<P> Pending<P> {
 }
 
 /// What a key's record remembers between events.
+///
+/// Flat and small on purpose (40 bytes with `P = ()`): the suppressed path of
+/// an alert storm is one cache miss on this record, so every byte counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeyState<P> {
-    /// Tick at which the current (or last) window started.
-    pub(crate) fired_at: Option<u64>,
-    /// Suppressed events not yet reported.
-    pub(crate) pending: Option<Pending<P>>,
+    /// Tick at which the current (or last) window started, [`NEVER`] if none.
+    fired_at: u64,
+    /// Tick of the earliest unreported suppressed event (valid if `count > 0`).
+    first: u64,
+    /// Tick of the latest unreported suppressed event (valid if `count > 0`).
+    last: u64,
+    /// Unreported suppressed events.
+    count: u64,
     /// Token of the reservation in flight, 0 when none.
-    pub(crate) reservation: u64,
+    reservation: u32,
+    /// Payload of the latest unreported suppressed event that carried one.
+    payload: Option<P>,
 }
+
+/// `fired_at` of a key that never fired.
+const NEVER: u64 = u64::MAX;
 
 /// A fire, before ticks are turned back into instants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,17 +94,45 @@ pub(crate) enum Verdict<P> {
 impl<P> Default for KeyState<P> {
     fn default() -> Self {
         Self {
-            fired_at: None,
-            pending: None,
+            fired_at: NEVER,
+            first: 0,
+            last: 0,
+            count: 0,
             reservation: 0,
+            payload: None,
         }
     }
 }
 
 impl<P> KeyState<P> {
+    /// Tick at which the current (or last) window started.
+    pub(crate) fn fired_at(&self) -> Option<u64> {
+        (self.fired_at != NEVER).then_some(self.fired_at)
+    }
+
+    /// Unreported suppressed events.
+    pub(crate) fn pending_count(&self) -> u64 {
+        self.count
+    }
+
     /// Tick at which the current window ends, if the key ever fired.
     fn window_end(&self, window: u64) -> Option<u64> {
-        self.fired_at.map(|at| at.saturating_add(window))
+        self.fired_at().map(|at| at.saturating_add(window))
+    }
+
+    /// Takes the unreported suppressed events out of the record.
+    fn take_pending(&mut self) -> Option<Pending<P>> {
+        if self.count == 0 {
+            return None;
+        }
+        let pending = Pending {
+            count: self.count,
+            first: self.first,
+            last: self.last,
+            payload: self.payload.take(),
+        };
+        self.count = 0;
+        Some(pending)
     }
 
     /// True while the window opened by the last fire is still running.
@@ -114,13 +154,13 @@ impl<P> KeyState<P> {
     /// to report. The store may forget such a key; an event for it later
     /// fires exactly as if it had been kept (only `last_fired` is lost).
     pub(crate) fn is_dead(&self, now: u64, window: u64) -> bool {
-        !self.blocks(now, window) && self.pending.is_none()
+        !self.blocks(now, window) && self.count == 0
     }
 
     /// Latest tick at which anything happened to the key.
     pub(crate) fn last_seen(&self) -> u64 {
-        let fired = self.fired_at.unwrap_or(0);
-        let suppressed = self.pending.as_ref().map_or(0, |p| p.last);
+        let fired = self.fired_at().unwrap_or(0);
+        let suppressed = if self.count > 0 { self.last } else { 0 };
         fired.max(suppressed)
     }
 
@@ -135,24 +175,19 @@ impl<P> KeyState<P> {
         payload: impl FnOnce() -> Option<P>,
     ) -> RawSuppressed {
         let payload = payload();
-        let pending = match &mut self.pending {
-            Some(p) => {
-                p.count = p.count.saturating_add(1);
-                p.first = p.first.min(now);
-                p.last = p.last.max(now);
-                if payload.is_some() {
-                    p.payload = payload;
-                }
-                p
-            }
-            None => self.pending.insert(Pending {
-                count: 1,
-                first: now,
-                last: now,
-                payload,
-            }),
-        };
-        let suppressed = pending.count;
+        if self.count == 0 {
+            self.first = now;
+            self.last = now;
+            self.payload = None;
+        } else {
+            self.first = self.first.min(now);
+            self.last = self.last.max(now);
+        }
+        self.count = self.count.saturating_add(1);
+        if payload.is_some() {
+            self.payload = payload;
+        }
+        let suppressed = self.count;
         let remaining = match self.window_end(window) {
             Some(end) if end > now => end - now,
             _ => window,
@@ -165,10 +200,11 @@ impl<P> KeyState<P> {
 
     /// Starts a window at `now` and hands out what it reports.
     fn fire(&mut self, now: u64, bypassed: bool) -> RawFire<P> {
-        let last_fired = self.fired_at.replace(now);
+        let last_fired = self.fired_at();
+        self.fired_at = now;
         RawFire {
             last_fired,
-            digest: self.pending.take(),
+            digest: self.take_pending(),
             bypassed,
         }
     }
@@ -203,15 +239,15 @@ impl<P> KeyState<P> {
         now: u64,
         window: u64,
         payload: impl FnOnce() -> Option<P>,
-        token: u64,
+        token: u32,
     ) -> Result<RawFire<P>, RawSuppressed> {
         if self.blocks(now, window) {
             return Err(self.suppress(now, window, payload));
         }
         self.reservation = token;
         Ok(RawFire {
-            last_fired: self.fired_at,
-            digest: self.pending.take(),
+            last_fired: self.fired_at(),
+            digest: self.take_pending(),
             bypassed: false,
         })
     }
@@ -220,26 +256,33 @@ impl<P> KeyState<P> {
     /// only if `token` still owns it (the record may have been evicted and
     /// re-created meanwhile); the window starts either way, because the alert
     /// did go out.
-    pub(crate) fn commit(&mut self, now: u64, token: u64) {
+    pub(crate) fn commit(&mut self, now: u64, token: u32) {
         if self.reservation == token {
             self.reservation = 0;
         }
-        self.fired_at = Some(self.fired_at.map_or(now, |at| at.max(now)));
+        self.fired_at = self.fired_at().map_or(now, |at| at.max(now));
     }
 
     /// The send failed or was abandoned: the key may fire again at once, and
     /// the digest the reservation took is given back so no count is lost.
     /// Returns whether `token` still owned the reservation.
-    pub(crate) fn rollback(&mut self, token: u64, digest: Option<Pending<P>>) -> bool {
+    pub(crate) fn rollback(&mut self, token: u32, digest: Option<Pending<P>>) -> bool {
         let owned = self.reservation == token;
         if owned {
             self.reservation = 0;
         }
         if let Some(older) = digest {
-            match &mut self.pending {
-                Some(current) => current.absorb(older),
-                None => self.pending = Some(older),
-            }
+            let merged = match self.take_pending() {
+                Some(mut current) => {
+                    current.absorb(older);
+                    current
+                }
+                None => older,
+            };
+            self.count = merged.count;
+            self.first = merged.first;
+            self.last = merged.last;
+            self.payload = merged.payload;
         }
         owned
     }
@@ -250,7 +293,7 @@ impl<P> KeyState<P> {
         if self.blocks(now, window) {
             None
         } else {
-            self.pending.take()
+            self.take_pending()
         }
     }
 }
@@ -277,6 +320,11 @@ mod tests {
             Verdict::Suppressed(s) => s,
             Verdict::Fire(f) => panic!("expected suppression at {now}, got {f:?}"),
         }
+    }
+
+    #[test]
+    fn record_stays_small() {
+        assert_eq!(std::mem::size_of::<KeyState<()>>(), 40);
     }
 
     #[test]
@@ -346,7 +394,7 @@ mod tests {
         );
         assert_eq!(suppressed(&mut s, 102, Some("y")).suppressed, 2);
         assert!(s.rollback(7, won.digest));
-        let p = s.pending.clone().expect("restored");
+        let p = s.clone().take_pending().expect("restored");
         assert_eq!(
             (p.count, p.first, p.last, p.payload),
             (3, 5, 102, Some("y"))
