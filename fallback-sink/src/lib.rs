@@ -77,6 +77,7 @@
 mod checkpoint;
 mod envelope;
 mod error;
+mod inspect;
 mod metrics;
 mod primary;
 mod record;
@@ -88,6 +89,7 @@ mod writer;
 
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error};
+pub use inspect::{Inspection, SegmentReport, inspect};
 pub use metrics::Metrics;
 pub use primary::Primary;
 pub use sink::{Delivered, FallbackSink, FallbackSinkBuilder};

@@ -489,3 +489,33 @@ fn bounds() {
     is_send(&spool.commit(&b));
     rt.block_on(spool.close()).unwrap();
 }
+
+#[tokio::test]
+async fn inspect_reports_damage_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10).await;
+    let spool = Spool::open(dir.path()).await.unwrap();
+    let b = spool.read_batch(4).await.unwrap();
+    spool.commit(&b).await.unwrap();
+    spool.close().await.unwrap();
+    let seg = segments(dir.path())[0].clone();
+    let mut data = fs::read(&seg).unwrap();
+    let r = line_ranges(&data);
+    data[r[6].1 - 3] ^= 0x01;
+    data.extend_from_slice(b"{\"id\":");
+    fs::write(&seg, &data).unwrap();
+
+    let rep = seawall_fallback_sink::inspect(dir.path()).unwrap();
+    assert!(!rep.locked);
+    assert_eq!(rep.checkpoint.unwrap().1, 4);
+    assert_eq!(rep.segments.len(), 1);
+    let s = &rep.segments[0];
+    assert_eq!(s.records, 9);
+    assert_eq!(s.unread_records, 5);
+    assert_eq!(s.seq_range, Some((1, 10)));
+    assert_eq!(s.bad_lines, vec![(r[6].0 as u64, "checksum mismatch")]);
+    assert_eq!(s.torn_tail, 6);
+    assert_eq!(rep.backlog_records(), 5);
+    assert_eq!(fs::read(&seg).unwrap(), data, "inspect is read-only");
+    assert!(!dir.path().join("quarantine.jsonl").exists());
+}
