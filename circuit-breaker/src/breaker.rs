@@ -193,6 +193,7 @@ impl CircuitBreaker {
     /// assert_eq!(permit.state(), State::Closed);
     /// permit.success();
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, Rejected> {
         let token = self.inner.acquire()?;
         Ok(Permit::new(Arc::clone(&self.inner), token))
@@ -204,6 +205,7 @@ impl CircuitBreaker {
     /// # Panics
     ///
     /// Never.
+    #[inline]
     pub fn state(&self) -> State {
         self.inner.state()
     }

@@ -121,23 +121,27 @@ struct Core {
     rng: SmallRng,
 }
 
-/// Keeps the state word alone on its cache line, so that writes elsewhere (the `Arc`'s
-/// reference counts when permits are cloned, the mutex) do not evict it from the other cores'
-/// caches.
+/// What the closed-state hot path reads, alone on its cache line(s) so that writes elsewhere
+/// (the `Arc`'s reference counts when permits are cloned, the mutex) do not evict it from the
+/// other cores' caches.
 #[derive(Debug)]
 #[repr(align(128))]
-struct Padded<T>(T);
+struct Hot {
+    word: AtomicU64,
+    /// Closed-state verdicts need neither the clock nor the lock.
+    fast: bool,
+    /// Slow calls are tracked: permits record their start.
+    timed: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    word: Padded<AtomicU64>,
+    hot: Hot,
     /// Nanoseconds since `base` at which an open breaker lets probes through.
     open_until: AtomicU64,
     base: Instant,
     /// Consecutive-failure threshold when that policy is lock-free, else 0.
     lock_free_threshold: u32,
-    /// Closed-state verdicts need neither the clock nor the lock.
-    fast: bool,
     pub(crate) name: std::sync::Arc<str>,
     cfg: Config,
     core: Mutex<Core>,
@@ -183,11 +187,14 @@ impl Inner {
         };
         let (events, _) = broadcast::channel(64);
         Inner {
-            word: Padded(AtomicU64::new(pack(State::Closed, 0, 0))),
+            hot: Hot {
+                word: AtomicU64::new(pack(State::Closed, 0, 0)),
+                fast: lock_free_threshold != 0 && cfg.slow.is_none(),
+                timed: cfg.slow.is_some(),
+            },
             open_until: AtomicU64::new(0),
             base: now,
             lock_free_threshold,
-            fast: lock_free_threshold != 0 && cfg.slow.is_none(),
             name,
             cfg,
             core: Mutex::new(core),
@@ -211,15 +218,16 @@ impl Inner {
     }
 
     /// The current state, moving an open breaker whose open duration has elapsed to half-open.
+    #[inline]
     pub(crate) fn state(&self) -> State {
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         let state = state_of(word);
         if state == State::Open {
             let now = Instant::now();
             if self.nanos(now) >= self.open_until.load(Ordering::Relaxed) {
                 let mut core = self.lock();
                 self.half_open_if_due(&mut core, now);
-                return state_of(self.word.0.load(Ordering::Acquire));
+                return state_of(self.hot.word.load(Ordering::Acquire));
             }
         }
         state
@@ -227,7 +235,7 @@ impl Inner {
 
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Token, Rejected> {
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         if word & STATE_MASK == State::Closed.code() {
             Ok(Token::new(word, self.start()))
         } else {
@@ -237,7 +245,7 @@ impl Inner {
 
     #[inline]
     fn start(&self) -> u64 {
-        if self.cfg.slow.is_some() {
+        if self.hot.timed {
             self.nanos(Instant::now())
         } else {
             NO_START
@@ -278,7 +286,7 @@ impl Inner {
         }
         let mut core = self.lock();
         self.half_open_if_due(&mut core, now);
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         match state_of(word) {
             State::HalfOpen => {
                 if core.in_flight < self.cfg.probes {
@@ -308,7 +316,7 @@ impl Inner {
     }
 
     fn half_open_if_due(&self, core: &mut Core, now: Instant) {
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         if state_of(word) == State::Open
             && self.nanos(now) >= self.open_until.load(Ordering::Relaxed)
         {
@@ -320,14 +328,14 @@ impl Inner {
     /// Records the verdict on a permit.
     #[inline]
     pub(crate) fn finish(&self, token: Token, verdict: Verdict) {
-        if self.fast && token.state() == State::Closed {
+        if self.hot.fast && token.state() == State::Closed {
             // The lock-free closed path: no clock, no lock; a success is one load.
             if let Some(m) = &self.metrics {
                 m.count(verdict);
             }
             match verdict {
                 Verdict::Outcome(Outcome::Success) => {
-                    if fails_of(self.word.0.load(Ordering::Relaxed)) != 0 {
+                    if fails_of(self.hot.word.load(Ordering::Relaxed)) != 0 {
                         self.clear_failures(token.generation());
                     }
                 }
@@ -379,9 +387,9 @@ impl Inner {
 
     #[inline]
     fn clear_failures(&self, generation: u32) {
-        let mut word = self.word.0.load(Ordering::Relaxed);
+        let mut word = self.hot.word.load(Ordering::Relaxed);
         while fails_of(word) != 0 && state_of(word) == State::Closed && gen_of(word) == generation {
-            match self.word.0.compare_exchange_weak(
+            match self.hot.word.compare_exchange_weak(
                 word,
                 with_fails(word, 0),
                 Ordering::AcqRel,
@@ -396,13 +404,13 @@ impl Inner {
     /// Counts one more failure in a row; returns the new count, or `None` if the breaker
     /// left that closed generation.
     fn bump_failures(&self, generation: u32) -> Option<u32> {
-        let mut word = self.word.0.load(Ordering::Relaxed);
+        let mut word = self.hot.word.load(Ordering::Relaxed);
         loop {
             if state_of(word) != State::Closed || gen_of(word) != generation {
                 return None;
             }
             let fails = fails_of(word).saturating_add(1);
-            match self.word.0.compare_exchange_weak(
+            match self.hot.word.compare_exchange_weak(
                 word,
                 with_fails(word, fails),
                 Ordering::AcqRel,
@@ -422,7 +430,7 @@ impl Inner {
             .is_some_and(|n| n >= threshold)
         {
             let mut core = self.lock();
-            let word = self.word.0.load(Ordering::Acquire);
+            let word = self.hot.word.load(Ordering::Acquire);
             if state_of(word) == State::Closed
                 && gen_of(word) == generation
                 && fails_of(word) >= threshold
@@ -440,7 +448,7 @@ impl Inner {
 
     fn finish_closed_locked(&self, generation: u32, outcome: Outcome, slow: bool) {
         let mut core = self.lock();
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         if state_of(word) != State::Closed || gen_of(word) != generation {
             return;
         }
@@ -484,7 +492,7 @@ impl Inner {
         // The slot is freed whatever happened since: `in_flight` counts every live probe,
         // including one granted before a reopen, so probes never overlap beyond the limit.
         core.in_flight = core.in_flight.saturating_sub(1);
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         if state_of(word) != State::HalfOpen || gen_of(word) != generation {
             return;
         }
@@ -511,12 +519,12 @@ impl Inner {
     /// A manual transition: `reset`, `force_open`, `disable`.
     pub(crate) fn manual(&self, to: State, reason: Reason) {
         let mut core = self.lock();
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         if state_of(word) == to {
             if to == State::Closed {
                 // Already closed: reset still forgets the failures counted so far.
                 self.clear_counts(&mut core);
-                self.word.0.store(
+                self.hot.word.store(
                     pack(State::Closed, gen_of(word).wrapping_add(1), 0),
                     Ordering::Release,
                 );
@@ -538,7 +546,7 @@ impl Inner {
 
     /// Moves to `to`; the caller holds the lock.
     fn transition(&self, core: &mut Core, to: State, reason: Reason, now: Instant) {
-        let word = self.word.0.load(Ordering::Acquire);
+        let word = self.hot.word.load(Ordering::Acquire);
         let from = state_of(word);
         let mut open_for = None;
         match to {
@@ -557,8 +565,8 @@ impl Inner {
             State::HalfOpen | State::ForcedOpen | State::Disabled => {}
         }
         core.successes = 0;
-        self.word
-            .0
+        self.hot
+            .word
             .store(pack(to, gen_of(word).wrapping_add(1), 0), Ordering::Release);
         if let Some(m) = &self.metrics {
             m.transition(from, to);

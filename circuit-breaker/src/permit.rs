@@ -47,27 +47,32 @@ pub struct Permit {
 }
 
 impl Permit {
+    #[inline]
     pub(crate) fn new(inner: Arc<Inner>, token: Token) -> Permit {
         Permit { inner, token }
     }
 
     /// Reports that the call succeeded.
+    #[inline]
     pub fn success(self) {
         self.record(Outcome::Success);
     }
 
     /// Reports that the call failed.
+    #[inline]
     pub fn failure(self) {
         self.record(Outcome::Failure);
     }
 
     /// Reports that the call's outcome says nothing about the dependency's health. A
     /// half-open probe's slot is freed.
+    #[inline]
     pub fn ignore(self) {
         self.record(Outcome::Ignored);
     }
 
     /// Reports `outcome`.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let token = std::mem::replace(&mut self.token, Token::SPENT);
         self.inner.finish(token, Verdict::Outcome(outcome));
@@ -75,17 +80,20 @@ impl Permit {
 
     /// `true` if this permit is a half-open probe: its verdict decides whether the breaker
     /// closes or reopens.
+    #[inline]
     pub fn is_probe(&self) -> bool {
         self.token.state() == State::HalfOpen
     }
 
     /// The state the permit was granted in: `Closed`, `HalfOpen` or `Disabled`.
+    #[inline]
     pub fn state(&self) -> State {
         self.token.state()
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if !self.token.is_spent() {
             self.inner.finish(self.token, Verdict::Abandoned);
@@ -122,6 +130,7 @@ impl<'a> Guard<'a> {
 }
 
 impl Drop for Guard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.token.is_spent() {
             self.inner.finish(self.token, Verdict::Abandoned);
