@@ -22,6 +22,11 @@ type Labels = Vec<(&'static str, String)>;
 /// | `seawall_fallback_sink_oldest_record_age_seconds` | gauge | `sink` |
 /// | `seawall_fallback_sink_errors_total` | counter | `sink`, `kind` (see [`Error::kind`](crate::Error::kind)) |
 ///
+/// `kind` values: `primary` (a direct write failed; the record was spooled), `breaker_open`
+/// (the breaker refused a write or a replay), `replay` (a replayed batch failed), and the
+/// spool's own [`Error::kind`](crate::Error::kind)s when the spool refused a record (`full`,
+/// `io`, `closed`, ...).
+///
 /// Cloning is cheap (reference counted).
 ///
 /// # Examples

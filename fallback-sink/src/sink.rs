@@ -465,10 +465,18 @@ where
     /// Cancel safe in the at-least-once sense: a batch delivered but not yet committed when
     /// the future is dropped is sent again by the next replay.
     pub async fn replay_once(&self) -> Result<u64, Error> {
+        self.replay(None).await
+    }
+
+    /// Replays batches until the spool is empty, or `stop` is set (checked between batches).
+    async fn replay(&self, stop: Option<&watch::Receiver<bool>>) -> Result<u64, Error> {
         let inner = &*self.inner;
         let _serial = inner.replay_lock.lock().await;
         let mut total = 0u64;
         loop {
+            if stop.is_some_and(|s| *s.borrow()) {
+                return Ok(total);
+            }
             let batch = inner.spool.read_batch(inner.replay_batch).await?;
             if batch.is_noop() {
                 return Ok(total);
@@ -543,7 +551,8 @@ where
         &self.inner.name
     }
 
-    /// Stops the background replayer (after the batch it is replaying, if any, is committed),
+    /// Stops the background replayer (after the batch it is replaying, if any, is committed:
+    /// this waits for that batch's `write_batch`, so bound it with your store's own timeout),
     /// then syncs and closes the spool, releasing its directory. The backlog stays on disk and
     /// is replayed by the next owner. Writes after this fail with [`Error::Closed`] (or go to
     /// the primary directly if it is healthy and nothing is spooled).
@@ -616,7 +625,7 @@ where
             continue;
         }
         let sink = FallbackSink { inner };
-        match sink.replay_once().await {
+        match sink.replay(Some(&stop)).await {
             Ok(n) if n > 0 => {
                 tracing::info!(sink = %sink.inner.name, records = n, "spool replayed to the primary");
             }

@@ -575,8 +575,15 @@ impl Spool {
     /// The commit finishes on a blocking thread even if the future is dropped.
     pub async fn commit(&self, batch: &Batch) -> Result<(), Error> {
         let shared = self.shared.clone();
-        let batch = batch.clone();
-        tokio::task::spawn_blocking(move || commit(&shared, &batch))
+        let c = Commit {
+            start: batch.start,
+            end: batch.end,
+            bytes: batch.bytes,
+            consumed: batch.records.len() as u64 + batch.skipped,
+            last: batch.records.last().map(|r| (r.seq, to_ms(r.timestamp))),
+            next_ts_ms: batch.next_ts_ms,
+        };
+        tokio::task::spawn_blocking(move || commit(&shared, &c))
             .await
             .map_err(|e| Error::io("commit", &self.shared.dir, std::io::Error::other(e)))?
     }
@@ -693,7 +700,17 @@ fn read_batch(shared: &Shared, max: usize) -> Result<Batch, Error> {
     Ok(batch)
 }
 
-fn commit(shared: &Shared, batch: &Batch) -> Result<(), Error> {
+/// What committing a batch needs (not its payloads).
+struct Commit {
+    start: Position,
+    end: Position,
+    bytes: u64,
+    consumed: u64,
+    last: Option<(u64, u64)>,
+    next_ts_ms: Option<u64>,
+}
+
+fn commit(shared: &Shared, batch: &Commit) -> Result<(), Error> {
     let _g = shared.commit_lock.lock();
     let last_seq = {
         let st = shared.state.lock();
@@ -703,10 +720,10 @@ fn commit(shared: &Shared, batch: &Batch) -> Result<(), Error> {
         if st.committed != batch.start {
             return Err(Error::StaleBatch);
         }
-        if batch.is_noop() {
+        if batch.start == batch.end {
             return Ok(());
         }
-        batch.records.last().map_or(st.last_seq, |r| r.seq)
+        batch.last.map_or(st.last_seq, |(seq, _)| seq)
     };
     checkpoint::write(
         &shared.dir,
@@ -720,16 +737,14 @@ fn commit(shared: &Shared, batch: &Batch) -> Result<(), Error> {
         let mut st = shared.state.lock();
         st.committed = batch.end;
         st.last_seq = last_seq;
-        st.records = st
-            .records
-            .saturating_sub(batch.records.len() as u64 + batch.skipped);
+        st.records = st.records.saturating_sub(batch.consumed);
         st.bytes = st.bytes.saturating_sub(batch.bytes);
         st.oldest_ms = if st.records == 0 {
             None
         } else {
             batch
                 .next_ts_ms
-                .or_else(|| batch.records.last().map(|r| to_ms(r.timestamp)))
+                .or(batch.last.map(|(_, ts)| ts))
                 .or(st.oldest_ms)
         };
         let active = st.active;
