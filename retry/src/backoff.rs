@@ -10,8 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore};
 
 use crate::ConfigError;
 
@@ -66,9 +65,10 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 /// A delay schedule with optional jitter: an infinite `Iterator<Item = Duration>`.
 ///
 /// Build one with [`Backoff::constant`], [`Backoff::linear`] or [`Backoff::exponential`] and
-/// [`BackoffBuilder::build`]. Cloning a fresh `Backoff` is cheap and gives an independent
-/// iterator from the start of the schedule (the policy clones its template once per call,
-/// and only when the first attempt failed).
+/// [`BackoffBuilder::build`]. Each `build()` without a seed draws a fresh seed; a clone
+/// continues from the same position with the same random state (it repeats the original).
+/// A [`RetryPolicy`](crate::RetryPolicy) keeps the schedule and starts a fresh 24-byte cursor
+/// per call, only when the first attempt failed.
 ///
 /// # Default
 /// `Backoff::default()` is the schedule production services used: exponential from 1 s with
@@ -105,16 +105,100 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Backoff {
+    schedule: Schedule,
+    cursor: Cursor,
+}
+
+/// The immutable part of a backoff: what a policy keeps, starting one [`Cursor`] per call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
     kind: Kind,
     initial: u64,
     max: u64,
     jitter: Jitter,
     seed: Option<u64>,
+}
+
+/// The moving part of a backoff: 24 bytes, so a retry future stays small.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
     /// The un-jittered delay of the next step, in nanoseconds.
     next_base: f64,
     /// The previous delay (decorrelated jitter), in nanoseconds.
     prev: u64,
-    rng: Option<SmallRng>,
+    rng: SplitMix64,
+}
+
+/// SplitMix64 (Steele, Lea and Flood): eight bytes of state, plenty of quality for spreading
+/// delays, and fed to `rand`'s unbiased range sampling.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl RngCore for SplitMix64 {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+impl Schedule {
+    /// A cursor at the start of the schedule, seeded from the seed or a fresh one.
+    pub(crate) fn start(&self) -> Cursor {
+        let seed = match (self.seed, self.jitter) {
+            (Some(seed), _) => seed,
+            (None, Jitter::None) => 0,
+            (None, _) => fresh_seed(),
+        };
+        Cursor {
+            next_base: self.initial as f64,
+            prev: self.initial,
+            rng: SplitMix64(seed),
+        }
+    }
+
+    /// The next delay, advancing `c`.
+    pub(crate) fn next(&self, c: &mut Cursor) -> Duration {
+        let max_f = self.max as f64;
+        let base = (c.next_base.min(max_f) as u64).min(self.max);
+        if c.next_base < max_f {
+            match self.kind {
+                Kind::Constant => {}
+                Kind::Linear { step } => c.next_base += step,
+                Kind::Exponential { factor } => c.next_base *= factor,
+            }
+        }
+        let delay = match self.jitter {
+            Jitter::None => base,
+            Jitter::Full => c.rng.random_range(0..=base),
+            Jitter::Equal => c.rng.random_range(base / 2..=base),
+            Jitter::Decorrelated => {
+                let lo = self.initial;
+                let hi = c.prev.saturating_mul(3).min(self.max).max(lo);
+                let d = c.rng.random_range(lo..=hi);
+                c.prev = d;
+                d
+            }
+        };
+        Duration::from_nanos(delay)
+    }
+
+    pub(crate) fn max_delay(&self) -> Duration {
+        Duration::from_nanos(self.max)
+    }
 }
 
 impl Default for Backoff {
@@ -178,32 +262,31 @@ impl Backoff {
     }
 
     fn new(kind: Kind, initial: u64, max: u64, jitter: Jitter, seed: Option<u64>) -> Self {
-        Backoff {
+        let schedule = Schedule {
             kind,
             initial,
             max,
             jitter,
             seed,
-            next_base: initial as f64,
-            prev: initial,
-            rng: None,
+        };
+        Backoff {
+            schedule,
+            cursor: schedule.start(),
         }
+    }
+
+    pub(crate) fn schedule(&self) -> Schedule {
+        self.schedule
     }
 
     /// The cap on every delay this schedule yields.
     pub fn max_delay(&self) -> Duration {
-        Duration::from_nanos(self.max)
+        self.schedule.max_delay()
     }
 
     /// The jitter kind.
     pub fn jitter_kind(&self) -> Jitter {
-        self.jitter
-    }
-
-    fn rng(&mut self) -> &mut SmallRng {
-        let seed = self.seed;
-        self.rng
-            .get_or_insert_with(|| SmallRng::seed_from_u64(seed.unwrap_or_else(fresh_seed)))
+        self.schedule.jitter
     }
 }
 
@@ -211,28 +294,7 @@ impl Iterator for Backoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let max_f = self.max as f64;
-        let base = (self.next_base.min(max_f) as u64).min(self.max);
-        if self.next_base < max_f {
-            match self.kind {
-                Kind::Constant => {}
-                Kind::Linear { step } => self.next_base += step,
-                Kind::Exponential { factor } => self.next_base *= factor,
-            }
-        }
-        let delay = match self.jitter {
-            Jitter::None => base,
-            Jitter::Full => self.rng().random_range(0..=base),
-            Jitter::Equal => self.rng().random_range(base / 2..=base),
-            Jitter::Decorrelated => {
-                let lo = self.initial;
-                let hi = self.prev.saturating_mul(3).min(self.max).max(lo);
-                let d = self.rng().random_range(lo..=hi);
-                self.prev = d;
-                d
-            }
-        };
-        Some(Duration::from_nanos(delay))
+        Some(self.schedule.next(&mut self.cursor))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -427,7 +489,7 @@ mod tests {
     /// The documented formulas, evaluated against an independently seeded generator that
     /// makes the same draws in the same order.
     fn reference(jitter: Jitter, bases: &[u64], initial: u64, max: u64, seed: u64) -> Vec<u64> {
-        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut rng = Reference(seed);
         let mut prev = initial;
         bases
             .iter()
@@ -442,6 +504,32 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// SplitMix64 written out again, so the reference does not share the crate's generator.
+    struct Reference(u64);
+    impl RngCore for Reference {
+        fn next_u32(&mut self) -> u32 {
+            (self.next_u64() >> 32) as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+            let z = self.0;
+            let z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+            z ^ (z >> 31)
+        }
+        fn fill_bytes(&mut self, _: &mut [u8]) {
+            unreachable!("range sampling of u64 uses next_u64")
+        }
+    }
+
+    #[test]
+    fn splitmix64_matches_the_published_vector() {
+        // First outputs of SplitMix64 seeded with 1234567 (from the reference C implementation).
+        let mut r = SplitMix64(1234567);
+        assert_eq!(r.next_u64(), 6457827717110365317);
+        assert_eq!(r.next_u64(), 3203168211198807973);
     }
 
     #[test]
@@ -500,7 +588,7 @@ mod tests {
     }
 
     /// Full jitter, seed 42, bases 1 s / 2 s / 4 s / 8 s: each within `[0, base]`.
-    const GOLDEN_FULL_42: [u128; 4] = [814, 637, 3935, 5609];
+    const GOLDEN_FULL_42: [u128; 4] = [741, 319, 1114, 2753];
 
     #[test]
     fn jitter_keeps_its_spread_at_the_cap() {
@@ -533,14 +621,13 @@ mod tests {
     }
 
     #[test]
-    fn unseeded_iterators_differ() {
-        let b = Backoff::exponential(Duration::from_secs(1))
-            .jitter(Jitter::Full)
-            .build()
-            .unwrap();
-        let a: Vec<_> = b.clone().take(8).collect();
-        let c: Vec<_> = b.clone().take(8).collect();
+    fn unseeded_iterators_differ_and_clones_repeat() {
+        let b = Backoff::exponential(Duration::from_secs(1)).jitter(Jitter::Full);
+        let one = b.build().unwrap();
+        let a: Vec<_> = one.clone().take(8).collect();
+        let c: Vec<_> = b.build().unwrap().take(8).collect();
         assert_ne!(a, c);
+        assert_eq!(a, one.take(8).collect::<Vec<_>>());
     }
 
     #[test]

@@ -66,4 +66,4 @@ pub use error::{AttemptError, ConfigError, RetryError};
 #[cfg(feature = "tower")]
 pub use layer::{ResponseFuture, Retry, RetryLayer};
 pub use metrics::Metrics;
-pub use policy::{RetryPolicy, RetryPolicyBuilder};
+pub use policy::{RetryPolicy, RetryPolicyBuilder, Retrying};

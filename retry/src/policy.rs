@@ -2,12 +2,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
-use crate::backoff::{Backoff, BackoffBuilder, Jitter};
+use crate::backoff::{Backoff, BackoffBuilder, Cursor, Jitter, Schedule};
 use crate::budget::RetryBudget;
 use crate::error::{AttemptError, ConfigError, RetryError};
 use crate::metrics::{Metrics, PolicyMetrics};
@@ -62,24 +65,14 @@ struct Inner<E> {
 
 /// The template each call's delay iterator starts from.
 enum Delays0 {
-    Builtin(Backoff),
+    Builtin(Schedule),
     Custom(Box<DelayFactory>),
 }
 
 /// One call's delay iterator, created at the first failure.
 enum Delays {
-    Builtin(Backoff),
+    Builtin(Cursor),
     Custom(BoxedDelays),
-}
-
-impl Iterator for Delays {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        match self {
-            Delays::Builtin(b) => b.next(),
-            Delays::Custom(c) => c.next(),
-        }
-    }
 }
 
 impl<E> Clone for RetryPolicy<E> {
@@ -129,10 +122,15 @@ enum Stop {
     Budget,
 }
 
-/// Per-call state that only the failure path touches.
-struct CallState {
-    delays: Option<Delays>,
-    deadline: Option<Instant>,
+/// Points the call's (lazily boxed, then reused) timer at `deadline` and returns it.
+fn arm(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> &mut Pin<Box<Sleep>> {
+    match timer {
+        Some(sleep) => {
+            sleep.as_mut().reset(deadline);
+            sleep
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    }
 }
 
 impl<E> RetryPolicy<E> {
@@ -232,37 +230,20 @@ impl<E> RetryPolicy<E> {
     /// assert_eq!(err.into_last_error(), Some("down"));
     /// # Ok(()) }
     /// ```
-    pub async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, RetryError<E>>
+    pub fn retry<T, F, Fut>(&self, op: F) -> Retrying<'_, E, F, Fut>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let mut state = self.start();
-        let mut attempt: u32 = 1;
-        loop {
-            let outcome = match self.inner.attempt_timeout {
-                None => op().await.map_err(AttemptError::Failed),
-                Some(limit) => match tokio::time::timeout(limit, op()).await {
-                    Ok(r) => r.map_err(AttemptError::Failed),
-                    Err(_) => Err(AttemptError::TimedOut(limit)),
-                },
-            };
-            let err = match outcome {
-                Ok(v) => {
-                    self.on_success(attempt);
-                    return Ok(v);
-                }
-                Err(e) => e,
-            };
-            match self.on_failure(attempt, &err, &mut state) {
-                Step::Retry(delay) => {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-                Step::Stop(stop) => return Err(self.stop(stop, attempt, err)),
-            }
-            attempt += 1;
+        Retrying {
+            policy: self,
+            op,
+            fut: None,
+            attempt: 0,
+            phase: Phase::Idle,
+            deadline: None,
+            delays: None,
+            timer: None,
         }
     }
 
@@ -296,7 +277,11 @@ impl<E> RetryPolicy<E> {
     where
         F: FnMut() -> Result<T, E>,
     {
-        let mut state = self.start();
+        let mut deadline = None;
+        if self.inner.budget.is_some() || self.inner.max_elapsed.is_some() {
+            deadline = self.start();
+        }
+        let mut delays = None;
         let mut attempt: u32 = 1;
         loop {
             let err = match op() {
@@ -306,7 +291,7 @@ impl<E> RetryPolicy<E> {
                 }
                 Err(e) => AttemptError::Failed(e),
             };
-            match self.on_failure(attempt, &err, &mut state) {
+            match self.on_failure(attempt, &err, &mut delays, deadline) {
                 Step::Retry(delay) => {
                     if !delay.is_zero() {
                         std::thread::sleep(delay);
@@ -318,8 +303,10 @@ impl<E> RetryPolicy<E> {
         }
     }
 
-    #[inline]
-    fn start(&self) -> CallState {
+    /// Deposits into the budget and computes the deadline (only called when either is set).
+    #[cold]
+    #[inline(never)]
+    fn start(&self) -> Option<Instant> {
         let inner = &*self.inner;
         if let Some(budget) = &inner.budget {
             let units = budget.deposit_and_get();
@@ -327,12 +314,9 @@ impl<E> RetryPolicy<E> {
                 m.budget_tokens.set(RetryBudget::units_to_tokens(units));
             }
         }
-        CallState {
-            delays: None,
-            deadline: inner
-                .max_elapsed
-                .and_then(|d| Instant::now().checked_add(d)),
-        }
+        inner
+            .max_elapsed
+            .and_then(|d| Instant::now().checked_add(d))
     }
 
     #[inline]
@@ -352,7 +336,13 @@ impl<E> RetryPolicy<E> {
 
     #[cold]
     #[inline(never)]
-    fn on_failure(&self, attempt: u32, err: &AttemptError<E>, state: &mut CallState) -> Step {
+    fn on_failure(
+        &self,
+        attempt: u32,
+        err: &AttemptError<E>,
+        delays: &mut Option<Delays>,
+        deadline: Option<Instant>,
+    ) -> Step {
         let inner = &*self.inner;
         let metrics = inner.metrics.as_ref();
         let hint = match err {
@@ -380,17 +370,22 @@ impl<E> RetryPolicy<E> {
         if attempt >= inner.max_attempts {
             return Step::Stop(Stop::Exhausted);
         }
-        let delays = state.delays.get_or_insert_with(|| match &inner.backoff {
-            Delays0::Builtin(b) => Delays::Builtin(b.clone()),
+        let delays = delays.get_or_insert_with(|| match &inner.backoff {
+            Delays0::Builtin(s) => Delays::Builtin(s.start()),
             Delays0::Custom(f) => Delays::Custom(f()),
         });
-        let Some(mut delay) = delays.next() else {
+        let next = match (delays, &inner.backoff) {
+            (Delays::Builtin(cursor), Delays0::Builtin(s)) => Some(s.next(cursor)),
+            (Delays::Custom(it), _) => it.next(),
+            (Delays::Builtin(_), Delays0::Custom(_)) => None,
+        };
+        let Some(mut delay) = next else {
             return Step::Stop(Stop::Exhausted);
         };
         if let Some(hint) = hint {
             delay = delay.max(hint.min(inner.max_delay));
         }
-        if let Some(deadline) = state.deadline {
+        if let Some(deadline) = deadline {
             let ends = Instant::now().checked_add(delay);
             if ends.is_none_or(|ends| ends > deadline) {
                 return Step::Stop(Stop::Deadline(delay));
@@ -463,6 +458,133 @@ impl<E> RetryPolicy<E> {
             ),
         }
         err
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The next poll starts an attempt.
+    Idle,
+    /// An attempt is running, under the timer when `timed` holds the attempt timeout.
+    Running { timed: Option<Duration> },
+    /// Sleeping on the timer before the next attempt.
+    Sleeping,
+    /// The result was returned.
+    Done,
+}
+
+pin_project! {
+    /// The future returned by [`RetryPolicy::retry`].
+    ///
+    /// A small hand-written state machine: the policy reference, the operation, the running
+    /// attempt's future, a 24-byte backoff cursor and a timer that is boxed on first use and
+    /// then reused for every sleep and attempt timeout of the call. The success path touches
+    /// none of the retry state, so it costs about what the bare `.await` costs.
+    ///
+    /// Polling it again after it returned `Ready` returns `Pending` (it does not call the
+    /// operation again).
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Retrying<'a, E, F, Fut> {
+        policy: &'a RetryPolicy<E>,
+        op: F,
+        #[pin]
+        fut: Option<Fut>,
+        attempt: u32,
+        phase: Phase,
+        deadline: Option<Instant>,
+        delays: Option<Delays>,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<E, F, Fut> fmt::Debug for Retrying<'_, E, F, Fut> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retrying")
+            .field("policy", &self.policy.name())
+            .field("attempt", &self.attempt)
+            .field("phase", &self.phase)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E, T, F, Fut> Future for Retrying<'_, E, F, Fut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, RetryError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let policy = *this.policy;
+        let inner = &*policy.inner;
+        loop {
+            match *this.phase {
+                Phase::Done => return Poll::Pending,
+                Phase::Sleeping => {
+                    if let Some(timer) = this.timer.as_mut() {
+                        ready!(timer.as_mut().poll(cx));
+                    }
+                    *this.phase = Phase::Idle;
+                }
+                Phase::Idle => {
+                    if *this.attempt == 0 && (inner.budget.is_some() || inner.max_elapsed.is_some())
+                    {
+                        *this.deadline = policy.start();
+                    }
+                    *this.attempt += 1;
+                    this.fut.set(Some((this.op)()));
+                    let mut timed = None;
+                    if let Some(limit) = inner.attempt_timeout
+                        && let Some(at) = Instant::now().checked_add(limit)
+                    {
+                        arm(this.timer, at);
+                        timed = Some(limit);
+                    }
+                    *this.phase = Phase::Running { timed };
+                }
+                Phase::Running { .. } => {
+                    let Some(fut) = this.fut.as_mut().as_pin_mut() else {
+                        *this.phase = Phase::Idle;
+                        continue;
+                    };
+                    let outcome = match fut.poll(cx) {
+                        Poll::Ready(r) => r.map_err(AttemptError::Failed),
+                        Poll::Pending => {
+                            let (Phase::Running { timed: Some(limit) }, Some(timer)) =
+                                (*this.phase, this.timer.as_mut())
+                            else {
+                                return Poll::Pending;
+                            };
+                            ready!(timer.as_mut().poll(cx));
+                            Err(AttemptError::TimedOut(limit))
+                        }
+                    };
+                    this.fut.set(None);
+                    let attempt = *this.attempt;
+                    let err = match outcome {
+                        Ok(v) => {
+                            *this.phase = Phase::Done;
+                            policy.on_success(attempt);
+                            return Poll::Ready(Ok(v));
+                        }
+                        Err(e) => e,
+                    };
+                    match policy.on_failure(attempt, &err, this.delays, *this.deadline) {
+                        Step::Retry(delay) if delay.is_zero() => *this.phase = Phase::Idle,
+                        Step::Retry(delay) => {
+                            arm(this.timer, Instant::now() + delay);
+                            *this.phase = Phase::Sleeping;
+                        }
+                        Step::Stop(stop) => {
+                            *this.phase = Phase::Done;
+                            return Poll::Ready(Err(policy.stop(stop, attempt, err)));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -728,7 +850,7 @@ impl<E> RetryPolicyBuilder<E> {
         let max_delay = built.max_delay();
         let backoff = match self.custom {
             Some(f) => Delays0::Custom(f),
-            None => Delays0::Builtin(built),
+            None => Delays0::Builtin(built.schedule()),
         };
         let metrics = self
             .metrics
