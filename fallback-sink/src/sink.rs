@@ -121,8 +121,8 @@ where
         self
     }
     /// Report metrics here.
-    pub fn metrics(mut self, metrics: &Metrics) -> Self {
-        self.opts.metrics = Some(metrics.clone());
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.opts.metrics = Some(metrics);
         self
     }
     /// Send primary writes (and replayed batches) through this breaker. While it is open,
@@ -366,7 +366,12 @@ where
                 if let Some(m) = &inner.metrics {
                     m.error(kind);
                 }
-                tracing::debug!(sink = %inner.name, reason = %cause, "primary refused a record, spooling it");
+                if inner.spool.is_empty() {
+                    // The transition healthy -> spooling; later records join the backlog quietly.
+                    tracing::warn!(sink = %inner.name, reason = %cause, "primary unavailable, spooling records");
+                } else {
+                    tracing::debug!(sink = %inner.name, reason = %cause, "primary refused a record, spooling it");
+                }
                 self.to_spool(envelope, Some(cause)).await
             }
         }
@@ -627,7 +632,11 @@ where
         let sink = FallbackSink { inner };
         match sink.replay(Some(&stop)).await {
             Ok(n) if n > 0 => {
-                tracing::info!(sink = %sink.inner.name, records = n, "spool replayed to the primary");
+                if sink.inner.spool.stats().records == 0 {
+                    tracing::info!(sink = %sink.inner.name, records = n, "spool drained: the primary has everything");
+                } else {
+                    tracing::info!(sink = %sink.inner.name, records = n, "spool partly replayed");
+                }
             }
             Ok(_) => {}
             Err(e) => {

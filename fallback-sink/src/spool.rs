@@ -221,8 +221,8 @@ impl SpoolBuilder {
         self
     }
     /// Report metrics (backlog gauges, quarantined counter) here.
-    pub fn metrics(mut self, metrics: &Metrics) -> Self {
-        self.opts.metrics = Some(metrics.clone());
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.opts.metrics = Some(metrics);
         self
     }
 

@@ -271,7 +271,7 @@ async fn metrics_are_exported() {
     let dir = tempfile::tempdir().unwrap();
     let mem = Mem::new();
     let s = sink(dir.path(), &mem, |b| {
-        b.background_replay(false).metrics(&metrics)
+        b.background_replay(false).metrics(metrics.clone())
     })
     .await;
     s.write(1).await.unwrap();
