@@ -123,6 +123,13 @@ impl Metrics {
     }
 }
 
+/// Lets builders take `&metrics` as well as `metrics` (a clone is cheap).
+impl From<&Metrics> for Metrics {
+    fn from(m: &Metrics) -> Self {
+        m.clone()
+    }
+}
+
 /// One sink's resolved metric handles.
 #[derive(Debug, Clone)]
 pub(crate) struct Handles {

@@ -120,9 +120,9 @@ where
         self.background_replay = on;
         self
     }
-    /// Report metrics here.
-    pub fn metrics(mut self, metrics: Metrics) -> Self {
-        self.opts.metrics = Some(metrics);
+    /// Report metrics here; takes `Metrics` or `&Metrics`.
+    pub fn metrics(mut self, metrics: impl Into<Metrics>) -> Self {
+        self.opts.metrics = Some(metrics.into());
         self
     }
     /// Send primary writes (and replayed batches) through this breaker. While it is open,

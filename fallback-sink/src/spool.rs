@@ -220,9 +220,10 @@ impl SpoolBuilder {
         self.opts.name = name.into();
         self
     }
-    /// Report metrics (backlog gauges, quarantined counter) here.
-    pub fn metrics(mut self, metrics: Metrics) -> Self {
-        self.opts.metrics = Some(metrics);
+    /// Report metrics (backlog gauges, quarantined counter) here; takes `Metrics` or
+    /// `&Metrics`.
+    pub fn metrics(mut self, metrics: impl Into<Metrics>) -> Self {
+        self.opts.metrics = Some(metrics.into());
         self
     }
 
