@@ -8,6 +8,7 @@ use std::pin::{Pin, pin};
 use std::task::Poll;
 use std::time::Duration;
 
+use hashbrown::hash_table::{Entry, VacantEntry};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
@@ -149,9 +150,10 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState { table, next_token } = &mut *state;
-        match table.find_mut(hash, |s| s.key == *key) {
-            None => Ok(insert(table, next_token, hash, key, ttl, now, events)),
-            Some(slot) => {
+        match table.entry(hash, |s| s.key == *key, |s| s.hash) {
+            Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
+            Entry::Occupied(mut occupied) => {
+                let slot = occupied.get_mut();
                 if slot.deadline <= now {
                     expire(slot, now, events);
                     if slot.live == 0 {
@@ -179,9 +181,10 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState { table, next_token } = &mut *state;
-        match table.find_mut(hash, |s| s.key == *key) {
-            None => Ok(insert(table, next_token, hash, key, ttl, now, events)),
-            Some(slot) => {
+        match table.entry(hash, |s| s.key == *key, |s| s.hash) {
+            Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
+            Entry::Occupied(mut occupied) => {
+                let slot = occupied.get_mut();
                 if slot.deadline <= now {
                     expire(slot, now, events);
                     if slot.live == 0 {
@@ -214,12 +217,26 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             Wait::Forever => None,
         };
         let hash = self.hash(key);
+        match self.acquire_or_enqueue(key, hash, ttl, events) {
+            Ok(grant) => Ok(grant),
+            // Boxed so that the uncontended future stays small.
+            Err(queued) => {
+                Box::pin(self.wait_queued(key, hash, ttl, timeout, events, queued)).await
+            }
+        }
+    }
+
+    async fn wait_queued(
+        &self,
+        key: &K,
+        hash: u64,
+        ttl: Duration,
+        timeout: Option<Duration>,
+        events: &LockEvents,
+        mut queued: (GrantRx, Instant, Instant),
+    ) -> Result<Grant<MemoryLease>, Refused> {
         loop {
-            let (rx, lease_deadline, since) = match self.acquire_or_enqueue(key, hash, ttl, events)
-            {
-                Ok(grant) => return Ok(grant),
-                Err(queued) => queued,
-            };
+            let (rx, lease_deadline, since) = queued;
             let waiter = Queued {
                 backend: self,
                 key,
@@ -228,17 +245,15 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                 events,
                 done: false,
             };
-            match waiter
-                .wait(
-                    lease_deadline,
-                    timeout.map(|d| (deadline_after(since, d), d)),
-                )
-                .await
-            {
+            let give_up = timeout.map(|d| (deadline_after(since, d), d));
+            match waiter.wait(lease_deadline, give_up).await {
                 Some(result) => return result,
                 // The entry vanished under us (cannot happen while we are counted as live):
                 // start over rather than wait forever.
-                None => continue,
+                None => match self.acquire_or_enqueue(key, hash, ttl, events) {
+                    Ok(grant) => return Ok(grant),
+                    Err(again) => queued = again,
+                },
             }
         }
     }
@@ -293,7 +308,7 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
 }
 
 fn insert<K: Clone>(
-    table: &mut HashTable<Slot<K>>,
+    vacant: VacantEntry<'_, Slot<K>>,
     next_token: &mut u64,
     hash: u64,
     key: &K,
@@ -304,19 +319,15 @@ fn insert<K: Clone>(
     let token = *next_token;
     *next_token += 1;
     let deadline = deadline_after(now, ttl);
-    table.insert_unique(
+    vacant.insert(Slot {
         hash,
-        Slot {
-            hash,
-            key: key.clone(),
-            token,
-            since: now,
-            deadline,
-            queue: VecDeque::new(),
-            live: 0,
-        },
-        |s| s.hash,
-    );
+        key: key.clone(),
+        token,
+        since: now,
+        deadline,
+        queue: VecDeque::new(),
+        live: 0,
+    });
     events.granted(None);
     Grant::new(
         MemoryLease { hash },
