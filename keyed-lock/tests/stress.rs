@@ -128,7 +128,11 @@ async fn release_racing_with_cancellation_never_loses_the_key() {
         let releaser = tokio::spawn(async move { drop(holder) });
         doomed.abort();
         releaser.await.unwrap();
-        let token = survivor.await.unwrap();
+        // Watchdog only: a lost hand-over would otherwise hang the test instead of failing it.
+        let token = tokio::time::timeout(Duration::from_secs(20), survivor)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the key was lost in the hand-over"))
+            .unwrap();
         assert!(token.get() > 0);
         let _ = doomed.await;
         assert_eq!(locks.len(), 0, "round {round}");
