@@ -378,7 +378,9 @@ impl<K: Hash + Eq + Clone, P> Cooldown<K, P> {
         let inner = &*self.inner;
         let now = inner.now_ticks();
         let hash = inner.hasher.hash_one(key);
-        let result = inner.with_entry(key, hash, now, |state, token| {
+        let result = inner.with_entry(key, hash, now, |state, tokens| {
+            *tokens = tokens.wrapping_add(1).max(1);
+            let token = *tokens;
             state
                 .reserve(now, inner.window_ticks, payload, token)
                 .map(|raw| (raw, token))
@@ -578,28 +580,27 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
     }
 
     /// Runs `f` on the key's record (a fresh one if the key is not tracked)
-    /// under its shard lock, with a fresh reservation token. A fresh record is
-    /// kept only if `f` left something to remember.
+    /// under its shard lock, with the shard's reservation token counter. A
+    /// fresh record is kept only if `f` left something to remember.
     fn with_entry<R>(
         &self,
         key: &K,
         hash: u64,
         now: u64,
-        f: impl FnOnce(&mut KeyState<P>, u32) -> R,
+        f: impl FnOnce(&mut KeyState<P>, &mut u32) -> R,
     ) -> R {
         let (out, hk) = {
-            let mut table = self.shard(hash).lock();
-            table.tokens = table.tokens.wrapping_add(1).max(1);
-            let token = table.tokens;
+            let mut guard = self.shard(hash).lock();
+            let table = &mut *guard;
             if let Some(entry) = table.entries.find_mut(hash, |e| e.key == *key) {
-                (f(&mut entry.state, token), None)
+                (f(&mut entry.state, &mut table.tokens), None)
             } else {
                 let mut state = KeyState::default();
-                let out = f(&mut state, token);
+                let out = f(&mut state, &mut table.tokens);
                 if state.is_dead(now, self.window_ticks) {
                     (out, None)
                 } else {
-                    let hk = self.insert(&mut table, hash, key.clone(), state, now);
+                    let hk = self.insert(table, hash, key.clone(), state, now);
                     (out, Some(hk))
                 }
             }
@@ -753,7 +754,10 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
     }
 }
 
-/// A duration in ticks (nanoseconds), saturating.
+/// A duration in ticks (nanoseconds), saturating (without `u128` arithmetic:
+/// this runs on every call).
 fn duration_ticks(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
