@@ -38,9 +38,11 @@ const MIN_SWEEP_INTERVAL: u64 = 1_000_000;
 ///   suppressed events.
 ///
 /// Memory is bounded without a background task: a key with nothing left to
-/// remember is forgotten when next touched, by a sweep that runs at most once
-/// per window (on whichever call finds it due), and whenever room is needed;
-/// [`max_keys`](CooldownBuilder::max_keys) caps the total.
+/// remember (window over, no send in flight, nothing to report) is forgotten
+/// by a sweep that runs at most once per window, on whichever call finds it
+/// due (that call walks every key, one shard locked at a time), by
+/// [`drain_digests`](Self::drain_digests), and whenever a full shard needs
+/// room; [`max_keys`](CooldownBuilder::max_keys) caps the total.
 ///
 /// # Examples
 ///
