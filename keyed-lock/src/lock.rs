@@ -169,7 +169,7 @@ where
 
     /// The number of keys with an entry (held or awaited). `0` when nothing is held: entries
     /// never outlive their last holder or waiter (an expired lease whose holder never released
-    /// it is cleaned up by the next acquirer of that key).
+    /// it is cleaned up by the next acquirer of that key, or by [`purge_expired`](Self::purge_expired)).
     pub fn len(&self) -> usize {
         self.shared.backend.len()
     }
@@ -177,6 +177,33 @@ where
     /// `len() == 0`.
     pub fn is_empty(&self) -> bool {
         self.shared.backend.is_empty()
+    }
+
+    /// Removes the entries of expired leases that nobody waits for and returns how many.
+    ///
+    /// Expired entries are otherwise cleaned up lazily, by the next acquirer of the same key;
+    /// a holder that crashed on a key nobody locks again would keep its entry. Call this from
+    /// a periodic task if keys are many and such crashes possible. It walks every shard.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// std::mem::forget(locks.lock_with_ttl(&1, Duration::from_secs(1)).await);
+    /// tokio::time::advance(Duration::from_secs(1)).await;
+    /// assert_eq!(locks.purge_expired(), 1);
+    /// assert!(locks.is_empty());
+    /// # }
+    /// ```
+    pub fn purge_expired(&self) -> usize {
+        self.shared.backend.purge_expired(&self.shared.events)
     }
 }
 

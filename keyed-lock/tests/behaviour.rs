@@ -324,3 +324,22 @@ async fn huge_ttl_does_not_overflow() {
     assert!(!g.is_expired());
     assert!(g.remaining() > Duration::from_secs(86_400 * 365));
 }
+
+#[tokio::test(start_paused = true)]
+async fn purge_expired_removes_only_abandoned_expired_entries() {
+    let locks = locks(10);
+    std::mem::forget(locks.lock(&1).await); // crashed holder, nobody waits
+    let live = locks.lock_with_ttl(&2, Duration::from_secs(60)).await;
+    let stale = locks.lock(&3).await; // expired but its guard is still around
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(locks.purge_expired(), 2);
+    assert_eq!(locks.len(), 1);
+    // The stale guard's drop is a no-op; a new holder of key 3 is unaffected.
+    let fresh = locks.try_lock(&3).unwrap();
+    drop(stale);
+    assert!(locks.try_lock(&3).is_err());
+    drop(fresh);
+    drop(live);
+    assert_eq!(locks.purge_expired(), 0);
+    assert_eq!(locks.len(), 0);
+}
