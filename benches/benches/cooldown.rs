@@ -9,6 +9,10 @@
 //! - `cooldown_suppressed/1key_2threads`: one hot key, a second thread hammering the same
 //!   instance with the same key for the whole measurement.
 //!
+//! `clock_floor` is one `tokio::time::Instant::now()` (what seawall reads per call, a vDSO
+//! `clock_gettime`); governor reads the TSC through `quanta` instead, which is cheaper but does
+//! not follow tokio's paused test clock.
+//!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and
 //! never shrinks.
@@ -131,6 +135,13 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, contended: bool) {
         b.iter_custom(|iters| {
             measure(iters, contended, |i| {
                 black_box(naive.check(black_box(i % keys)));
+            })
+        })
+    });
+    group.bench_function("clock_floor", |b| {
+        b.iter_custom(|iters| {
+            measure(iters, contended, |_| {
+                black_box(Instant::now());
             })
         })
     });
