@@ -57,6 +57,10 @@ struct Inner<E> {
     attempt_timeout: Option<Duration>,
     max_elapsed: Option<Duration>,
     budget: Option<RetryBudget>,
+    /// A budget or a deadline needs work when a call starts.
+    needs_start: bool,
+    /// No timeout, no budget, no deadline: the first attempt takes the inline fast path.
+    plain: bool,
     retry_if: Option<Box<Predicate<E>>>,
     retry_after: Option<Box<Hint<E>>>,
     notify: Option<Box<Notify<E>>>,
@@ -515,36 +519,82 @@ where
 {
     type Output = Result<T, RetryError<E>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_mut().project();
+        let policy = *this.policy;
+        if *this.attempt == 0 && policy.inner.plain {
+            // The first attempt of a policy without timeout, deadline or budget is polled
+            // right here, so that a success costs about what a bare `.await` costs.
+            *this.attempt = 1;
+            *this.phase = Phase::Running { timed: None };
+            let mut fut = this.fut;
+            fut.set(Some((this.op)()));
+            if let Some(f) = fut.as_mut().as_pin_mut() {
+                match f.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(v)) => {
+                        fut.set(None);
+                        *this.phase = Phase::Done;
+                        policy.on_success(1);
+                        return Poll::Ready(Ok(v));
+                    }
+                    Poll::Ready(Err(e)) => {
+                        fut.set(None);
+                        return self.drive(cx, Some(AttemptError::Failed(e)));
+                    }
+                }
+            }
+        }
+        self.drive(cx, None)
+    }
+}
+
+impl<E, T, F, Fut> Retrying<'_, E, F, Fut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    /// The general state machine; `failed` is an attempt failure still to be handled.
+    fn drive(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut failed: Option<AttemptError<E>>,
+    ) -> Poll<Result<T, RetryError<E>>> {
         let mut this = self.project();
         let policy = *this.policy;
         let inner = &*policy.inner;
         loop {
-            match *this.phase {
-                Phase::Done => return Poll::Pending,
-                Phase::Sleeping => {
-                    if let Some(timer) = this.timer.as_mut() {
-                        ready!(timer.as_mut().poll(cx));
+            let err = match failed.take() {
+                Some(err) => err,
+                None => {
+                    // Starting an attempt falls straight through to polling it.
+                    let begin = match *this.phase {
+                        Phase::Done => return Poll::Pending,
+                        Phase::Running { .. } => false,
+                        Phase::Idle => true,
+                        Phase::Sleeping => {
+                            if let Some(timer) = this.timer.as_mut() {
+                                ready!(timer.as_mut().poll(cx));
+                            }
+                            true
+                        }
+                    };
+                    if begin {
+                        if *this.attempt == 0 && inner.needs_start {
+                            *this.deadline = policy.start();
+                        }
+                        *this.attempt += 1;
+                        this.fut.set(Some((this.op)()));
+                        let mut timed = None;
+                        if let Some(limit) = inner.attempt_timeout
+                            && let Some(at) = Instant::now().checked_add(limit)
+                        {
+                            arm(this.timer, at);
+                            timed = Some(limit);
+                        }
+                        *this.phase = Phase::Running { timed };
                     }
-                    *this.phase = Phase::Idle;
-                }
-                Phase::Idle => {
-                    if *this.attempt == 0 && (inner.budget.is_some() || inner.max_elapsed.is_some())
-                    {
-                        *this.deadline = policy.start();
-                    }
-                    *this.attempt += 1;
-                    this.fut.set(Some((this.op)()));
-                    let mut timed = None;
-                    if let Some(limit) = inner.attempt_timeout
-                        && let Some(at) = Instant::now().checked_add(limit)
-                    {
-                        arm(this.timer, at);
-                        timed = Some(limit);
-                    }
-                    *this.phase = Phase::Running { timed };
-                }
-                Phase::Running { .. } => {
                     let Some(fut) = this.fut.as_mut().as_pin_mut() else {
                         *this.phase = Phase::Idle;
                         continue;
@@ -562,26 +612,26 @@ where
                         }
                     };
                     this.fut.set(None);
-                    let attempt = *this.attempt;
-                    let err = match outcome {
+                    match outcome {
                         Ok(v) => {
                             *this.phase = Phase::Done;
-                            policy.on_success(attempt);
+                            policy.on_success(*this.attempt);
                             return Poll::Ready(Ok(v));
                         }
                         Err(e) => e,
-                    };
-                    match policy.on_failure(attempt, &err, this.delays, *this.deadline) {
-                        Step::Retry(delay) if delay.is_zero() => *this.phase = Phase::Idle,
-                        Step::Retry(delay) => {
-                            arm(this.timer, Instant::now() + delay);
-                            *this.phase = Phase::Sleeping;
-                        }
-                        Step::Stop(stop) => {
-                            *this.phase = Phase::Done;
-                            return Poll::Ready(Err(policy.stop(stop, attempt, err)));
-                        }
                     }
+                }
+            };
+            let attempt = *this.attempt;
+            match policy.on_failure(attempt, &err, this.delays, *this.deadline) {
+                Step::Retry(delay) if delay.is_zero() => *this.phase = Phase::Idle,
+                Step::Retry(delay) => {
+                    arm(this.timer, Instant::now() + delay);
+                    *this.phase = Phase::Sleeping;
+                }
+                Step::Stop(stop) => {
+                    *this.phase = Phase::Done;
+                    return Poll::Ready(Err(policy.stop(stop, attempt, err)));
                 }
             }
         }
@@ -866,6 +916,10 @@ impl<E> RetryPolicyBuilder<E> {
                 max_delay,
                 attempt_timeout: self.attempt_timeout,
                 max_elapsed: self.max_elapsed,
+                needs_start: self.budget.is_some() || self.max_elapsed.is_some(),
+                plain: self.budget.is_none()
+                    && self.max_elapsed.is_none()
+                    && self.attempt_timeout.is_none(),
                 budget: self.budget,
                 retry_if: self.retry_if,
                 retry_after: self.retry_after,

@@ -400,3 +400,28 @@ async fn backoff_setters_apply_in_any_order() {
     let (_, starts, _) = run(&policy, fail(4)).await;
     assert_eq!(starts, [secs(0.0), secs(0.5), secs(2.0), secs(6.5)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempts_that_are_pending_at_first_poll_work_on_the_fast_path_too() {
+    // No timeout, budget or deadline: the first attempt is polled on the inline fast path.
+    let policy = RetryPolicy::<ApiError>::builder().build().unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    let result = policy
+        .retry(|| {
+            n += 1;
+            let n = n;
+            async move {
+                tokio::time::sleep(secs(0.5)).await;
+                if n < 3 {
+                    Err(ApiError::Unavailable)
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+    assert_eq!(result, Ok(3));
+    // 0.5 + 1 + 0.5 + 2 + 0.5
+    assert_eq!(start.elapsed(), secs(4.5));
+}
