@@ -161,7 +161,7 @@ impl<K, P> Cooldown<K, P> {
 
     /// Number of keys tracked right now, never more than
     /// [`max_keys`](Self::max_keys). Keys with nothing left to remember are
-    /// counted until a sweep or a lookup forgets them.
+    /// counted until a sweep, a drain or a full shard forgets them.
     pub fn len(&self) -> usize {
         self.inner.len.load(Ordering::Relaxed)
     }
