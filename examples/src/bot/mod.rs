@@ -320,7 +320,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.data_dir.display()
     );
 
-    let monitors = bot.spawn_monitors(stop_rx.clone());
+    let monitors = bot.spawn_monitors();
     bot.scenario(&arrivals, stop_rx.clone()).await;
 
     // Drain: the stores are back; wait for the spool to empty.
@@ -562,12 +562,11 @@ impl Bot {
         }
     }
 
-    fn spawn_monitors(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::AbortHandle {
+    fn spawn_monitors(self: &Arc<Self>) -> tokio::task::AbortHandle {
         let bot = Arc::clone(self);
         let mut upstream_rx = self.upstream_breaker.subscribe();
         let mut audit_rx = self.audit_breaker.subscribe();
         let task = tokio::spawn(async move {
-            let _stop = stop;
             let mut tick = tokio::time::interval(scaled(Duration::from_millis(100), bot.scale));
             loop {
                 tokio::select! {
