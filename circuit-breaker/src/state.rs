@@ -154,7 +154,9 @@ impl fmt::Display for Reason {
             Reason::SlowCallRate { rate, calls } => {
                 write!(f, "slow-call rate {:.1}% over {calls} calls", rate * 100.0)
             }
-            Reason::OpenElapsed { open_for } => write!(f, "open for {open_for:?}, probing"),
+            Reason::OpenElapsed { open_for } => {
+                write!(f, "open for {} ms, probing", open_for.as_millis())
+            }
             Reason::ProbesSucceeded { successes } => write!(f, "{successes} probes succeeded"),
             Reason::ProbeFailed => f.write_str("a probe failed"),
             Reason::ForcedOpen => f.write_str("forced open"),

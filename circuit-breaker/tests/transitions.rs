@@ -535,3 +535,29 @@ async fn a_probe_from_an_earlier_half_open_period_keeps_its_slot() {
     assert_eq!(b.state(), State::Closed);
     drop(q);
 }
+
+#[test]
+fn reasons_read_as_sentences() {
+    let cases = [
+        (
+            Reason::ConsecutiveFailures { count: 5 },
+            "5 consecutive failures",
+        ),
+        (
+            Reason::OpenElapsed {
+                open_for: Duration::from_micros(992_285_648),
+            },
+            "open for 992285 ms, probing",
+        ),
+        (
+            Reason::OpenElapsed {
+                open_for: Duration::from_nanos(992_285_648),
+            },
+            "open for 992 ms, probing",
+        ),
+        (Reason::ProbeFailed, "a probe failed"),
+    ];
+    for (reason, text) in cases {
+        assert_eq!(reason.to_string(), text);
+    }
+}
