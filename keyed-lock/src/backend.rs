@@ -1,11 +1,14 @@
 //! The seam between the guard logic and where leases live.
 
+use std::convert::Infallible;
+use std::error::Error;
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Busy, FencingToken, LeaseExpired, LockEvents};
+use crate::{Busy, ExtendError, FencingToken, LockEvents};
 
 /// How long an acquisition may wait for the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +23,38 @@ pub enum Wait {
 }
 
 /// Why a backend did not grant a lease.
+///
+/// `E` is the backend's [`Error`](LockBackend::Error): [`Infallible`] for the in-memory
+/// backend, so only `Busy` and `TimedOut` can happen there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Refused {
+pub enum Refused<E = Infallible> {
     /// [`Wait::No`] and the key is held.
     Busy(Busy),
     /// [`Wait::For`] elapsed.
     TimedOut,
+    /// The backend failed (for example its server was unreachable); the caller holds nothing.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for Refused<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy(busy) => fmt::Display::fmt(busy, f),
+            Self::TimedOut => f.write_str("key still locked when the wait timed out"),
+            Self::Backend(e) => write!(f, "lock backend failed: {e}"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for Refused<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Busy(busy) => Some(busy),
+            Self::TimedOut => None,
+            Self::Backend(e) => Some(e),
+        }
+    }
 }
 
 /// A lease granted by a backend.
@@ -55,8 +83,8 @@ impl<L> Grant<L> {
     }
 }
 
-/// Where leases live: the in-memory [`MemoryBackend`](crate::MemoryBackend) or, later, a shared
-/// store such as Redis.
+/// Where leases live: the in-memory [`MemoryBackend`](crate::MemoryBackend) or a shared store
+/// such as Redis (`RedisBackend`, behind the `redis` feature).
 ///
 /// [`KeyedLock`](crate::KeyedLock) and [`Guard`](crate::Guard) hold the logic that is the same
 /// for every backend: TTL defaults, timeouts, guards that release on drop, stale detection,
@@ -72,10 +100,18 @@ impl<L> Grant<L> {
 ///   once, to [`LockEvents::released`] or [`LockEvents::taken_over`]; refusals to
 ///   [`LockEvents::busy`] / [`LockEvents::timed_out`];
 /// - the futures may be dropped at any await point without leaving a queued waiter or a
-///   granted-but-unclaimed lease behind.
+///   granted-but-unclaimed lease behind (a remote backend may instead leave a lease that ends
+///   by its TTL, and must say so).
+///
+/// A backend that talks to a server reports failures as [`Self::Error`]: [`Refused::Backend`]
+/// from `acquire`, [`ExtendError::Backend`] from `extend`, `Err` from `deadline`. The
+/// in-memory backend cannot fail and uses [`Infallible`].
 pub trait LockBackend<K>: Send + Sync + 'static {
     /// The backend's handle to one granted lease (for example a key's hash, or the key).
     type Lease: Clone + Send + Sync + 'static;
+
+    /// Why a call to the backend failed (not "the key is busy": a transport or server error).
+    type Error: Error + Send + Sync + 'static;
 
     /// Grants a lease on `key` for `ttl`, waiting as `wait` allows. Waiters are served in the
     /// order they asked. A waiter whose turn is blocked by an expired lease takes over without
@@ -86,7 +122,7 @@ pub trait LockBackend<K>: Send + Sync + 'static {
         ttl: Duration,
         wait: Wait,
         events: &LockEvents,
-    ) -> impl Future<Output = Result<Grant<Self::Lease>, Refused>> + Send;
+    ) -> impl Future<Output = Result<Grant<Self::Lease>, Refused<Self::Error>>> + Send;
 
     /// Ends the lease `token` if it is still the key's current lease, handing the key to the
     /// next waiter. Called from `Drop`, so it must not block or wait.
@@ -96,18 +132,55 @@ pub trait LockBackend<K>: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`LeaseExpired`] when `token` is no longer live (past its deadline or replaced).
+    /// [`ExtendError::Expired`] when `token` is no longer live (past its deadline or
+    /// replaced); [`ExtendError::Backend`] when the backend could not tell.
     fn extend(
         &self,
         lease: &Self::Lease,
         token: FencingToken,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Instant, LeaseExpired>> + Send;
+    ) -> impl Future<Output = Result<Instant, ExtendError<Self::Error>>> + Send;
 
     /// The current deadline of lease `token`, or `None` if it is no longer the key's lease.
+    ///
+    /// # Errors
+    ///
+    /// [`Self::Error`] when the backend could not tell.
     fn deadline(
         &self,
         lease: &Self::Lease,
         token: FencingToken,
-    ) -> impl Future<Output = Option<Instant>> + Send;
+    ) -> impl Future<Output = Result<Option<Instant>, Self::Error>> + Send;
+
+    /// The lease's deadline as the backend tracks it, when it can move without the guard
+    /// asking (a backend that renews leases in the background). `None` (the default) means
+    /// "the deadline the guard was last given".
+    fn current_deadline(&self, lease: &Self::Lease) -> Option<Instant> {
+        let _ = lease;
+        None
+    }
+
+    /// Resolves when lease `token` is no longer live, with the deadline it had.
+    ///
+    /// The default sleeps until `deadline`, then asks [`deadline`](Self::deadline) whether
+    /// the lease was extended in the meantime, and repeats; a backend error counts as lost.
+    /// A backend that learns earlier that a lease is gone (a background renewal that found
+    /// another holder) overrides it to resolve at once.
+    fn lost(
+        &self,
+        lease: &Self::Lease,
+        token: FencingToken,
+        deadline: Instant,
+    ) -> impl Future<Output = Instant> + Send {
+        async move {
+            let mut deadline = deadline;
+            loop {
+                tokio::time::sleep_until(deadline).await;
+                match self.deadline(lease, token).await {
+                    Ok(Some(next)) if next > Instant::now() => deadline = next,
+                    _ => return deadline,
+                }
+            }
+        }
+    }
 }

@@ -88,6 +88,120 @@ impl fmt::Display for LeaseLost {
 
 impl Error for LeaseLost {}
 
+/// Returned by a fallible `extend` (`Guard::try_extend`, or `extend` on a remote backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExtendError<E> {
+    /// The lease already ended (past its deadline, or another holder has the key): it cannot
+    /// be revived. Lock again instead.
+    Expired(LeaseExpired),
+    /// The backend failed before it could tell; the lease may still be live until its
+    /// current deadline.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for ExtendError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired(e) => fmt::Display::fmt(e, f),
+            Self::Backend(e) => write!(f, "could not extend the lease: {e}"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for ExtendError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Expired(e) => Some(e),
+            Self::Backend(e) => Some(e),
+        }
+    }
+}
+
+/// Returned by `try_lock` on a backend that can fail (Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryLockError<E> {
+    /// Another holder has the key.
+    Busy(Busy),
+    /// The backend failed; the caller holds nothing.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for TryLockError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy(b) => fmt::Display::fmt(b, f),
+            Self::Backend(e) => write!(f, "could not lock: {e}"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for TryLockError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Busy(b) => Some(b),
+            Self::Backend(e) => Some(e),
+        }
+    }
+}
+
+/// Returned by `lock_timeout` on a backend that can fail (Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockTimeoutError<E> {
+    /// The key was not granted in time; the waiter left the queue.
+    Timeout(Timeout),
+    /// The backend failed; the caller holds nothing.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for LockTimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(t) => fmt::Display::fmt(t, f),
+            Self::Backend(e) => write!(f, "could not lock: {e}"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for LockTimeoutError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Timeout(t) => Some(t),
+            Self::Backend(e) => Some(e),
+        }
+    }
+}
+
+/// Returned by `with_lock` on a backend that can fail (Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WithLockError<E> {
+    /// The lease was lost before the work finished; the work was cancelled.
+    Lost(LeaseLost),
+    /// The lock could not be taken; the work did not run.
+    Backend(E),
+}
+
+impl<E: fmt::Display> fmt::Display for WithLockError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lost(l) => fmt::Display::fmt(l, f),
+            Self::Backend(e) => write!(f, "could not lock: {e}"),
+        }
+    }
+}
+
+impl<E: Error + 'static> Error for WithLockError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Lost(l) => Some(l),
+            Self::Backend(e) => Some(e),
+        }
+    }
+}
+
 /// An invalid builder setting, returned by `Builder::build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -100,7 +214,8 @@ impl ConfigError {
         Self { field, reason }
     }
 
-    /// The name of the builder setting that is invalid (`"ttl"`, `"name"`, `"shards"`).
+    /// The name of the builder setting that is invalid (`"ttl"`, `"name"`, `"shards"`, and for
+    /// the Redis backend `"url"`, `"prefix"`, `"command_timeout"`, `"backoff"`, `"runtime"`).
     #[must_use]
     pub fn field(&self) -> &'static str {
         self.field

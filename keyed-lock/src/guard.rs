@@ -1,15 +1,19 @@
 //! The lease guard.
 
 use std::fmt;
+use std::future::poll_fn;
+use std::hash::Hash;
 use std::marker::PhantomData;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::backend::{Grant, LockBackend};
-use crate::lock::{Shared, lost};
-use crate::{FencingToken, LeaseExpired, MemoryBackend};
+use crate::lock::Shared;
+use crate::{ExtendError, FencingToken, LeaseExpired, LeaseLost, MemoryBackend};
 
 /// A lease on one key; dropping it releases the key.
 ///
@@ -49,7 +53,7 @@ impl<K, B: LockBackend<K>> fmt::Debug for Guard<K, B> {
             .field("lock", &self.shared.events.name())
             .field("token", &self.token)
             .field("acquired_at", &self.acquired_at)
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline())
             .finish()
     }
 }
@@ -66,8 +70,15 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
         }
     }
 
-    pub(crate) fn lease(&self) -> &B::Lease {
+    /// The backend's handle to this lease.
+    pub fn lease(&self) -> &B::Lease {
         &self.lease
+    }
+
+    /// The lock's shared state (for backend-specific guard methods).
+    #[cfg(feature = "redis")]
+    pub(crate) fn backend(&self) -> &B {
+        &self.shared.backend
     }
 
     /// The fencing token of this lease: larger than that of every earlier lease on the key.
@@ -81,14 +92,18 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
         self.acquired_at
     }
 
-    /// When this lease ends unless [extended](Self::extend).
+    /// When this lease ends unless extended (by `extend`, [`try_extend`](Self::try_extend),
+    /// or a backend's background renewal).
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        self.shared
+            .backend
+            .current_deadline(&self.lease)
+            .unwrap_or(self.deadline)
     }
 
     /// The time left before the deadline (zero once expired).
     pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.deadline().saturating_duration_since(Instant::now())
     }
 
     /// Whether the lease's deadline has passed. An expired guard no longer excludes anyone:
@@ -108,11 +123,12 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
     /// # }
     /// ```
     pub fn is_expired(&self) -> bool {
-        Instant::now() >= self.deadline
+        Instant::now() >= self.deadline()
     }
 
     /// Resolves when the lease is lost: at the deadline, unless the lease was extended in the
-    /// meantime. Use it with `tokio::select!` to stop work that no longer holds the key.
+    /// meantime (or earlier, when a backend learns that another holder has the key). Use it
+    /// with `tokio::select!` to stop work that no longer holds the key.
     ///
     /// # Cancel safety
     ///
@@ -138,15 +154,107 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
     /// # }
     /// ```
     pub async fn lost(&self) {
-        lost(
-            &self.shared.backend,
-            self.lease.clone(),
-            self.token,
-            self.deadline,
-        )
-        .await;
+        self.shared
+            .backend
+            .lost(&self.lease, self.token, self.deadline())
+            .await;
     }
 
+    /// Renews a live lease on any backend: its deadline becomes `ttl` from now (less the
+    /// backend's clock-drift margin, for a remote backend). Returns the new deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`ExtendError::Expired`] if the deadline has already passed or another holder has the
+    /// key; [`ExtendError::Backend`] if the backend failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled, the deadline the guard reports is unchanged (a remote
+    /// backend may still have applied the extension).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let mut guard = locks.lock_with_ttl(&1, Duration::from_secs(10)).await;
+    /// let deadline = guard.try_extend(Duration::from_secs(20)).await.unwrap();
+    /// assert_eq!(deadline - guard.acquired_at(), Duration::from_secs(20));
+    /// # }
+    /// ```
+    pub async fn try_extend(&mut self, ttl: Duration) -> Result<Instant, ExtendError<B::Error>> {
+        let deadline = self
+            .shared
+            .backend
+            .extend(&self.lease, self.token, ttl)
+            .await?;
+        self.deadline = deadline;
+        Ok(deadline)
+    }
+
+    /// Runs `work` with this guard, cancelling it (dropping its future) if the lease is lost
+    /// first. `work` may extend the lease, which pushes the cancellation back.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseLost`] if the lease ended before `work` finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops `work`; the guard stays held.
+    ///
+    /// # Panics
+    ///
+    /// Never (unless `work` panics).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let mut guard = locks.lock_with_ttl(&1, Duration::from_secs(1)).await;
+    /// let out = guard
+    ///     .run(async |_g| tokio::time::sleep(Duration::from_secs(5)).await)
+    ///     .await;
+    /// assert!(out.is_err());
+    /// # }
+    /// ```
+    pub async fn run<T, F>(&mut self, work: F) -> Result<T, LeaseLost>
+    where
+        F: AsyncFnOnce(&mut Self) -> T,
+    {
+        let shared = Arc::clone(&self.shared);
+        let lease = self.lease.clone();
+        let token = self.token;
+        let deadline = self.deadline();
+        let mut lost = pin!(shared.backend.lost(&lease, token, deadline));
+        let mut work = pin!(work(self));
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            if let Poll::Ready(deadline) = lost.as_mut().poll(cx) {
+                return Poll::Ready(Err(LeaseLost { token, deadline }));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl<K> Guard<K, MemoryBackend<K>>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
     /// Renews a live lease: its deadline becomes `ttl` from now. Returns the new deadline.
     ///
     /// # Errors
@@ -178,13 +286,11 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
     /// # }
     /// ```
     pub async fn extend(&mut self, ttl: Duration) -> Result<Instant, LeaseExpired> {
-        let deadline = self
-            .shared
-            .backend
-            .extend(&self.lease, self.token, ttl)
-            .await?;
-        self.deadline = deadline;
-        Ok(deadline)
+        match self.try_extend(ttl).await {
+            Ok(deadline) => Ok(deadline),
+            Err(ExtendError::Expired(e)) => Err(e),
+            Err(ExtendError::Backend(never)) => match never {},
+        }
     }
 }
 

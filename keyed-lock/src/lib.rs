@@ -67,7 +67,10 @@ mod metrics;
 mod token;
 
 pub use backend::{Grant, LockBackend, Refused, Wait};
-pub use error::{Busy, ConfigError, LeaseExpired, LeaseLost, Timeout};
+pub use error::{
+    Busy, ConfigError, ExtendError, LeaseExpired, LeaseLost, LockTimeoutError, Timeout,
+    TryLockError, WithLockError,
+};
 pub use guard::Guard;
 pub use lock::{Builder, DEFAULT_TTL, KeyedLock};
 pub use memory::{MemoryBackend, MemoryLease};

@@ -1,12 +1,9 @@
 //! The keyed lock handle and its builder.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
@@ -205,42 +202,6 @@ where
     pub fn purge_expired(&self) -> usize {
         self.shared.backend.purge_expired(&self.shared.events)
     }
-}
-
-impl<K, B> KeyedLock<K, B>
-where
-    K: Send + Sync,
-    B: LockBackend<K>,
-{
-    fn from_parts(backend: B, ttl: Duration, events: LockEvents) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                backend,
-                ttl,
-                events,
-            }),
-            _key: PhantomData,
-        }
-    }
-
-    fn guard(&self, grant: Grant<B::Lease>) -> Guard<K, B> {
-        Guard::new(Arc::clone(&self.shared), grant)
-    }
-
-    /// The lock's name (its `lock` metric label).
-    pub fn name(&self) -> &str {
-        self.shared.events.name()
-    }
-
-    /// The default lease TTL of this lock.
-    pub fn ttl(&self) -> Duration {
-        self.shared.ttl
-    }
-
-    /// The backend.
-    pub fn backend(&self) -> &B {
-        &self.shared.backend
-    }
 
     /// Waits for the lock on `key` and returns its guard, with the lock's default TTL.
     ///
@@ -266,7 +227,7 @@ where
     /// assert!(!guard.is_expired());
     /// # }
     /// ```
-    pub async fn lock(&self, key: &K) -> Guard<K, B> {
+    pub async fn lock(&self, key: &K) -> Guard<K> {
         self.lock_with_ttl(key, self.shared.ttl).await
     }
 
@@ -291,16 +252,11 @@ where
     /// assert_eq!(guard.deadline() - guard.acquired_at(), Duration::from_secs(1));
     /// # }
     /// ```
-    pub async fn lock_with_ttl(&self, key: &K, ttl: Duration) -> Guard<K, B> {
+    pub async fn lock_with_ttl(&self, key: &K, ttl: Duration) -> Guard<K> {
         loop {
             // A backend must not refuse `Wait::Forever`; if one does, ask again.
-            if let Ok(grant) = self
-                .shared
-                .backend
-                .acquire(key, ttl, Wait::Forever, &self.shared.events)
-                .await
-            {
-                return self.guard(grant);
+            if let Ok(guard) = self.acquire(key, ttl, Wait::Forever).await {
+                return guard;
             }
         }
     }
@@ -332,7 +288,7 @@ where
     /// assert_eq!(err.waited, Duration::from_secs(2));
     /// # }
     /// ```
-    pub async fn lock_timeout(&self, key: &K, timeout: Duration) -> Result<Guard<K, B>, Timeout> {
+    pub async fn lock_timeout(&self, key: &K, timeout: Duration) -> Result<Guard<K>, Timeout> {
         self.lock_timeout_with_ttl(key, timeout, self.shared.ttl)
             .await
     }
@@ -370,20 +326,16 @@ where
         key: &K,
         timeout: Duration,
         ttl: Duration,
-    ) -> Result<Guard<K, B>, Timeout> {
+    ) -> Result<Guard<K>, Timeout> {
         let wait = if timeout.is_zero() {
             Wait::No
         } else {
             Wait::For(timeout)
         };
-        match self
-            .shared
-            .backend
-            .acquire(key, ttl, wait, &self.shared.events)
-            .await
-        {
-            Ok(grant) => Ok(self.guard(grant)),
+        match self.acquire(key, ttl, wait).await {
+            Ok(guard) => Ok(guard),
             Err(Refused::Busy(_) | Refused::TimedOut) => Err(Timeout { waited: timeout }),
+            Err(Refused::Backend(never)) => match never {},
         }
     }
 
@@ -427,40 +379,97 @@ where
     /// ```
     pub async fn with_lock<T, F>(&self, key: &K, work: F) -> Result<T, LeaseLost>
     where
-        F: AsyncFnOnce(&mut Guard<K, B>) -> T,
+        F: AsyncFnOnce(&mut Guard<K>) -> T,
     {
         let mut guard = self.lock(key).await;
-        let lease = guard.lease().clone();
-        let token = guard.token();
-        let deadline = guard.deadline();
-        let mut lost = pin!(lost(&self.shared.backend, lease, token, deadline));
-        let mut work = pin!(work(&mut guard));
-        poll_fn(|cx| {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
-            }
-            if let Poll::Ready(deadline) = lost.as_mut().poll(cx) {
-                return Poll::Ready(Err(LeaseLost { token, deadline }));
-            }
-            Poll::Pending
-        })
-        .await
+        guard.run(work).await
     }
 }
 
-/// Resolves when lease `token` is no longer live; yields the deadline it had.
-pub(crate) async fn lost<K, B: LockBackend<K>>(
-    backend: &B,
-    lease: B::Lease,
-    token: crate::FencingToken,
-    mut deadline: tokio::time::Instant,
-) -> tokio::time::Instant {
-    loop {
-        tokio::time::sleep_until(deadline).await;
-        match backend.deadline(&lease, token).await {
-            Some(next) if next > tokio::time::Instant::now() => deadline = next,
-            _ => return deadline,
+impl<K, B> KeyedLock<K, B>
+where
+    K: Send + Sync,
+    B: LockBackend<K>,
+{
+    pub(crate) fn from_parts(backend: B, ttl: Duration, events: LockEvents) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                ttl,
+                events,
+            }),
+            _key: PhantomData,
         }
+    }
+
+    pub(crate) fn guard(&self, grant: Grant<B::Lease>) -> Guard<K, B> {
+        Guard::new(Arc::clone(&self.shared), grant)
+    }
+
+    /// The lock's name (its `lock` metric label).
+    pub fn name(&self) -> &str {
+        self.shared.events.name()
+    }
+
+    /// The default lease TTL of this lock.
+    pub fn ttl(&self) -> Duration {
+        self.shared.ttl
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.shared.backend
+    }
+
+    /// Acquires `key` on any backend: the backend-neutral entry point under `lock`,
+    /// `try_lock` and `lock_timeout`.
+    ///
+    /// `wait` says how long to queue: [`Wait::No`] refuses with [`Refused::Busy`] when the
+    /// key is held, [`Wait::For`] with [`Refused::TimedOut`] when the time runs out,
+    /// [`Wait::Forever`] waits until granted. `ttl` is this lease's TTL (pass
+    /// [`ttl()`](Self::ttl) for the lock's default).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`]: `Busy`, `TimedOut`, or `Backend` when the backend failed (never for the
+    /// in-memory backend).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the queue and leaves no entry behind (a remote
+    /// backend's lease that was granted while the reply was in flight ends by its TTL or by
+    /// a clean-up the backend starts).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, Refused, Wait};
+    /// let locks = KeyedLock::<u64>::new();
+    /// let guard = locks.acquire(&1, locks.ttl(), Wait::Forever).await.unwrap();
+    /// let busy = locks.acquire(&1, locks.ttl(), Wait::No).await.unwrap_err();
+    /// assert!(matches!(busy, Refused::Busy(_)));
+    /// # drop(guard);
+    /// # }
+    /// ```
+    pub async fn acquire(
+        &self,
+        key: &K,
+        ttl: Duration,
+        wait: Wait,
+    ) -> Result<Guard<K, B>, Refused<B::Error>> {
+        let grant = self
+            .shared
+            .backend
+            .acquire(key, ttl, wait, &self.shared.events)
+            .await?;
+        Ok(self.guard(grant))
     }
 }
 

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
-use crate::{Busy, FencingToken, LeaseExpired, LockEvents};
+use crate::{Busy, ExtendError, FencingToken, LeaseExpired, LockEvents};
+use std::convert::Infallible;
 
 /// Roughly 30 years: a deadline for TTLs too large to add to an `Instant`.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
@@ -307,7 +308,12 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             .map(|s| s.deadline)
     }
 
-    fn extend_inner(&self, hash: u64, token: u64, ttl: Duration) -> Result<Instant, LeaseExpired> {
+    pub(crate) fn extend_inner(
+        &self,
+        hash: u64,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Instant, LeaseExpired> {
         let mut state = self.shard(hash);
         let now = Instant::now();
         match state.table.find_mut(hash, |s| s.token == token) {
@@ -536,6 +542,7 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
     type Lease = MemoryLease;
+    type Error = Infallible;
 
     fn acquire(
         &self,
@@ -543,7 +550,7 @@ where
         ttl: Duration,
         wait: Wait,
         events: &LockEvents,
-    ) -> impl Future<Output = Result<Grant<MemoryLease>, Refused>> + Send {
+    ) -> impl Future<Output = Result<Grant<MemoryLease>, Refused<Infallible>>> + Send {
         self.acquire_inner(key, ttl, wait, events)
     }
 
@@ -556,15 +563,18 @@ where
         lease: &MemoryLease,
         token: FencingToken,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Instant, LeaseExpired>> + Send {
-        std::future::ready(self.extend_inner(lease.hash, token.get(), ttl))
+    ) -> impl Future<Output = Result<Instant, ExtendError<Infallible>>> + Send {
+        std::future::ready(
+            self.extend_inner(lease.hash, token.get(), ttl)
+                .map_err(ExtendError::Expired),
+        )
     }
 
     fn deadline(
         &self,
         lease: &MemoryLease,
         token: FencingToken,
-    ) -> impl Future<Output = Option<Instant>> + Send {
-        std::future::ready(self.deadline_inner(lease.hash, token.get()))
+    ) -> impl Future<Output = Result<Option<Instant>, Infallible>> + Send {
+        std::future::ready(Ok(self.deadline_inner(lease.hash, token.get())))
     }
 }
