@@ -521,6 +521,7 @@ impl<K, P> Inner<K, P> {
             last_fired: raw.last_fired.map(|t| self.instant(t)),
             digest,
             bypassed: raw.bypassed,
+            degraded: false,
         }
     }
 
@@ -528,6 +529,7 @@ impl<K, P> Inner<K, P> {
         Suppressed {
             remaining: Duration::from_nanos(raw.remaining),
             suppressed: raw.suppressed,
+            degraded: false,
         }
     }
 

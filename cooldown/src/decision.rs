@@ -78,6 +78,11 @@ pub struct Fire<P = ()> {
     /// window or a send was in flight (see
     /// [`Cooldown::check_critical`](crate::Cooldown::check_critical)).
     pub bypassed: bool,
+    /// True when the decision was not made by the shared store because it
+    /// could not be reached, and the store's unreachable policy fired the
+    /// event (`RedisCooldown`, feature `redis`). Always false for the
+    /// in-memory [`Cooldown`](crate::Cooldown).
+    pub degraded: bool,
 }
 
 /// An event that should be dropped, and why.
@@ -90,6 +95,12 @@ pub struct Suppressed {
     pub remaining: Duration,
     /// Events suppressed for this key and not yet reported, this one included.
     pub suppressed: u64,
+    /// True when the shared store could not be reached and its unreachable
+    /// policy suppressed the event (`RedisCooldown`, feature `redis`): then
+    /// `remaining` is zero and `suppressed` is 0, because neither is known,
+    /// and the event is counted nowhere. Always false for the in-memory
+    /// [`Cooldown`](crate::Cooldown).
+    pub degraded: bool,
 }
 
 impl std::fmt::Display for Suppressed {

@@ -19,6 +19,34 @@ pub enum ConfigError {
     ZeroMaxKeys,
     /// `name` was empty: it is the `cooldown` metric label.
     EmptyName,
+    /// `name` contained `{` or `}`: a Redis cooldown uses its name as the
+    /// Redis Cluster hash tag of its keys (`seawall:cooldown:{name}:...`).
+    #[cfg(feature = "redis")]
+    InvalidName {
+        /// The name that was given.
+        name: String,
+    },
+    /// No Redis server was given: call
+    /// [`url`](crate::RedisCooldownBuilder::url) or
+    /// [`client`](crate::RedisCooldownBuilder::client).
+    #[cfg(feature = "redis")]
+    MissingRedis,
+    /// The Redis URL could not be parsed.
+    #[cfg(feature = "redis")]
+    InvalidRedisUrl {
+        /// What the `redis` crate said about it.
+        reason: String,
+    },
+    /// `timeout` was zero: every Redis call would fail.
+    #[cfg(feature = "redis")]
+    ZeroTimeout,
+    /// `reservation_timeout` was zero: a reservation would expire at once.
+    #[cfg(feature = "redis")]
+    ZeroReservationTimeout,
+    /// `build` was called outside a tokio runtime: a Redis cooldown needs one
+    /// for its connection and to roll back dropped reservations.
+    #[cfg(feature = "redis")]
+    NoRuntime,
 }
 
 impl ConfigError {
@@ -42,6 +70,16 @@ impl ConfigError {
             ConfigError::ZeroWindow | ConfigError::WindowTooLong { .. } => "window",
             ConfigError::ZeroMaxKeys => "max_keys",
             ConfigError::EmptyName => "name",
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidName { .. } => "name",
+            #[cfg(feature = "redis")]
+            ConfigError::MissingRedis | ConfigError::InvalidRedisUrl { .. } => "url",
+            #[cfg(feature = "redis")]
+            ConfigError::ZeroTimeout => "timeout",
+            #[cfg(feature = "redis")]
+            ConfigError::ZeroReservationTimeout => "reservation_timeout",
+            #[cfg(feature = "redis")]
+            ConfigError::NoRuntime => "runtime",
         }
     }
 }
@@ -57,6 +95,31 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroMaxKeys => f.write_str("cooldown `max_keys` must be at least 1"),
             ConfigError::EmptyName => f.write_str("cooldown `name` must not be empty"),
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidName { name } => write!(
+                f,
+                "cooldown `name` {name:?} must not contain `{{` or `}}` (it is the Redis Cluster hash tag)"
+            ),
+            #[cfg(feature = "redis")]
+            ConfigError::MissingRedis => {
+                f.write_str("redis cooldown `url` (or `client`) must be set")
+            }
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidRedisUrl { reason } => {
+                write!(f, "redis cooldown `url` is invalid: {reason}")
+            }
+            #[cfg(feature = "redis")]
+            ConfigError::ZeroTimeout => {
+                f.write_str("redis cooldown `timeout` must be greater than zero")
+            }
+            #[cfg(feature = "redis")]
+            ConfigError::ZeroReservationTimeout => {
+                f.write_str("redis cooldown `reservation_timeout` must be greater than zero")
+            }
+            #[cfg(feature = "redis")]
+            ConfigError::NoRuntime => f.write_str(
+                "redis cooldown `build()` must be called inside a tokio runtime (`runtime`)",
+            ),
         }
     }
 }

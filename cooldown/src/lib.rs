@@ -90,6 +90,8 @@ mod cooldown;
 mod decision;
 mod error;
 mod metrics;
+#[cfg(feature = "redis")]
+mod redis;
 mod reservation;
 mod state;
 
@@ -98,4 +100,9 @@ pub use cooldown::Cooldown;
 pub use decision::{Decision, Digest, Fire, Suppressed};
 pub use error::ConfigError;
 pub use metrics::Metrics;
+#[cfg(feature = "redis")]
+pub use redis::{
+    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, RedisCooldown,
+    RedisCooldownBuilder, RedisCooldownError, RedisReservation, UnreachablePolicy,
+};
 pub use reservation::Reservation;

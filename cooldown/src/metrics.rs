@@ -26,6 +26,11 @@ struct CooldownLabels {
 /// | `seawall_cooldown_decisions_total` | counter | `cooldown`, `decision` = `fire` \| `suppressed` \| `bypass` \| `rolled_back` | events by outcome; `fire` counts checks that fired and committed reservations, `bypass` critical events that fired inside a window, `rolled_back` reservations dropped without commit |
 /// | `seawall_cooldown_keys` | gauge | `cooldown` | keys currently tracked |
 /// | `seawall_cooldown_evictions_total` | counter | `cooldown` | keys forgotten early because `max_keys` was reached (expired keys are not counted) |
+/// | `seawall_cooldown_degraded_total` | counter | `cooldown` | feature `redis` only: decisions a `RedisCooldown` took by its unreachable policy (also counted in `decisions_total`), failed commits, rollbacks and drains |
+///
+/// A `RedisCooldown` counts its decisions in `decisions_total` like the
+/// in-memory one; its keys live in Redis, so its `keys` and `evictions`
+/// series stay 0.
 ///
 /// Cloning is cheap (reference-counted families).
 ///
@@ -50,6 +55,8 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     keys: Family<CooldownLabels, Gauge>,
     evictions: Family<CooldownLabels, Counter>,
+    #[cfg(feature = "redis")]
+    degraded: Family<CooldownLabels, Counter>,
 }
 
 impl Metrics {
@@ -63,6 +70,8 @@ impl Metrics {
             decisions: Family::default(),
             keys: Family::default(),
             evictions: Family::default(),
+            #[cfg(feature = "redis")]
+            degraded: Family::default(),
         };
         registry.register(
             "seawall_cooldown_decisions",
@@ -79,7 +88,21 @@ impl Metrics {
             "Keys evicted before they expired because max_keys was reached",
             metrics.evictions.clone(),
         );
+        #[cfg(feature = "redis")]
+        registry.register(
+            "seawall_cooldown_degraded",
+            "Redis cooldown decisions taken by the unreachable policy because Redis did not answer",
+            metrics.degraded.clone(),
+        );
         metrics
+    }
+
+    /// The degraded-decision counter of one Redis cooldown.
+    #[cfg(feature = "redis")]
+    pub(crate) fn degraded(&self, name: &str) -> Counter {
+        self.degraded.get_or_create_owned(&CooldownLabels {
+            cooldown: name.to_owned(),
+        })
     }
 
     /// Resolves the series of one cooldown, so the hot path only bumps atomics.

@@ -1,0 +1,270 @@
+//! Configuration of a [`RedisCooldown`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use ::redis::Client;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::cooldown::{RedisCooldown, RedisInner};
+use super::policy::UnreachablePolicy;
+use crate::{ConfigError, DEFAULT_NAME, DEFAULT_WINDOW, Metrics};
+
+/// Default bound on every Redis call: 1 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default lifetime of a reservation a replica never committed nor rolled
+/// back (it crashed mid-send): 60 s.
+pub const DEFAULT_RESERVATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default key prefix; the cooldown's name follows it as a hash tag.
+pub const DEFAULT_PREFIX: &str = "seawall:cooldown";
+
+/// Where the builder connects.
+enum Target {
+    None,
+    Url(String),
+    Client(Client),
+}
+
+/// Builds a [`RedisCooldown`]; start with [`RedisCooldown::builder`].
+///
+/// # Default
+///
+/// | setting | default |
+/// |---|---|
+/// | [`url`](Self::url) / [`client`](Self::client) | none: required |
+/// | [`name`](Self::name) | `"cooldown"` (also the Redis Cluster hash tag) |
+/// | [`window`](Self::window) | 1800 s |
+/// | [`prefix`](Self::prefix) | `"seawall:cooldown"` |
+/// | [`timeout`](Self::timeout) | 1 s |
+/// | [`reservation_timeout`](Self::reservation_timeout) | 60 s |
+/// | [`retention`](Self::retention) | the window |
+/// | [`unreachable`](Self::unreachable) | [`UnreachablePolicy::Fire`] |
+/// | [`metrics`](Self::metrics) | none |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_cooldown::{RedisCooldown, UnreachablePolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Connects lazily: building needs a runtime, not a server.
+/// let alerts: RedisCooldown<String> = RedisCooldown::builder()
+///     .url("redis://127.0.0.1:6379/")
+///     .name("alerts")
+///     .window(Duration::from_secs(1800))
+///     .timeout(Duration::from_millis(250))
+///     .unreachable(UnreachablePolicy::Fire)
+///     .build()
+///     .unwrap();
+/// assert_eq!(alerts.addr(), "127.0.0.1:6379");
+/// # }
+/// ```
+pub struct RedisCooldownBuilder<K> {
+    target: Target,
+    name: String,
+    prefix: String,
+    window: Duration,
+    timeout: Duration,
+    reservation_timeout: Duration,
+    retention: Option<Duration>,
+    policy: UnreachablePolicy,
+    metrics: Option<Metrics>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for RedisCooldownBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match &self.target {
+            Target::None => "none".to_owned(),
+            Target::Url(url) => url.clone(),
+            Target::Client(c) => c.get_connection_info().addr().to_string(),
+        };
+        f.debug_struct("RedisCooldownBuilder")
+            .field("target", &target)
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .field("window", &self.window)
+            .field("timeout", &self.timeout)
+            .field("reservation_timeout", &self.reservation_timeout)
+            .field("retention", &self.retention)
+            .field("unreachable", &self.policy)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
+impl<K> Default for RedisCooldownBuilder<K> {
+    fn default() -> Self {
+        Self {
+            target: Target::None,
+            name: DEFAULT_NAME.to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            window: DEFAULT_WINDOW,
+            timeout: DEFAULT_TIMEOUT,
+            reservation_timeout: DEFAULT_RESERVATION_TIMEOUT,
+            retention: None,
+            policy: UnreachablePolicy::default(),
+            metrics: None,
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K> RedisCooldownBuilder<K> {
+    /// The Redis server, e.g. `redis://127.0.0.1:6379/0` (any URL the
+    /// `redis` crate accepts). Parsed by [`build`](Self::build).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.target = Target::Url(url.into());
+        self
+    }
+
+    /// The Redis server, as a `redis::Client` configured by the caller (TLS,
+    /// credentials). Replaces a [`url`](Self::url).
+    pub fn client(mut self, client: Client) -> Self {
+        self.target = Target::Client(client);
+        self
+    }
+
+    /// Names the cooldown: the `cooldown` metric label, and the part of its
+    /// Redis keys every replica must agree on. Replicas that share a name
+    /// (and a [`prefix`](Self::prefix)) share the cooldown. Must not be empty
+    /// nor contain `{` or `}`: it is the keys' Redis Cluster hash tag.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The start of every Redis key; keys are
+    /// `<prefix>:{<name>}:w:<key>` (window), `<prefix>:{<name>}:s:<key>`
+    /// (state) and `<prefix>:{<name>}:idx` (digest index).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a key stays quiet after it fires. Must be at least 1 µs and
+    /// at most [`ConfigError::MAX_WINDOW`]; kept in Redis with millisecond
+    /// expiries (rounded up) and decided to the microsecond.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The bound on every Redis call, connecting included. A call that gets
+    /// no answer in time fails with [`RedisCooldownError::Timeout`](crate::RedisCooldownError::Timeout)
+    /// and the [`unreachable`](Self::unreachable) policy decides. Must be
+    /// greater than zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long a reservation holds its key if it is neither committed nor
+    /// rolled back (its replica crashed mid-send, or the rollback could not
+    /// reach Redis). After that the key may fire again. Choose it longer
+    /// than a send can take. Must be greater than zero.
+    pub fn reservation_timeout(mut self, timeout: Duration) -> Self {
+        self.reservation_timeout = timeout;
+        self
+    }
+
+    /// How long a key's state outlives its window: a pending digest that no
+    /// [`drain_digests`](RedisCooldown::drain_digests) took within this
+    /// time after the window ended is dropped by Redis (key expiry), and
+    /// `last_fired` is remembered this long. Bounds what the cooldown keeps
+    /// in Redis when nobody drains. Defaults to the window.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// What to decide when Redis does not answer; see [`UnreachablePolicy`].
+    pub fn unreachable(mut self, policy: UnreachablePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Reports decisions and degraded decisions through `metrics`.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Checks the settings and builds the cooldown. Does not connect: the
+    /// connection is made by the first call (and re-made after failures) by
+    /// a `redis` connection manager.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field: an empty `name` or
+    /// one with `{`/`}`, a window under 1 µs or over the maximum, a zero
+    /// `timeout` or `reservation_timeout`, no or an invalid `url`, or no
+    /// tokio runtime (`runtime`).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub fn build(self) -> Result<RedisCooldown<K>, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        if self.name.contains(['{', '}']) {
+            return Err(ConfigError::InvalidName { name: self.name });
+        }
+        if self.window.as_micros() == 0 {
+            return Err(ConfigError::ZeroWindow);
+        }
+        if self.window > ConfigError::MAX_WINDOW {
+            return Err(ConfigError::WindowTooLong {
+                window: self.window,
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout);
+        }
+        if self.reservation_timeout.is_zero() {
+            return Err(ConfigError::ZeroReservationTimeout);
+        }
+        let client = match self.target {
+            Target::None => return Err(ConfigError::MissingRedis),
+            Target::Url(url) => {
+                Client::open(url.as_str()).map_err(|e| ConfigError::InvalidRedisUrl {
+                    reason: e.to_string(),
+                })?
+            }
+            Target::Client(client) => client,
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let addr = client.get_connection_info().addr().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            // One attempt per call: the caller's timeout bounds the call,
+            // and the next call reconnects.
+            .set_number_of_retries(0);
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            ConfigError::InvalidRedisUrl {
+                reason: e.to_string(),
+            }
+        })?;
+        let retention = self
+            .retention
+            .unwrap_or(self.window)
+            .min(ConfigError::MAX_WINDOW);
+        Ok(RedisCooldown::from_inner(RedisInner::new(
+            conn,
+            handle,
+            addr,
+            format!("{}:{{{}}}:", self.prefix, self.name),
+            self.name,
+            self.window,
+            self.timeout,
+            self.reservation_timeout,
+            retention,
+            self.policy,
+            self.metrics,
+        )))
+    }
+}

@@ -1,0 +1,97 @@
+//! What can go wrong talking to Redis.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A Redis cooldown call that got no usable answer from Redis.
+///
+/// Returned by [`RedisCooldown::try_check`](crate::RedisCooldown::try_check),
+/// [`RedisReservation::commit`](crate::RedisReservation::commit) and
+/// [`RedisReservation::rollback`](crate::RedisReservation::rollback); the
+/// other calls apply the [`UnreachablePolicy`](crate::UnreachablePolicy)
+/// instead and log the error at `warn`. Every variant names the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisCooldownError {
+    /// The connection failed or broke: refused, reset, DNS, authentication.
+    Unreachable {
+        /// The server, `host:port` (or a socket path).
+        addr: String,
+        /// What the `redis` crate reported.
+        reason: String,
+    },
+    /// Redis did not answer within the configured
+    /// [`timeout`](crate::RedisCooldownBuilder::timeout) (a hung server, a
+    /// black-holed network, a connect that never completes).
+    Timeout {
+        /// The server, `host:port` (or a socket path).
+        addr: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// Redis answered with an error or a reply the cooldown did not expect
+    /// (out of memory, a read-only replica, a script error).
+    Server {
+        /// The server, `host:port` (or a socket path).
+        addr: String,
+        /// What Redis (or the `redis` crate) said.
+        reason: String,
+    },
+}
+
+impl RedisCooldownError {
+    /// The server the failed call went to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_cooldown::RedisCooldownError;
+    /// let err = RedisCooldownError::Timeout {
+    ///     addr: "10.0.0.7:6379".into(),
+    ///     after: std::time::Duration::from_millis(500),
+    /// };
+    /// assert_eq!(err.addr(), "10.0.0.7:6379");
+    /// assert_eq!(err.to_string(), "redis at 10.0.0.7:6379 did not answer within 500ms");
+    /// ```
+    pub fn addr(&self) -> &str {
+        match self {
+            RedisCooldownError::Unreachable { addr, .. }
+            | RedisCooldownError::Timeout { addr, .. }
+            | RedisCooldownError::Server { addr, .. } => addr,
+        }
+    }
+
+    pub(crate) fn from_redis(addr: &str, err: &::redis::RedisError) -> Self {
+        let reason = err.to_string();
+        let addr = addr.to_owned();
+        // The redis crate's own response / connection timeouts are I/O errors.
+        if err.is_timeout()
+            || err.is_io_error()
+            || err.is_connection_refusal()
+            || err.is_connection_dropped()
+            || err.is_unrecoverable_error()
+        {
+            RedisCooldownError::Unreachable { addr, reason }
+        } else {
+            RedisCooldownError::Server { addr, reason }
+        }
+    }
+}
+
+impl fmt::Display for RedisCooldownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisCooldownError::Unreachable { addr, reason } => {
+                write!(f, "redis at {addr} unreachable: {reason}")
+            }
+            RedisCooldownError::Timeout { addr, after } => {
+                write!(f, "redis at {addr} did not answer within {after:?}")
+            }
+            RedisCooldownError::Server { addr, reason } => {
+                write!(f, "redis at {addr} failed the cooldown script: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedisCooldownError {}

@@ -1,0 +1,42 @@
+//! Shared by the tests that need a Redis server: the server's URL and
+//! cooldowns with names no other test (or engineer) uses.
+
+#![allow(dead_code)]
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use seawall_cooldown::{RedisCooldown, RedisCooldownBuilder};
+
+/// The server from `SEAWALL_REDIS_URL`; a clear failure when it is missing.
+pub(crate) fn url() -> String {
+    std::env::var("SEAWALL_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "SEAWALL_REDIS_URL is not set: the ignored tests need a throwaway redis-server, \
+             e.g. SEAWALL_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p seawall-cooldown \
+             --all-features -- --ignored (or run .ci/redis-tests)"
+        )
+    })
+}
+
+/// A cooldown name unique to this test run and call.
+pub(crate) fn unique_name() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let seed = RandomState::new().hash_one(std::process::id());
+    format!("test-{seed:016x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A builder on the test server with a unique name.
+pub(crate) fn builder(window: Duration) -> RedisCooldownBuilder<String> {
+    RedisCooldown::builder()
+        .url(url())
+        .name(unique_name())
+        .window(window)
+        .timeout(Duration::from_secs(2))
+}
+
+/// A fresh cooldown on the test server.
+pub(crate) fn cooldown(window: Duration) -> RedisCooldown<String> {
+    builder(window).build().expect("valid config")
+}
