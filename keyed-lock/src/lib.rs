@@ -64,6 +64,8 @@ mod guard;
 mod lock;
 mod memory;
 mod metrics;
+#[cfg(feature = "redis")]
+mod redis;
 mod token;
 
 pub use backend::{Grant, LockBackend, Refused, Wait};
@@ -76,3 +78,9 @@ pub use lock::{Builder, DEFAULT_TTL, KeyedLock};
 pub use memory::{MemoryBackend, MemoryLease};
 pub use metrics::{LockEvents, Metrics};
 pub use token::FencingToken;
+
+#[cfg(feature = "redis")]
+pub use crate::redis::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisBackend, RedisBackendBuilder, RedisBackendError,
+    RedisLease,
+};

@@ -34,6 +34,13 @@ pub struct MemoryLease {
     hash: u64,
 }
 
+#[cfg(feature = "redis")]
+impl MemoryLease {
+    pub(crate) fn hash(self) -> u64 {
+        self.hash
+    }
+}
+
 type GrantTx = oneshot::Sender<Grant<MemoryLease>>;
 type GrantRx = oneshot::Receiver<Grant<MemoryLease>>;
 
@@ -308,12 +315,16 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             .map(|s| s.deadline)
     }
 
-    pub(crate) fn extend_inner(
-        &self,
-        hash: u64,
-        token: u64,
-        ttl: Duration,
-    ) -> Result<Instant, LeaseExpired> {
+    /// Sets the deadline of lease `token` if it is still the key's lease.
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_deadline(&self, hash: u64, token: u64, deadline: Instant) {
+        let mut state = self.shard(hash);
+        if let Some(slot) = state.table.find_mut(hash, |s| s.token == token) {
+            slot.deadline = deadline;
+        }
+    }
+
+    fn extend_inner(&self, hash: u64, token: u64, ttl: Duration) -> Result<Instant, LeaseExpired> {
         let mut state = self.shard(hash);
         let now = Instant::now();
         match state.table.find_mut(hash, |s| s.token == token) {

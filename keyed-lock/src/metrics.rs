@@ -32,6 +32,7 @@ fn wait_histogram() -> Histogram {
 /// | `seawall_keyed_lock_expired_total{lock}` | counter | leases that ran past their TTL (taken over by the next holder, or released late) |
 /// | `seawall_keyed_lock_wait_seconds{lock}` | histogram | time spent queued, for acquisitions that queued |
 /// | `seawall_keyed_lock_held{lock}` | gauge | leases currently granted and not yet released or expired-and-taken-over |
+/// | `seawall_keyed_lock_backend_errors_total{lock}` | counter | calls to a remote backend (Redis) that failed: unreachable, no answer in time, or an error reply |
 ///
 /// The `lock` label is the lock's [`name`](crate::Builder::name), never a key.
 ///
@@ -54,6 +55,7 @@ pub struct Metrics {
     expired: Family<LockLabels, Counter>,
     wait: Family<LockLabels, Histogram, fn() -> Histogram>,
     held: Family<LockLabels, Gauge>,
+    backend_errors: Family<LockLabels, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +74,7 @@ impl Metrics {
             expired: Family::default(),
             wait: Family::new_with_constructor(wait_histogram as fn() -> Histogram),
             held: Family::default(),
+            backend_errors: Family::default(),
         };
         registry.register(
             "seawall_keyed_lock_acquired",
@@ -103,6 +106,11 @@ impl Metrics {
             "Leases currently held",
             metrics.held.clone(),
         );
+        registry.register(
+            "seawall_keyed_lock_backend_errors",
+            "Calls to a remote lock backend that failed",
+            metrics.backend_errors.clone(),
+        );
         metrics
     }
 
@@ -117,11 +125,12 @@ impl Metrics {
             expired: self.expired.get_or_create_owned(&labels),
             wait: self.wait.get_or_create_owned(&labels),
             held: self.held.get_or_create_owned(&labels),
+            backend_errors: self.backend_errors.get_or_create_owned(&labels),
         }
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Resolved {
     acquired: Counter,
     contended: Counter,
@@ -129,6 +138,7 @@ struct Resolved {
     expired: Counter,
     wait: Histogram,
     held: Gauge,
+    backend_errors: Counter,
 }
 
 /// Where a [`LockBackend`](crate::LockBackend) reports what happened to leases: metrics and
@@ -138,7 +148,10 @@ struct Resolved {
 /// ended, either by [`released`](Self::released) or by [`taken_over`](Self::taken_over), so
 /// the `held` gauge never drifts. A lease whose holder vanished and that nobody ever takes
 /// over stays counted as held.
-#[derive(Debug)]
+///
+/// Cloning is cheap (reference-counted handles), so a backend can keep one per lease for
+/// reports that happen in the background.
+#[derive(Debug, Clone)]
 pub struct LockEvents {
     name: Arc<str>,
     metrics: Option<Resolved>,
@@ -205,6 +218,14 @@ impl LockEvents {
         if expired {
             tracing::info!(lock = %self.name, "keyed lock lease released after its TTL");
         }
+    }
+
+    /// A call to a remote backend failed (unreachable, no answer in time, error reply).
+    pub fn backend_error(&self, error: &dyn std::error::Error) {
+        if let Some(m) = &self.metrics {
+            m.backend_errors.inc();
+        }
+        tracing::warn!(lock = %self.name, %error, "keyed lock backend call failed");
     }
 
     /// A lease ran past its deadline and was ended so the next acquirer could proceed.

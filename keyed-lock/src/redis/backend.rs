@@ -1,0 +1,686 @@
+//! The Redis backend: leases in Redis, a per-key FIFO in front of it in each process.
+
+use std::fmt::{self, Display};
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{FromRedisValue, ScriptInvocation, Value};
+use tokio::runtime::Handle;
+use tokio::time::{Instant, sleep_until};
+
+use super::builder::RedisBackendBuilder;
+use super::lease::{LeaseState, RedisLease};
+use super::scripts::Scripts;
+use super::{RedisBackendError, renew};
+use crate::backend::{Grant, LockBackend, Refused, Wait};
+use crate::memory::deadline_after;
+use crate::{
+    Busy, ExtendError, FencingToken, LeaseExpired, LockEvents, MemoryBackend, MemoryLease,
+};
+
+/// The longest TTL sent to Redis: about ten years, in milliseconds.
+const MAX_TTL_MS: u64 = 10 * 365 * 86_400 * 1000;
+
+/// Leases kept in Redis, shared by every process that uses the same server and prefix.
+///
+/// Use it with [`KeyedLock`](crate::KeyedLock): `KeyedLock<K, RedisBackend>` has the same
+/// methods as the in-memory lock, with fallible signatures (see
+/// [the crate docs](crate#redis-backend) for the guarantees). Keys are any `K: Display`; the
+/// Redis keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (the fencing
+/// counter), hash-tagged so both live in one Cluster slot.
+///
+/// Cloning is cheap (the connection and the in-process queues are shared).
+///
+/// # Examples
+///
+/// ```no_run
+/// // no_run: needs a Redis server.
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+///
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").auto_renew(true).build()?;
+/// let locks = KeyedLock::<String>::builder()
+///     .name("users")
+///     .ttl(Duration::from_secs(30))
+///     .build_with_backend(backend)?;
+///
+/// let guard = locks.lock(&"alice".to_owned()).await?;     // FIFO in this process
+/// let token = guard.token();                               // pass it to the store
+/// # let _ = token;
+/// drop(guard);                                             // released in the background
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("addr", &self.inner.addr)
+            .field("prefix", &self.inner.prefix)
+            .field("command_timeout", &self.inner.command_timeout)
+            .field("auto_renew", &self.inner.auto_renew)
+            .field("backoff", &self.inner.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    conn: ConnectionManager,
+    addr: Arc<str>,
+    prefix: String,
+    command_timeout: Duration,
+    auto_renew: bool,
+    backoff: (Duration, Duration),
+    /// Per-key FIFO queues in this process: only the head waiter contends on Redis.
+    local: MemoryBackend<String>,
+    local_events: LockEvents,
+    nonce: u64,
+    seq: AtomicU64,
+    rng: AtomicU64,
+    pub(crate) runtime: Handle,
+    scripts: Scripts,
+}
+
+/// What one acquire script call found.
+enum Attempt {
+    Granted {
+        token: u64,
+        value: String,
+    },
+    Held {
+        pttl: Option<Duration>,
+        age: Duration,
+    },
+}
+
+/// What one renewal found.
+pub(crate) enum Renewal {
+    Renewed { sent_at: Instant, deadline: Instant },
+    Gone,
+    Failed(RedisBackendError),
+}
+
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TTL_MS)
+}
+
+/// The margin taken off every lease for clock drift between this host and Redis (as
+/// Redlock): 1 % of the TTL plus 2 ms.
+fn drift(ttl: Duration) -> Duration {
+    ttl / 100 + Duration::from_millis(2)
+}
+
+fn lease_deadline(sent_at: Instant, ttl: Duration) -> Instant {
+    deadline_after(sent_at, ttl.saturating_sub(drift(ttl)))
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Inner {
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        addr: Arc<str>,
+        prefix: String,
+        command_timeout: Duration,
+        auto_renew: bool,
+        backoff: (Duration, Duration),
+        runtime: Handle,
+    ) -> Self {
+        let nonce = RandomState::new().hash_one(std::process::id());
+        Self {
+            conn,
+            local_events: LockEvents::new(Arc::from(format!("{addr} local queue")), None),
+            addr,
+            prefix,
+            command_timeout,
+            auto_renew,
+            backoff,
+            local: MemoryBackend::new(16),
+            nonce,
+            seq: AtomicU64::new(0),
+            rng: AtomicU64::new(splitmix(nonce)),
+            runtime,
+            scripts: Scripts::new(),
+        }
+    }
+
+    fn lease_key(&self, key: &(dyn Display + Sync)) -> String {
+        format!("{}{{{key}}}", self.prefix)
+    }
+
+    /// A fresh owner id: the process nonce and a sequence number.
+    fn owner(&self) -> String {
+        format!(
+            "{:016x}.{}",
+            self.nonce,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// A random duration in `[0, cap]`.
+    fn jitter(&self, cap: Duration) -> Duration {
+        let r = splitmix(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(r % nanos.saturating_add(1))
+    }
+
+    fn error(&self, e: ::redis::RedisError) -> RedisBackendError {
+        RedisBackendError::classify(&self.addr, self.command_timeout, e)
+    }
+
+    fn unexpected(&self, reply: impl fmt::Debug) -> RedisBackendError {
+        RedisBackendError::UnexpectedReply {
+            addr: Arc::clone(&self.addr),
+            reply: format!("{reply:?}"),
+        }
+    }
+
+    /// Runs one script call, bounded by the command timeout.
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.command_timeout, invocation.invoke_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.error(e)),
+            Err(_) => Err(RedisBackendError::NoAnswer {
+                addr: Arc::clone(&self.addr),
+                within: self.command_timeout,
+            }),
+        }
+    }
+
+    async fn try_grant(
+        &self,
+        lease_key: &str,
+        fence_key: &str,
+        ttl_ms: u64,
+        owner: &str,
+    ) -> Result<Attempt, RedisBackendError> {
+        let mut inv = self.scripts.acquire.prepare_invoke();
+        inv.key(lease_key).key(fence_key).arg(ttl_ms).arg(owner);
+        let reply: Vec<Value> = self.invoke(&inv).await?;
+        let int = |v: &Value| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        };
+        match reply.as_slice() {
+            [Value::Int(1), token, value] => {
+                let token = int(token).and_then(|t| u64::try_from(t).ok());
+                let value = match value {
+                    Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                    Value::SimpleString(s) => Some(s.clone()),
+                    _ => None,
+                };
+                match (token, value) {
+                    (Some(token), Some(value)) => Ok(Attempt::Granted { token, value }),
+                    _ => Err(self.unexpected(&reply)),
+                }
+            }
+            [Value::Int(0), pttl, age] => {
+                let (Some(pttl), Some(age)) = (int(pttl), int(age)) else {
+                    return Err(self.unexpected(&reply));
+                };
+                Ok(Attempt::Held {
+                    pttl: u64::try_from(pttl).ok().map(Duration::from_millis),
+                    age: Duration::from_micros(u64::try_from(age).unwrap_or(0)),
+                })
+            }
+            _ => Err(self.unexpected(&reply)),
+        }
+    }
+
+    /// Extends `lease` by `ttl` if it is still ours.
+    pub(crate) async fn renew(&self, st: &LeaseState, ttl: Duration) -> Renewal {
+        let sent_at = Instant::now();
+        let ttl_ms = ttl_millis(ttl);
+        let mut inv = self.scripts.extend.prepare_invoke();
+        inv.key(&st.lease_key)
+            .key(&st.fence_key)
+            .arg(&st.value)
+            .arg(ttl_ms);
+        match self.invoke::<i64>(&inv).await {
+            Ok(1) => {
+                let deadline = lease_deadline(sent_at, Duration::from_millis(ttl_ms));
+                st.renewed(deadline);
+                self.local
+                    .set_deadline(st.local.hash(), st.local_token.get(), deadline);
+                Renewal::Renewed { sent_at, deadline }
+            }
+            Ok(_) => {
+                st.mark_gone(Instant::now());
+                Renewal::Gone
+            }
+            Err(e) => {
+                st.events.backend_error(&e);
+                Renewal::Failed(e)
+            }
+        }
+    }
+
+    /// Spawns the release of `lease` (from `Drop`: must not wait).
+    fn spawn_release(self: &Arc<Self>, lease: RedisLease) {
+        let expired = Instant::now() >= lease.0.deadline();
+        let task = ReleaseTask {
+            inner: Arc::clone(self),
+            lease,
+            expired,
+            reported: false,
+        };
+        // If the runtime is gone the task is dropped unrun: its Drop frees the local queue and
+        // the Redis lease ends by its TTL.
+        drop(self.runtime.spawn(task.run()));
+    }
+
+    /// Deletes a lease that an abandoned acquisition may have been granted.
+    fn spawn_abandon(self: &Arc<Self>, lease_key: String, owner: String) {
+        let inner = Arc::clone(self);
+        drop(self.runtime.spawn(async move {
+            let mut inv = inner.scripts.abandon.prepare_invoke();
+            inv.key(&lease_key).arg(format!(":{owner}"));
+            if let Err(e) = inner.invoke::<i64>(&inv).await {
+                tracing::debug!(%e, key = %lease_key, "keyed lock: could not clean up an abandoned acquisition; it ends by its TTL");
+            }
+        }));
+    }
+}
+
+/// Releases the lease in Redis, then the in-process queue (so the next local waiter finds
+/// the Redis key free). Reports the end of the lease exactly once, even if never run.
+struct ReleaseTask {
+    inner: Arc<Inner>,
+    lease: RedisLease,
+    expired: bool,
+    reported: bool,
+}
+
+impl ReleaseTask {
+    async fn run(mut self) {
+        let st = &self.lease.0;
+        let mut inv = self.inner.scripts.release.prepare_invoke();
+        inv.key(&st.lease_key).arg(&st.value);
+        match self.inner.invoke::<i64>(&inv).await {
+            Ok(1) => st.events.released(self.expired),
+            Ok(_) => st.events.taken_over(
+                st.token,
+                Instant::now().saturating_duration_since(st.acquired_at),
+            ),
+            Err(e) => {
+                st.events.backend_error(&e);
+                st.events.released(self.expired);
+            }
+        }
+        self.reported = true;
+    }
+}
+
+impl Drop for ReleaseTask {
+    fn drop(&mut self) {
+        let st = &self.lease.0;
+        if !self.reported {
+            st.events.released(self.expired);
+        }
+        self.inner
+            .local
+            .release(&st.local, st.local_token, &self.inner.local_events);
+    }
+}
+
+/// The in-process queue position of an acquisition; released on drop unless handed to a
+/// lease.
+struct LocalHold<'a> {
+    inner: &'a Inner,
+    lease: MemoryLease,
+    token: FencingToken,
+    armed: bool,
+}
+
+impl Drop for LocalHold<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner
+                .local
+                .release(&self.lease, self.token, &self.inner.local_events);
+        }
+    }
+}
+
+/// An acquire script in flight: if dropped before its reply is read (cancelled, timed out,
+/// failed), whatever it may have been granted is deleted in the background.
+struct InFlight<'a> {
+    inner: &'a Arc<Inner>,
+    lease_key: &'a str,
+    owner: &'a str,
+    armed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner
+                .spawn_abandon(self.lease_key.to_owned(), self.owner.to_owned());
+        }
+    }
+}
+
+impl RedisBackend {
+    /// A builder for a backend on the server at `url` (`redis://host:port/db`,
+    /// `rediss://...`, `redis+unix:///path`).
+    ///
+    /// An invalid URL is reported by [`build`](RedisBackendBuilder::build).
+    pub fn builder(url: impl AsRef<str>) -> RedisBackendBuilder {
+        RedisBackendBuilder::from_url(url.as_ref())
+    }
+
+    /// A builder for a backend on an already configured `redis::Client`.
+    pub fn builder_with_client(client: ::redis::Client) -> RedisBackendBuilder {
+        RedisBackendBuilder::from_client(client)
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The server, as `host:port` (as errors name it).
+    #[must_use]
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// The prefix of every Redis key this backend writes.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The bound on every Redis call.
+    #[must_use]
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.command_timeout
+    }
+
+    /// Whether guards renew their lease in the background.
+    #[must_use]
+    pub fn auto_renew(&self) -> bool {
+        self.inner.auto_renew
+    }
+
+    /// The Redis key of `key`'s lease: `<prefix>{<key>}`; its fencing counter is that plus
+    /// `:fence`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let backend = seawall_keyed_lock::RedisBackend::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(backend.lease_key(&42), "seawall:lock:{42}");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn lease_key(&self, key: &impl Display) -> String {
+        format!("{}{{{key}}}", self.inner.prefix)
+    }
+
+    /// The number of keys that this process holds or waits for (its in-process queues).
+    /// `0` when no guard of this backend is alive and nobody waits: cancelled waiters leave
+    /// nothing behind. Releases run in the background, so it drops to `0` shortly after the
+    /// last guard is dropped.
+    #[must_use]
+    pub fn local_len(&self) -> usize {
+        self.inner.local.len()
+    }
+
+    async fn acquire_inner(
+        &self,
+        key: &(dyn Display + Sync),
+        ttl: Duration,
+        wait: Wait,
+        events: &LockEvents,
+    ) -> Result<Grant<RedisLease>, Refused<RedisBackendError>> {
+        let inner = &self.inner;
+        let start = Instant::now();
+        let give_up = match wait {
+            Wait::For(d) => Some((deadline_after(start, d), d)),
+            _ => None,
+        };
+        let lease_key = inner.lease_key(key);
+        let fence_key = format!("{lease_key}:fence");
+
+        // 1. The in-process queue: FIFO per key, and only its head talks to Redis.
+        let mut contended = false;
+        let local = match inner
+            .local
+            .try_acquire(&lease_key, Duration::MAX, &inner.local_events)
+        {
+            Ok(grant) => grant,
+            Err(busy) => {
+                if wait == Wait::No {
+                    events.busy();
+                    return Err(Refused::Busy(busy));
+                }
+                contended = true;
+                match inner
+                    .local
+                    .acquire(&lease_key, Duration::MAX, wait, &inner.local_events)
+                    .await
+                {
+                    Ok(grant) => grant,
+                    Err(Refused::Busy(busy)) => {
+                        events.busy();
+                        return Err(Refused::Busy(busy));
+                    }
+                    Err(Refused::TimedOut) => {
+                        events.timed_out(give_up.map_or(Duration::ZERO, |(_, d)| d));
+                        return Err(Refused::TimedOut);
+                    }
+                    Err(Refused::Backend(never)) => match never {},
+                }
+            }
+        };
+        let mut local = LocalHold {
+            inner,
+            lease: local.lease,
+            token: local.token,
+            armed: true,
+        };
+
+        // 2. Redis, with jittered exponential backoff while another process holds the key.
+        let ttl_ms = ttl_millis(ttl);
+        let ttl = Duration::from_millis(ttl_ms);
+        let mut cap = inner.backoff.0;
+        loop {
+            let owner = inner.owner();
+            let sent_at = Instant::now();
+            let mut in_flight = InFlight {
+                inner,
+                lease_key: &lease_key,
+                owner: &owner,
+                armed: true,
+            };
+            let attempt = inner
+                .try_grant(&lease_key, &fence_key, ttl_ms, &owner)
+                .await;
+            in_flight.armed = attempt.is_err();
+            drop(in_flight);
+            match attempt {
+                Err(e) => {
+                    events.backend_error(&e);
+                    return Err(Refused::Backend(e));
+                }
+                Ok(Attempt::Granted { token, value }) => {
+                    let deadline = lease_deadline(sent_at, ttl);
+                    inner
+                        .local
+                        .set_deadline(local.lease.hash(), local.token.get(), deadline);
+                    local.armed = false;
+                    events.granted(contended.then(|| start.elapsed()));
+                    let token = FencingToken::new(token);
+                    let lease = RedisLease(Arc::new(LeaseState::new(
+                        lease_key,
+                        fence_key,
+                        value,
+                        token,
+                        ttl,
+                        sent_at,
+                        deadline,
+                        (local.lease, local.token),
+                        events.clone(),
+                    )));
+                    if inner.auto_renew {
+                        renew::spawn(inner, &lease);
+                    }
+                    return Ok(Grant::new(lease, token, sent_at, deadline));
+                }
+                Ok(Attempt::Held { pttl, age }) => {
+                    let now = Instant::now();
+                    if wait == Wait::No {
+                        events.busy();
+                        return Err(Refused::Busy(Busy {
+                            held_since: now.checked_sub(age).unwrap_or(now),
+                            expires_at: deadline_after(now, pttl.unwrap_or(Duration::ZERO)),
+                        }));
+                    }
+                    contended = true;
+                    if let Some((at, waited)) = give_up
+                        && now >= at
+                    {
+                        events.timed_out(waited);
+                        return Err(Refused::TimedOut);
+                    }
+                    let mut delay = inner.jitter(cap).max(Duration::from_millis(1));
+                    if let Some(pttl) = pttl {
+                        delay = delay.min(pttl + Duration::from_millis(1));
+                    }
+                    let mut until = now + delay;
+                    if let Some((at, _)) = give_up {
+                        until = until.min(at);
+                    }
+                    sleep_until(until).await;
+                    cap = (cap * 2).min(inner.backoff.1);
+                }
+            }
+        }
+    }
+
+    async fn extend_inner(
+        &self,
+        lease: &RedisLease,
+        token: FencingToken,
+        ttl: Duration,
+    ) -> Result<Instant, ExtendError<RedisBackendError>> {
+        let st = &lease.0;
+        let deadline = st.deadline();
+        if st.is_gone() || st.is_released() || Instant::now() >= deadline {
+            return Err(ExtendError::Expired(LeaseExpired {
+                token,
+                expired_at: deadline,
+            }));
+        }
+        match self.inner.renew(st, ttl).await {
+            Renewal::Renewed { deadline, .. } => Ok(deadline),
+            Renewal::Gone => Err(ExtendError::Expired(LeaseExpired {
+                token,
+                expired_at: st.deadline(),
+            })),
+            Renewal::Failed(e) => Err(ExtendError::Backend(e)),
+        }
+    }
+
+    async fn deadline_inner(
+        &self,
+        lease: &RedisLease,
+    ) -> Result<Option<Instant>, RedisBackendError> {
+        let st = &lease.0;
+        if st.is_gone() || st.is_released() {
+            return Ok(None);
+        }
+        let mut inv = self.inner.scripts.check.prepare_invoke();
+        inv.key(&st.lease_key).arg(&st.value);
+        match self.inner.invoke::<i64>(&inv).await {
+            Ok(-3) => {
+                st.mark_gone(Instant::now());
+                Ok(None)
+            }
+            Ok(_) => Ok(Some(st.deadline())),
+            Err(e) => {
+                st.events.backend_error(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<K> LockBackend<K> for RedisBackend
+where
+    K: Display + Send + Sync + 'static,
+{
+    type Lease = RedisLease;
+    type Error = RedisBackendError;
+
+    fn acquire(
+        &self,
+        key: &K,
+        ttl: Duration,
+        wait: Wait,
+        events: &LockEvents,
+    ) -> impl Future<Output = Result<Grant<RedisLease>, Refused<RedisBackendError>>> + Send {
+        self.acquire_inner(key, ttl, wait, events)
+    }
+
+    fn release(&self, lease: &RedisLease, _token: FencingToken, _events: &LockEvents) {
+        if lease.0.start_release() {
+            self.inner.spawn_release(lease.clone());
+        }
+    }
+
+    fn extend(
+        &self,
+        lease: &RedisLease,
+        token: FencingToken,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Instant, ExtendError<RedisBackendError>>> + Send {
+        self.extend_inner(lease, token, ttl)
+    }
+
+    fn deadline(
+        &self,
+        lease: &RedisLease,
+        _token: FencingToken,
+    ) -> impl Future<Output = Result<Option<Instant>, RedisBackendError>> + Send {
+        self.deadline_inner(lease)
+    }
+
+    fn current_deadline(&self, lease: &RedisLease) -> Option<Instant> {
+        Some(lease.0.deadline())
+    }
+
+    fn lost(
+        &self,
+        lease: &RedisLease,
+        _token: FencingToken,
+        _deadline: Instant,
+    ) -> impl Future<Output = Instant> + Send {
+        lease.0.lost()
+    }
+}

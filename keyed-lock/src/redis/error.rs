@@ -1,0 +1,102 @@
+//! The Redis backend's error.
+
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a call to Redis failed: the server could not be reached, did not answer in time, or
+/// answered with an error. Never "the key is busy" (that is `Busy` / `Timeout`).
+///
+/// Every variant names the server (`host:port`) so a log line says where to look.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RedisBackendError {
+    /// No connection: refused, reset, or dropped while the command was in flight.
+    Unreachable {
+        /// The server, as `host:port` (or a socket path).
+        addr: Arc<str>,
+        /// The client's error.
+        source: ::redis::RedisError,
+    },
+    /// No answer within the backend's command timeout (a hung or overloaded server, or a
+    /// network that drops packets).
+    NoAnswer {
+        /// The server, as `host:port` (or a socket path).
+        addr: Arc<str>,
+        /// The command timeout that ran out.
+        within: Duration,
+    },
+    /// The server answered with an error (for example `OOM`, `READONLY`, `NOPERM`, a script
+    /// error).
+    Server {
+        /// The server, as `host:port` (or a socket path).
+        addr: Arc<str>,
+        /// The client's error.
+        source: ::redis::RedisError,
+    },
+    /// The server answered something the lock scripts never return (another program wrote a
+    /// lock key with another layout).
+    UnexpectedReply {
+        /// The server, as `host:port` (or a socket path).
+        addr: Arc<str>,
+        /// The reply, as the client decoded it.
+        reply: String,
+    },
+}
+
+impl RedisBackendError {
+    pub(crate) fn classify(addr: &Arc<str>, within: Duration, e: ::redis::RedisError) -> Self {
+        let addr = Arc::clone(addr);
+        if e.is_timeout() {
+            Self::NoAnswer { addr, within }
+        } else if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+        {
+            Self::Unreachable { addr, source: e }
+        } else {
+            Self::Server { addr, source: e }
+        }
+    }
+
+    /// The server this error is about, as `host:port`.
+    #[must_use]
+    pub fn addr(&self) -> &str {
+        match self {
+            Self::Unreachable { addr, .. }
+            | Self::NoAnswer { addr, .. }
+            | Self::Server { addr, .. }
+            | Self::UnexpectedReply { addr, .. } => addr,
+        }
+    }
+}
+
+impl fmt::Display for RedisBackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable { addr, source } => {
+                write!(f, "redis at {addr} unreachable: {source}")
+            }
+            Self::NoAnswer { addr, within } => {
+                write!(f, "redis at {addr}: no answer within {within:?}")
+            }
+            Self::Server { addr, source } => {
+                write!(f, "redis at {addr} answered with an error: {source}")
+            }
+            Self::UnexpectedReply { addr, reply } => {
+                write!(f, "redis at {addr} sent an unexpected reply: {reply}")
+            }
+        }
+    }
+}
+
+impl Error for RedisBackendError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Unreachable { source, .. } | Self::Server { source, .. } => Some(source),
+            Self::NoAnswer { .. } | Self::UnexpectedReply { .. } => None,
+        }
+    }
+}

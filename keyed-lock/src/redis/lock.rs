@@ -1,0 +1,268 @@
+//! `KeyedLock<K, RedisBackend>` and its guard: the in-memory API with fallible signatures.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{RedisBackend, RedisBackendError};
+use crate::backend::{Refused, Wait};
+use crate::{
+    ExtendError, Guard, KeyedLock, LockTimeoutError, Timeout, TryLockError, WithLockError,
+};
+
+/// The lock API on Redis. Keys are any `K: Display`: the key's `Display` output names the
+/// Redis keys (`<prefix>{<key>}`), so two keys must not display the same.
+///
+/// Every method can fail with [`RedisBackendError`] when Redis is unreachable, does not answer
+/// within the backend's command timeout, or answers with an error: it never hangs and never
+/// panics. See [the crate docs](crate#redis-backend) for what the lease guarantees.
+impl<K> KeyedLock<K, RedisBackend>
+where
+    K: Display + Send + Sync + 'static,
+{
+    /// Waits for the lock on `key`, with the lock's default TTL.
+    ///
+    /// Waiters in this process are served in the order they called (only the first of them
+    /// talks to Redis); against other processes it retries with jittered exponential backoff,
+    /// never sleeping past the holder's remaining TTL. There is no order across processes.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisBackendError`] if a Redis call failed; the caller holds nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the in-process queue at once; a lease Redis
+    /// granted while the reply was in flight is deleted in the background (or ends by its
+    /// TTL if Redis cannot be reached).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// Redis unreachable: a clear error, within the command timeout.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<u64>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.lock(&7).await.unwrap_err();
+    /// assert!(err.to_string().starts_with("redis at 127.0.0.1:1"), "{err}");
+    /// # }
+    /// ```
+    pub async fn lock(&self, key: &K) -> Result<Guard<K, RedisBackend>, RedisBackendError> {
+        self.lock_with_ttl(key, self.ttl()).await
+    }
+
+    /// [`lock`](Self::lock) with a TTL for this lease only (rounded to whole milliseconds,
+    /// at least 1 ms).
+    ///
+    /// # Errors
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn lock_with_ttl(
+        &self,
+        key: &K,
+        ttl: Duration,
+    ) -> Result<Guard<K, RedisBackend>, RedisBackendError> {
+        loop {
+            match self.acquire(key, ttl, Wait::Forever).await {
+                Ok(guard) => return Ok(guard),
+                Err(Refused::Backend(e)) => return Err(e),
+                // The backend never refuses `Wait::Forever` otherwise; ask again if it did.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Takes the lock on `key` if it is free now (one round trip), with the lock's default TTL.
+    ///
+    /// Unlike the in-memory `try_lock` this is `async`: it asks Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::Busy`] if another holder (in any process) has the key, or a task of
+    /// this process holds or waits for it; [`TryLockError::Backend`] if Redis failed.
+    /// `Busy::held_since` comes from the holder's grant time on the Redis server, so it is as
+    /// accurate as the two clocks agree.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn try_lock(
+        &self,
+        key: &K,
+    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>> {
+        self.try_lock_with_ttl(key, self.ttl()).await
+    }
+
+    /// [`try_lock`](Self::try_lock) with a TTL for this lease only.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lock`](Self::try_lock).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn try_lock_with_ttl(
+        &self,
+        key: &K,
+        ttl: Duration,
+    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>> {
+        match self.acquire(key, ttl, Wait::No).await {
+            Ok(guard) => Ok(guard),
+            Err(Refused::Busy(busy)) => Err(TryLockError::Busy(busy)),
+            Err(Refused::Backend(e)) => Err(TryLockError::Backend(e)),
+            Err(Refused::TimedOut) => Err(TryLockError::Busy(crate::Busy {
+                held_since: Instant::now(),
+                expires_at: Instant::now(),
+            })),
+        }
+    }
+
+    /// Waits at most `timeout` for the lock on `key` (in-process queue and Redis together),
+    /// with the lock's default TTL. A zero timeout is a single attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`LockTimeoutError::Timeout`] if the key was not granted in time (the waiter left the
+    /// queue); [`LockTimeoutError::Backend`] if Redis failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn lock_timeout(
+        &self,
+        key: &K,
+        timeout: Duration,
+    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>> {
+        self.lock_timeout_with_ttl(key, timeout, self.ttl()).await
+    }
+
+    /// [`lock_timeout`](Self::lock_timeout) with a TTL for this lease only.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn lock_timeout_with_ttl(
+        &self,
+        key: &K,
+        timeout: Duration,
+        ttl: Duration,
+    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>> {
+        let wait = if timeout.is_zero() {
+            Wait::No
+        } else {
+            Wait::For(timeout)
+        };
+        match self.acquire(key, ttl, wait).await {
+            Ok(guard) => Ok(guard),
+            Err(Refused::Busy(_) | Refused::TimedOut) => {
+                Err(LockTimeoutError::Timeout(Timeout { waited: timeout }))
+            }
+            Err(Refused::Backend(e)) => Err(LockTimeoutError::Backend(e)),
+        }
+    }
+
+    /// Locks `key`, runs `work` with the guard, and releases the key afterwards. If the lease
+    /// is lost first (its local deadline passed, or auto-renewal found it gone), `work` is
+    /// cancelled and [`WithLockError::Lost`] is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`WithLockError::Backend`] if the lock could not be taken (`work` did not run);
+    /// [`WithLockError::Lost`] if the lease ended before `work` finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels `work` and releases the key (or leaves the queue).
+    ///
+    /// # Panics
+    ///
+    /// Never (unless `work` panics).
+    pub async fn with_lock<T, F>(
+        &self,
+        key: &K,
+        work: F,
+    ) -> Result<T, WithLockError<RedisBackendError>>
+    where
+        F: AsyncFnOnce(&mut Guard<K, RedisBackend>) -> T,
+    {
+        let mut guard = self.lock(key).await.map_err(WithLockError::Backend)?;
+        guard.run(work).await.map_err(WithLockError::Lost)
+    }
+}
+
+impl<K> Guard<K, RedisBackend>
+where
+    K: Display + Send + Sync + 'static,
+{
+    /// Renews the live lease in Redis: its deadline becomes `ttl` from now, less the
+    /// clock-drift margin (1 % + 2 ms). Returns the new local deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`ExtendError::Expired`] if the local deadline has passed or Redis holds another value
+    /// for the key (another holder, or Redis lost its data): the lease cannot be revived.
+    /// [`ExtendError::Backend`] if Redis could not be asked; the lease may still be live until
+    /// [`deadline`](Guard::deadline).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the guard's deadline only moves once Redis confirmed (Redis may have
+    /// applied an extension whose reply was lost; the lease then simply lasts longer there).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    pub async fn extend(
+        &mut self,
+        ttl: Duration,
+    ) -> Result<Instant, ExtendError<RedisBackendError>> {
+        self.try_extend(ttl).await
+    }
+
+    /// The Redis backend this guard's lease lives in.
+    pub fn redis(&self) -> &RedisBackend {
+        self.backend()
+    }
+}

@@ -1,0 +1,157 @@
+//! The conformance suite (`tests/conformance/mod.rs`) on the Redis backend, against the server
+//! at `SEAWALL_REDIS_URL` (ignored by default: run with `-- --ignored`).
+//!
+//! The one exception to the paused-time rule: Redis expires keys on its own wall clock, which
+//! paused tokio time cannot move, so this instance lets time pass with short real sleeps and
+//! uses TTLs of 300 ms. The assertions allow a small `slack` for round trips.
+//!
+//! Every key is namespaced by a random prefix (`seawall:test:<random>:`): the server may be
+//! shared, and nothing here flushes it.
+
+#![cfg(feature = "redis")]
+
+mod conformance;
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use conformance::Fixture;
+use seawall_keyed_lock::{KeyedLock, RedisBackend};
+
+const TTL: Duration = Duration::from_millis(300);
+
+fn url() -> String {
+    std::env::var("SEAWALL_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "SEAWALL_REDIS_URL is not set: these tests need a Redis server \
+             (e.g. SEAWALL_REDIS_URL=redis://127.0.0.1:6379/, or run .ci/redis-tests)"
+        )
+    })
+}
+
+fn test_prefix() -> String {
+    let r = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    format!("seawall:test:{r:016x}:")
+}
+
+struct Redis {
+    locks: KeyedLock<String, RedisBackend>,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+async fn redis() -> Redis {
+    let url = url();
+    let backend = RedisBackend::builder(&url)
+        .prefix(test_prefix())
+        .command_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let locks = KeyedLock::builder()
+        .name("conformance")
+        .ttl(TTL)
+        .build_with_backend(backend)
+        .unwrap();
+    let conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("SEAWALL_REDIS_URL is not reachable");
+    Redis { locks, conn }
+}
+
+impl Fixture for Redis {
+    type B = RedisBackend;
+
+    fn locks(&self) -> &KeyedLock<String, Self::B> {
+        &self.locks
+    }
+
+    fn ttl(&self) -> Duration {
+        TTL
+    }
+
+    fn drift(&self, ttl: Duration) -> Duration {
+        ttl / 100 + Duration::from_millis(2)
+    }
+
+    fn slack(&self) -> Duration {
+        Duration::from_millis(60)
+    }
+
+    async fn pass(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    /// In-process queue entries plus the lease key in Redis, once background releases had
+    /// up to 500 ms to finish.
+    async fn leftovers(&self, key: &str) -> usize {
+        let lease_key = self.locks.backend().lease_key(&key);
+        let mut conn = self.conn.clone();
+        let mut left = 0;
+        for _ in 0..50 {
+            let exists: usize = redis::cmd("EXISTS")
+                .arg(&lease_key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            left = self.locks.backend().local_len() + exists;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        left
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn fifo() {
+    conformance::fifo(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn try_busy() {
+    conformance::try_busy(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn timeout() {
+    conformance::timeout(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn ttl_takeover() {
+    conformance::ttl_takeover(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn extend() {
+    conformance::extend(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn lost() {
+    conformance::lost(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn run_and_cancel() {
+    conformance::run_and_cancel(&redis().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn cancelled_waiters() {
+    conformance::cancelled_waiters(&redis().await).await;
+}
