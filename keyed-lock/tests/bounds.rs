@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use seawall_keyed_lock::{
-    Builder, Busy, ConfigError, FencingToken, Guard, KeyedLock, LeaseExpired, LeaseLost,
-    LockEvents, MemoryBackend, MemoryLease, Metrics, Timeout,
+    Builder, Busy, ConfigError, ExtendError, FencingToken, Guard, KeyedLock, LeaseExpired,
+    LeaseLost, LockEvents, LockTimeoutError, MemoryBackend, MemoryLease, Metrics, Refused, Timeout,
+    TryLockError, Wait, WithLockError,
 };
 
 fn send_sync_static<T: Send + Sync + 'static>() {}
@@ -27,6 +30,12 @@ fn types_are_send_sync_static() {
     send_sync_static::<LeaseExpired>();
     send_sync_static::<LeaseLost>();
     send_sync_static::<ConfigError>();
+    send_sync_static::<Refused>();
+    send_sync_static::<Wait>();
+    send_sync_static::<ExtendError<Infallible>>();
+    send_sync_static::<TryLockError<Infallible>>();
+    send_sync_static::<LockTimeoutError<Infallible>>();
+    send_sync_static::<WithLockError<Infallible>>();
 }
 
 #[tokio::test]
@@ -38,9 +47,12 @@ async fn futures_are_send() {
     send(&locks.lock_timeout(&key, Duration::from_secs(1)));
     send(&locks.lock_timeout_with_ttl(&key, Duration::from_secs(1), Duration::from_secs(1)));
     send(&locks.with_lock(&key, async |g| g.token()));
+    send(&locks.acquire(&key, Duration::from_secs(1), Wait::No));
     let mut guard = locks.lock(&key).await;
     send(&guard.lost());
     send(&guard.extend(Duration::from_secs(1)));
+    send(&guard.try_extend(Duration::from_secs(1)));
+    send(&guard.run(async |g| g.token()));
 
     // Owned guards and with_lock move into spawned tasks.
     let l2 = locks.clone();
@@ -55,4 +67,60 @@ async fn futures_are_send() {
     let moved = tokio::spawn(async move { guard.token() });
     let token = moved.await.unwrap();
     assert!(task.await.unwrap().unwrap() > token);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::time::Duration;
+
+    use seawall_keyed_lock::{
+        ExtendError, Guard, KeyedLock, LockTimeoutError, RedisBackend, RedisBackendBuilder,
+        RedisBackendError, RedisLease, Refused, TryLockError, Wait, WithLockError,
+    };
+
+    use super::{send, send_sync_static};
+
+    #[test]
+    fn redis_types_are_send_sync_static() {
+        send_sync_static::<RedisBackend>();
+        send_sync_static::<RedisBackendBuilder>();
+        send_sync_static::<RedisBackendError>();
+        send_sync_static::<RedisLease>();
+        send_sync_static::<KeyedLock<String, RedisBackend>>();
+        send_sync_static::<Guard<String, RedisBackend>>();
+        send_sync_static::<Refused<RedisBackendError>>();
+        send_sync_static::<ExtendError<RedisBackendError>>();
+        send_sync_static::<TryLockError<RedisBackendError>>();
+        send_sync_static::<LockTimeoutError<RedisBackendError>>();
+        send_sync_static::<WithLockError<RedisBackendError>>();
+    }
+
+    /// Futures are only built, never polled: no server is needed (the backend connects
+    /// lazily).
+    #[tokio::test]
+    async fn redis_futures_are_send() {
+        let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+            .build()
+            .unwrap();
+        let locks = KeyedLock::<String>::builder()
+            .build_with_backend(backend)
+            .unwrap();
+        let key = "k".to_owned();
+        let d = Duration::from_secs(1);
+        send(&locks.lock(&key));
+        send(&locks.lock_with_ttl(&key, d));
+        send(&locks.try_lock(&key));
+        send(&locks.try_lock_with_ttl(&key, d));
+        send(&locks.lock_timeout(&key, d));
+        send(&locks.lock_timeout_with_ttl(&key, d, d));
+        send(&locks.with_lock(&key, async |g| g.token()));
+        send(&locks.acquire(&key, d, Wait::Forever));
+        fn guard_futures(guard: &mut Guard<String, RedisBackend>) {
+            send(&guard.lost());
+            send(&guard.extend(Duration::from_secs(1)));
+            send(&guard.try_extend(Duration::from_secs(1)));
+            send(&guard.run(async |g| g.token()));
+        }
+        let _ = guard_futures;
+    }
 }

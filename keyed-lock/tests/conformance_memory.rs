@@ -30,6 +30,10 @@ impl Fixture for Memory {
         &self.locks
     }
 
+    fn other(&self) -> &KeyedLock<String, Self::B> {
+        &self.locks
+    }
+
     fn ttl(&self) -> Duration {
         Duration::from_secs(10)
     }
@@ -39,6 +43,10 @@ impl Fixture for Memory {
     }
 
     fn slack(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn handoff(&self) -> Duration {
         Duration::ZERO
     }
 

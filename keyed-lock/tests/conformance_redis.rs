@@ -36,27 +36,35 @@ fn test_prefix() -> String {
 
 struct Redis {
     locks: KeyedLock<String, RedisBackend>,
+    /// A second backend on the same prefix: another replica.
+    other: KeyedLock<String, RedisBackend>,
     conn: redis::aio::MultiplexedConnection,
+}
+
+fn replica(url: &str, prefix: &str) -> KeyedLock<String, RedisBackend> {
+    let backend = RedisBackend::builder(url)
+        .prefix(prefix)
+        .command_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    KeyedLock::builder()
+        .name("conformance")
+        .ttl(TTL)
+        .build_with_backend(backend)
+        .unwrap()
 }
 
 async fn redis() -> Redis {
     let url = url();
-    let backend = RedisBackend::builder(&url)
-        .prefix(test_prefix())
-        .command_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let locks = KeyedLock::builder()
-        .name("conformance")
-        .ttl(TTL)
-        .build_with_backend(backend)
-        .unwrap();
+    let prefix = test_prefix();
+    let locks = replica(&url, &prefix);
+    let other = replica(&url, &prefix);
     let conn = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .expect("SEAWALL_REDIS_URL is not reachable");
-    Redis { locks, conn }
+    Redis { locks, other, conn }
 }
 
 impl Fixture for Redis {
@@ -64,6 +72,10 @@ impl Fixture for Redis {
 
     fn locks(&self) -> &KeyedLock<String, Self::B> {
         &self.locks
+    }
+
+    fn other(&self) -> &KeyedLock<String, Self::B> {
+        &self.other
     }
 
     fn ttl(&self) -> Duration {
@@ -76,6 +88,11 @@ impl Fixture for Redis {
 
     fn slack(&self) -> Duration {
         Duration::from_millis(60)
+    }
+
+    /// The waiting replica's backoff is capped at 100 ms.
+    fn handoff(&self) -> Duration {
+        Duration::from_millis(100) + self.slack()
     }
 
     async fn pass(&self, d: Duration) {
@@ -98,7 +115,7 @@ impl Fixture for Redis {
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            left = self.locks.backend().local_len() + exists;
+            left = self.locks.backend().local_len() + self.other.backend().local_len() + exists;
             if left == 0 {
                 break;
             }

@@ -1,0 +1,210 @@
+//! Redis unreachable at acquire: a clear error, never a hang. Runs without a server (not
+//! ignored): a closed port (connection refused) and a black hole (a listener that accepts and
+//! never answers).
+//!
+//! These use real time, since they do real network I/O; the command timeout is 200 ms and
+//! every call is bounded by a `tokio::time::timeout` in the test.
+
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use seawall_keyed_lock::{
+    KeyedLock, LockTimeoutError, Metrics, RedisBackend, RedisBackendError, TryLockError,
+    WithLockError,
+};
+
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
+/// The test's own bound: a call that has not returned by then hangs.
+const NO_HANG: Duration = Duration::from_secs(2);
+
+fn locks(port: u16, metrics: Metrics) -> KeyedLock<String, RedisBackend> {
+    let backend = RedisBackend::builder(format!("redis://127.0.0.1:{port}/"))
+        .command_timeout(COMMAND_TIMEOUT)
+        .build()
+        .unwrap();
+    KeyedLock::builder()
+        .name("unreachable")
+        .metrics(metrics)
+        .build_with_backend(backend)
+        .unwrap()
+}
+
+fn backend_errors(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"}"))
+        .unwrap_or_else(|| panic!("no backend_errors line in\n{text}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn closed_port_is_a_clear_unreachable_error_at_once() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut registry = Registry::default();
+    let locks = locks(port, Metrics::register(&mut registry));
+    let key = "k".to_owned();
+
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
+            .await
+            .expect("lock() hung")
+            .unwrap_err();
+        assert!(
+            start.elapsed() <= COMMAND_TIMEOUT + Duration::from_millis(100),
+            "{attempt}"
+        );
+        assert!(
+            matches!(err, RedisBackendError::Unreachable { .. }),
+            "attempt {attempt}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("redis at 127.0.0.1:{port} unreachable: ")),
+            "{text}"
+        );
+        assert_eq!(err.addr(), format!("127.0.0.1:{port}"));
+    }
+
+    let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
+        .await
+        .expect("try_lock() hung")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TryLockError::Backend(RedisBackendError::Unreachable { .. })
+        ),
+        "{err:?}"
+    );
+    let err = tokio::time::timeout(NO_HANG, locks.lock_timeout(&key, Duration::from_secs(5)))
+        .await
+        .expect("lock_timeout() hung")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LockTimeoutError::Backend(RedisBackendError::Unreachable { .. })
+        ),
+        "{err:?}"
+    );
+    let err = tokio::time::timeout(NO_HANG, locks.with_lock(&key, async |_g| unreachable!()))
+        .await
+        .expect("with_lock() hung")
+        .unwrap_err();
+    assert!(matches!(err, WithLockError::Backend(_)), "{err:?}");
+
+    // Nothing is left in the in-process queue, and every failure was counted.
+    assert_eq!(locks.backend().local_len(), 0);
+    assert_eq!(
+        backend_errors(&registry),
+        "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 5"
+    );
+}
+
+#[tokio::test]
+async fn black_hole_gives_no_answer_within_the_command_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts connections and keeps them open without ever answering.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let mut registry = Registry::default();
+    let locks = locks(port, Metrics::register(&mut registry));
+    let key = "k".to_owned();
+
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
+            .await
+            .expect("lock() hung on a black hole")
+            .unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            took >= COMMAND_TIMEOUT - Duration::from_millis(5)
+                && took <= COMMAND_TIMEOUT + Duration::from_millis(150),
+            "attempt {attempt} took {took:?}"
+        );
+        match &err {
+            RedisBackendError::NoAnswer { within, .. } => assert_eq!(*within, COMMAND_TIMEOUT),
+            other => panic!("attempt {attempt}: {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!("redis at 127.0.0.1:{port}: no answer within 200ms")
+        );
+    }
+    let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
+        .await
+        .expect("try_lock() hung on a black hole")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TryLockError::Backend(RedisBackendError::NoAnswer { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(locks.backend().local_len(), 0);
+    assert_eq!(
+        backend_errors(&registry),
+        "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 3"
+    );
+}
+
+#[tokio::test]
+async fn builder_rejects_invalid_settings() {
+    let err = RedisBackend::builder("http://nope").build().unwrap_err();
+    assert_eq!(err.field(), "url");
+    let err = RedisBackend::builder("redis://127.0.0.1/")
+        .prefix("")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "prefix");
+    let err = RedisBackend::builder("redis://127.0.0.1/")
+        .prefix("a{b")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "prefix");
+    let err = RedisBackend::builder("redis://127.0.0.1/")
+        .command_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "command_timeout");
+    let err = RedisBackend::builder("redis://127.0.0.1/")
+        .backoff(Duration::from_millis(10), Duration::from_millis(5))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "backoff");
+    let ok = RedisBackend::builder("redis://127.0.0.1:6999/")
+        .build()
+        .unwrap();
+    assert_eq!(ok.addr(), "127.0.0.1:6999");
+    assert_eq!(ok.prefix(), "seawall:lock:");
+    assert_eq!(ok.command_timeout(), Duration::from_secs(1));
+    assert!(!ok.auto_renew());
+    assert_eq!(ok.lease_key(&"user:1"), "seawall:lock:{user:1}");
+}
+
+#[test]
+fn build_outside_a_runtime_is_a_config_error() {
+    let err = RedisBackend::builder("redis://127.0.0.1/")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "runtime");
+}
