@@ -102,7 +102,7 @@ pub use error::ConfigError;
 pub use metrics::Metrics;
 #[cfg(feature = "redis")]
 pub use redis::{
-    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, RedisCooldown,
-    RedisCooldownBuilder, RedisCooldownError, RedisReservation, UnreachablePolicy,
+    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MIN_DEFAULT_RETENTION,
+    RedisCooldown, RedisCooldownBuilder, RedisCooldownError, RedisReservation, UnreachablePolicy,
 };
 pub use reservation::Reservation;

@@ -16,6 +16,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default lifetime of a reservation a replica never committed nor rolled
 /// back (it crashed mid-send): 60 s.
 pub const DEFAULT_RESERVATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest default [`retention`](RedisCooldownBuilder::retention): 10 min.
+pub const MIN_DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 /// Default key prefix; the cooldown's name follows it as a hash tag.
 pub const DEFAULT_PREFIX: &str = "seawall:cooldown";
 
@@ -38,7 +40,7 @@ enum Target {
 /// | [`prefix`](Self::prefix) | `"seawall:cooldown"` |
 /// | [`timeout`](Self::timeout) | 1 s |
 /// | [`reservation_timeout`](Self::reservation_timeout) | 60 s |
-/// | [`retention`](Self::retention) | the window |
+/// | [`retention`](Self::retention) | the window, at least 10 min |
 /// | [`unreachable`](Self::unreachable) | [`UnreachablePolicy::Fire`] |
 /// | [`metrics`](Self::metrics) | none |
 ///
@@ -174,7 +176,8 @@ impl<K> RedisCooldownBuilder<K> {
     /// [`drain_digests`](RedisCooldown::drain_digests) took within this
     /// time after the window ended is dropped by Redis (key expiry), and
     /// `last_fired` is remembered this long. Bounds what the cooldown keeps
-    /// in Redis when nobody drains. Defaults to the window.
+    /// in Redis when nobody drains. Run the drain more often than this.
+    /// Defaults to the window, and at least [`MIN_DEFAULT_RETENTION`] (10 min).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);
         self
@@ -238,9 +241,14 @@ impl<K> RedisCooldownBuilder<K> {
         };
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let addr = client.get_connection_info().addr().to_string();
+        // Each call is bounded by `timeout` around it. The connection's own
+        // timeouts are longer, so a hung server reports our `Timeout` (not a
+        // race between two equal timers), while they still make the manager
+        // drop a connection attempt or a request that hangs for good.
+        let inner_timeout = self.timeout.saturating_mul(2);
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(inner_timeout))
+            .set_response_timeout(Some(inner_timeout))
             // One attempt per call: the caller's timeout bounds the call,
             // and the next call reconnects.
             .set_number_of_retries(0);
@@ -251,7 +259,7 @@ impl<K> RedisCooldownBuilder<K> {
         })?;
         let retention = self
             .retention
-            .unwrap_or(self.window)
+            .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION))
             .min(ConfigError::MAX_WINDOW);
         Ok(RedisCooldown::from_inner(RedisInner::new(
             conn,

@@ -228,7 +228,7 @@ impl RedisInner {
     ) -> Result<T, RedisCooldownError> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(RedisCooldownError::from_redis(&self.addr, &e)),
+            Ok(Err(e)) => Err(RedisCooldownError::from_redis(&self.addr, self.timeout, &e)),
             Err(_) => Err(RedisCooldownError::Timeout {
                 addr: self.addr.clone(),
                 after: self.timeout,

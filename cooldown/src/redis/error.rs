@@ -61,19 +61,30 @@ impl RedisCooldownError {
         }
     }
 
-    pub(crate) fn from_redis(addr: &str, err: &::redis::RedisError) -> Self {
-        let reason = err.to_string();
+    /// Classifies an error of the `redis` crate; `timeout` is the call's
+    /// bound, reported for the crate's own (longer) connection and response
+    /// timeouts too, since either means the server did not answer in time.
+    pub(crate) fn from_redis(addr: &str, timeout: Duration, err: &::redis::RedisError) -> Self {
         let addr = addr.to_owned();
-        // The redis crate's own response / connection timeouts are I/O errors.
-        if err.is_timeout()
-            || err.is_io_error()
+        if err.is_timeout() {
+            RedisCooldownError::Timeout {
+                addr,
+                after: timeout,
+            }
+        } else if err.is_io_error()
             || err.is_connection_refusal()
             || err.is_connection_dropped()
             || err.is_unrecoverable_error()
         {
-            RedisCooldownError::Unreachable { addr, reason }
+            RedisCooldownError::Unreachable {
+                addr,
+                reason: err.to_string(),
+            }
         } else {
-            RedisCooldownError::Server { addr, reason }
+            RedisCooldownError::Server {
+                addr,
+                reason: err.to_string(),
+            }
         }
     }
 }

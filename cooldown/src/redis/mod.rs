@@ -9,7 +9,8 @@ mod reservation;
 mod scripts;
 
 pub use builder::{
-    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, RedisCooldownBuilder,
+    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MIN_DEFAULT_RETENTION,
+    RedisCooldownBuilder,
 };
 pub use cooldown::RedisCooldown;
 pub use error::RedisCooldownError;

@@ -1,0 +1,286 @@
+//! Redis-only behaviour of the [`RedisCooldown`]: replicas sharing one
+//! server, losing the script cache, keys that expire on their own, and a
+//! replica that dies mid-send. Every test is `#[ignore = "needs redis-server"]`
+//! and finds the server through `SEAWALL_REDIS_URL`.
+//!
+//! Like `conformance_redis.rs`, these run on real time: a Redis cooldown's
+//! windows run on the server's clock, which a paused tokio clock cannot move.
+//! Each test uses its own cooldown name; nothing is flushed.
+
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use seawall_cooldown::{Decision, RedisCooldown};
+use tokio::time::Instant;
+
+mod redis_support;
+
+use redis_support::{builder, unique_name, url};
+
+async fn conn() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("SEAWALL_REDIS_URL answers")
+}
+
+/// Two replicas (two cooldowns, two connections, one name) on one server.
+fn replicas(window: Duration) -> (RedisCooldown<String>, RedisCooldown<String>) {
+    let name = unique_name();
+    let make = || builder(window).name(name.clone()).build().unwrap();
+    (make(), make())
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn replicas_share_windows_reservations_and_digests() {
+    let (a, b) = replicas(Duration::from_millis(300));
+    let key = "db-down".to_owned();
+    assert!(a.check(&key).await.is_fire());
+    assert_eq!(b.check(&key).await.suppressed().unwrap().suppressed, 1);
+    assert_eq!(a.check(&key).await.suppressed().unwrap().suppressed, 2);
+    let other = "cpu".to_owned();
+    let r = b.reserve(&other).await.expect("free");
+    assert!(a.reserve(&other).await.is_err(), "b's send is in flight");
+    r.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The digests written through both replicas are drained once, by either;
+    // a's lost reservation counted as a suppressed event of cpu.
+    let mut drained: Vec<(String, u64)> = b
+        .drain_digests()
+        .await
+        .into_iter()
+        .map(|(k, d)| (k, d.count))
+        .collect();
+    drained.sort();
+    assert_eq!(drained, [("cpu".to_owned(), 1), ("db-down".to_owned(), 2)]);
+    assert!(a.drain_digests().await.is_empty());
+    let Decision::Fire(f) = a.check(&other).await else {
+        panic!("cpu's window is over")
+    };
+    assert_eq!((f.suppressed_since_last, f.digest), (0, None));
+}
+
+/// Many tasks on two replicas hammer one key for several windows: exactly
+/// one fire per window, and every event is either the fire or counted, and
+/// every counted event is reported exactly once (by a later fire or a drain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server"]
+async fn stress_two_replicas_one_key_one_fire_per_window_nothing_lost() {
+    const TASKS: usize = 8;
+    const WINDOW: Duration = Duration::from_millis(150);
+    const RUN: Duration = Duration::from_millis(900);
+    let (a, b) = replicas(WINDOW);
+    let key = "hot".to_owned();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let key = key.clone();
+            tokio::spawn(async move {
+                let (mut events, mut fires, mut suppressed, mut reported) =
+                    (0u64, Vec::new(), 0u64, 0u64);
+                while start.elapsed() < RUN {
+                    events += 1;
+                    match c.try_check(&key).await.expect("redis answers") {
+                        Decision::Fire(f) => {
+                            reported += f.suppressed_since_last;
+                            fires.push(Instant::now());
+                        }
+                        Decision::Suppressed(_) => suppressed += 1,
+                    }
+                }
+                (events, fires, suppressed, reported)
+            })
+        })
+        .collect();
+    let (mut events, mut fires, mut suppressed, mut reported) = (0, Vec::new(), 0, 0);
+    for t in tasks {
+        let (e, f, s, r) = t.await.unwrap();
+        events += e;
+        fires.extend(f);
+        suppressed += s;
+        reported += r;
+    }
+    tokio::time::sleep(WINDOW).await;
+    for (_, d) in a.drain_digests().await {
+        reported += d.count;
+    }
+    assert_eq!(fires.len() as u64 + suppressed, events);
+    assert_eq!(
+        reported, suppressed,
+        "every suppressed event reported exactly once"
+    );
+    assert!(
+        events > 100 * fires.len() as u64 / 10,
+        "the key was hammered: {events} events"
+    );
+    // One fire per window: RUN / WINDOW = 6 windows, give or take the edges.
+    fires.sort();
+    assert!((4..=7).contains(&fires.len()), "{} fires", fires.len());
+    for pair in fires.windows(2) {
+        // The fires were timestamped after their reply, so allow the round trip.
+        assert!(
+            pair[1] - pair[0] >= WINDOW - Duration::from_millis(20),
+            "two fires {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+/// Reservations on two replicas never overlap, and a rollback after every
+/// third send loses no count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs redis-server"]
+async fn stress_two_replicas_reservations_never_overlap() {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 60;
+    let (a, b) = replicas(Duration::from_millis(1));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (in_flight, overlaps) = (in_flight.clone(), overlaps.clone());
+            tokio::spawn(async move {
+                let (mut won, mut lost) = (0u64, 0u64);
+                for n in 0..PER_TASK {
+                    match c.reserve(&"hot".to_owned()).await {
+                        Ok(r) => {
+                            assert!(!r.fire().degraded);
+                            if in_flight.fetch_add(1, Ordering::SeqCst) != 0 {
+                                overlaps.fetch_add(1, Ordering::SeqCst);
+                            }
+                            tokio::task::yield_now().await;
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            won += 1;
+                            if n % 3 == 0 {
+                                r.rollback().await.unwrap();
+                            } else {
+                                r.commit().await.unwrap();
+                            }
+                        }
+                        Err(s) => {
+                            assert!(!s.degraded);
+                            lost += 1;
+                        }
+                    }
+                }
+                (won, lost)
+            })
+        })
+        .collect();
+    let (mut won, mut lost) = (0, 0);
+    for t in tasks {
+        let (w, l) = t.await.unwrap();
+        won += w;
+        lost += l;
+    }
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+    assert_eq!(won + lost, (TASKS * PER_TASK) as u64);
+    assert!(won > 0 && lost > 0, "won {won}, lost {lost}");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn script_cache_flush_is_survived_with_evalsha_fallback() {
+    let c = builder(Duration::from_secs(60)).build().unwrap();
+    let key = "db-down".to_owned();
+    assert!(c.try_check(&key).await.unwrap().is_fire());
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn().await)
+        .await
+        .unwrap();
+    // EVALSHA fails with NOSCRIPT; the call loads the script and retries.
+    let s = c.try_check(&key).await.unwrap().suppressed().unwrap();
+    assert_eq!((s.suppressed, s.degraded), (1, false));
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn().await)
+        .await
+        .unwrap();
+    let r = c.reserve(&"other".to_owned()).await.unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn().await)
+        .await
+        .unwrap();
+    r.commit().await.unwrap();
+    assert!(
+        c.try_check(&"other".to_owned())
+            .await
+            .unwrap()
+            .is_suppressed()
+    );
+}
+
+/// Every key the cooldown writes carries an expiry: nothing piles up when no
+/// one drains.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn every_key_expires_on_its_own() {
+    let window = Duration::from_millis(500);
+    let name = unique_name();
+    let c: RedisCooldown<String> = builder(window)
+        .name(name.clone())
+        .retention(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    for k in ["a", "b", "c"] {
+        c.check(&k.to_owned()).await;
+        c.check(&k.to_owned()).await; // a pending digest, so all three kinds of key exist
+    }
+    let r = c.reserve(&"d".to_owned()).await.unwrap();
+    let mut con = conn().await;
+    let pattern = format!("seawall:cooldown:{{{name}}}:*");
+    let mut keys: Vec<String> = con.keys(&pattern).await.unwrap();
+    keys.sort();
+    let expected: Vec<String> = ["idx", "s:a", "s:b", "s:c", "w:a", "w:b", "w:c", "w:d"]
+        .iter()
+        .map(|k| format!("seawall:cooldown:{{{name}}}:{k}"))
+        .collect();
+    assert_eq!(keys, expected);
+    for k in &keys {
+        let ttl: i64 = con.pttl(k).await.unwrap();
+        // window keys: the window (or the 60 s reservation timeout);
+        // state and index: window end + retention.
+        let max = if k.ends_with("w:d") { 60_000 } else { 1_200 };
+        assert!(ttl > 0 && ttl <= max, "{k} has PTTL {ttl}");
+    }
+    r.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let left: Vec<String> = con.keys(&pattern).await.unwrap();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "undrained digests expire after the retention"
+    );
+}
+
+/// A replica that dies mid-send (its reservation is never committed nor
+/// rolled back) silences the key only for the reservation timeout.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_crashed_reservation_expires_after_the_reservation_timeout() {
+    let c = builder(Duration::from_secs(60))
+        .reservation_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let key = "db-down".to_owned();
+    std::mem::forget(c.reserve(&key).await.unwrap()); // the replica died
+    let s = c.check(&key).await.suppressed().unwrap();
+    assert_eq!((s.suppressed, s.remaining), (1, Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let Decision::Fire(f) = c.check(&key).await else {
+        panic!("the reservation expired")
+    };
+    // The event suppressed while the dead send was in flight is reported.
+    assert_eq!(f.suppressed_since_last, 1);
+    assert!(!f.degraded);
+}

@@ -1,0 +1,283 @@
+//! A Redis cooldown whose server is down or hung applies its unreachable
+//! policy within the configured timeout, reports it, and never hangs or
+//! panics. No server needed: a closed port and a black hole (a listener that
+//! accepts and never answers). These run on real time because they do real
+//! network I/O; every call is bounded by a short timeout and every test by an
+//! outer `tokio::time::timeout`.
+
+#![cfg(feature = "redis")]
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+use seawall_cooldown::{Decision, Metrics, RedisCooldown, RedisCooldownError, UnreachablePolicy};
+use tokio::time::{Instant, timeout};
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+/// The outer bound: a call may take the timeout plus scheduling noise.
+const BOUND: Duration = Duration::from_secs(2);
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A port that accepts connections and never answers.
+fn black_hole() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // keep it open, say nothing
+        }
+    });
+    port
+}
+
+fn cooldown(port: u16, policy: UnreachablePolicy, metrics: Metrics) -> RedisCooldown<String> {
+    RedisCooldown::builder()
+        .url(format!("redis://127.0.0.1:{port}/"))
+        .name("alerts")
+        .timeout(TIMEOUT)
+        .unreachable(policy)
+        .metrics(metrics)
+        .build()
+        .unwrap()
+}
+
+fn series(registry: &Registry) -> Vec<String> {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("decision") || l.contains("degraded_total"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+async fn default_policy_fires_degraded(port: u16) -> RedisCooldownError {
+    let mut registry = Registry::default();
+    let c = cooldown(
+        port,
+        UnreachablePolicy::default(),
+        Metrics::register(&mut registry),
+    );
+    assert_eq!(c.unreachable_policy(), UnreachablePolicy::Fire);
+    let key = "db-down".to_owned();
+
+    let start = Instant::now();
+    let d = timeout(BOUND, c.check(&key)).await.expect("bounded");
+    let took = start.elapsed();
+    let Decision::Fire(fire) = d else {
+        panic!("the default policy fires, got {d:?}")
+    };
+    assert!(fire.degraded);
+    assert_eq!(
+        (
+            fire.suppressed_since_last,
+            fire.last_fired,
+            fire.digest,
+            fire.bypassed
+        ),
+        (0, None, None, false)
+    );
+    assert!(took < TIMEOUT + Duration::from_millis(500), "took {took:?}");
+    assert_eq!(
+        series(&registry),
+        [
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 1"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 0"#,
+            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 1"#,
+        ]
+    );
+
+    let err = timeout(BOUND, c.try_check(&key))
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    assert_eq!(err.addr(), format!("127.0.0.1:{port}"));
+    // try_check reports instead of degrading: the counter did not move.
+    assert!(
+        series(&registry)
+            .contains(&r#"seawall_cooldown_degraded_total{cooldown="alerts"} 1"#.to_owned())
+    );
+    err
+}
+
+#[tokio::test]
+async fn closed_port_fires_degraded_and_try_check_says_unreachable() {
+    let port = closed_port();
+    let err = default_policy_fires_degraded(port).await;
+    assert!(
+        matches!(err, RedisCooldownError::Unreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("redis at 127.0.0.1:{port} unreachable: ")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn black_hole_fires_degraded_within_the_timeout_and_try_check_times_out() {
+    let port = black_hole();
+    let err = default_policy_fires_degraded(port).await;
+    assert_eq!(
+        err,
+        RedisCooldownError::Timeout {
+            addr: format!("127.0.0.1:{port}"),
+            after: TIMEOUT
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("redis at 127.0.0.1:{port} did not answer within 200ms")
+    );
+}
+
+#[tokio::test]
+async fn black_hole_call_is_not_faster_than_the_timeout_nor_much_slower() {
+    let c = cooldown(
+        black_hole(),
+        UnreachablePolicy::Fire,
+        Metrics::register(&mut Registry::default()),
+    );
+    let start = Instant::now();
+    let err = timeout(BOUND, c.try_check(&"k".to_owned()))
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, RedisCooldownError::Timeout { .. }), "{err:?}");
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(500),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn suppress_policy_suppresses_but_critical_still_fires() {
+    let mut registry = Registry::default();
+    let c = cooldown(
+        closed_port(),
+        UnreachablePolicy::Suppress,
+        Metrics::register(&mut registry),
+    );
+    let key = "db-down".to_owned();
+    let s = timeout(BOUND, c.check(&key))
+        .await
+        .unwrap()
+        .suppressed()
+        .expect("the suppress policy suppresses");
+    assert_eq!(
+        (s.degraded, s.suppressed, s.remaining),
+        (true, 0, Duration::ZERO)
+    );
+    let r = timeout(BOUND, c.reserve(&key)).await.unwrap();
+    let s = r.expect_err("the suppress policy refuses reservations");
+    assert!(s.degraded);
+    let f = timeout(BOUND, c.check_critical(&key)).await.unwrap();
+    assert!(f.degraded && !f.bypassed);
+    assert_eq!(
+        series(&registry),
+        [
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 1"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 2"#,
+            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 3"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn reservations_commits_rollbacks_and_drains_fail_cleanly() {
+    let mut registry = Registry::default();
+    let port = closed_port();
+    let c = cooldown(
+        port,
+        UnreachablePolicy::Fire,
+        Metrics::register(&mut registry),
+    );
+    let key = "db-down".to_owned();
+
+    let r = timeout(BOUND, c.reserve(&key))
+        .await
+        .unwrap()
+        .expect("policy fires");
+    assert!(r.fire().degraded);
+    assert_eq!(r.key(), &key);
+    let err = timeout(BOUND, r.commit()).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, RedisCooldownError::Unreachable { .. }),
+        "{err:?}"
+    );
+
+    let r = timeout(BOUND, c.reserve(&key)).await.unwrap().unwrap();
+    let err = timeout(BOUND, r.rollback()).await.unwrap().unwrap_err();
+    assert_eq!(err.addr(), format!("127.0.0.1:{port}"));
+
+    // A dropped reservation rolls back on a spawned task: no hang, no panic.
+    drop(timeout(BOUND, c.reserve(&key)).await.unwrap().unwrap());
+    assert!(timeout(BOUND, c.drain_digests()).await.unwrap().is_empty());
+    // Let the dropped reservation's rollback fail and count.
+    tokio::time::sleep(TIMEOUT).await;
+    // 3 reserves, 1 commit, 2 rollbacks (one awaited, one on drop), 1 drain.
+    assert_eq!(
+        series(&registry),
+        [
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
+            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 0"#,
+            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 7"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn invalid_config_names_the_field() {
+    let err = |b: seawall_cooldown::RedisCooldownBuilder<String>| b.build().unwrap_err();
+    assert_eq!(err(RedisCooldown::builder()).field(), "url");
+    let e = err(RedisCooldown::builder().url("not a url"));
+    assert_eq!(e.field(), "url");
+    assert!(
+        e.to_string().starts_with("redis cooldown `url` is invalid"),
+        "{e}"
+    );
+    let ok = || RedisCooldown::<String>::builder().url("redis://127.0.0.1:6379/");
+    assert_eq!(err(ok().name("a{b}")).field(), "name");
+    assert_eq!(err(ok().name("")).field(), "name");
+    assert_eq!(
+        err(ok().window(Duration::from_nanos(999))).field(),
+        "window"
+    );
+    assert_eq!(err(ok().timeout(Duration::ZERO)).field(), "timeout");
+    assert_eq!(
+        err(ok().reservation_timeout(Duration::ZERO)).field(),
+        "reservation_timeout"
+    );
+    let c = ok().build().unwrap();
+    assert_eq!(
+        (c.name(), c.window(), c.addr()),
+        ("cooldown", Duration::from_secs(1800), "127.0.0.1:6379")
+    );
+}
+
+#[test]
+fn build_outside_a_runtime_is_a_config_error() {
+    let e = RedisCooldown::<String>::builder()
+        .url("redis://127.0.0.1:6379/")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "runtime");
+}
