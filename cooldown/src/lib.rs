@@ -59,12 +59,60 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | (none) | | the crate has no optional features; [`Metrics`] (prometheus-client) and `tracing` events are always available and cost nothing unless used |
+//! | `redis` | no | `RedisCooldown`: the cooldown's state in Redis, shared by every replica (the `redis` crate 1.x, tokio, connection manager, scripts); see [Redis backend](#redis-backend) |
+//!
+//! [`Metrics`] (prometheus-client) and `tracing` events are always available
+//! and cost nothing unless used.
+//!
+//! # Redis backend
+//!
+//! With the `redis` feature, `RedisCooldown` makes the same decisions as
+//! [`Cooldown`] with its state in Redis, so a bot running as several
+//! replicas sends each alert once, not once per replica. Its methods are
+//! `async` (`check(&key).await`, `reserve(&key).await` with an awaited
+//! `commit()` / `rollback()`, `drain_digests().await`); keys are written with
+//! `Display` and read back with `FromStr`; no payload is kept (it would need
+//! serializing).
+//!
+//! - **Shared across replicas**: per key, the window (a key set with `PX` =
+//!   the window, or holding a reservation token), the pending digest (count,
+//!   first and last suppressed times, in a hash) and `last_fired`; a sorted
+//!   set indexes keys with a pending digest by window end, so
+//!   `drain_digests` finds quiet keys without `SCAN`. Every decision is one
+//!   Lua script (`EVALSHA`, reloaded on `NOSCRIPT`), so deciding and counting
+//!   are atomic across replicas. Nothing is cached locally.
+//! - **Time source**: the Redis server's clock (`TIME` inside the scripts),
+//!   so replicas with skewed clocks agree. Times in a `Fire` or `Digest` are
+//!   converted to local `tokio::time::Instant`s from the server's "now" in
+//!   each reply (accurate to a round trip).
+//! - **A crashed sender** holds its key only for the reservation timeout
+//!   (default 60 s), not for the window; a dropped reservation rolls back on
+//!   a task spawned on the runtime the cooldown was built in.
+//! - **When Redis does not answer**, every call is bounded by a timeout
+//!   (default 1 s) and the `UnreachablePolicy` decides: `Fire` (default: an
+//!   alert must not be lost because the throttle's store is down) or
+//!   `Suppress`. The decision is marked (`Fire::degraded`,
+//!   `Suppressed::degraded`), counted in `seawall_cooldown_degraded_total`
+//!   and logged at `warn`; `try_check` returns the `RedisCooldownError`
+//!   instead. Critical events always fire.
+//! - **Bounded**: every key written expires: windows with the window (or the
+//!   reservation timeout), state and index `retention` after the window ends
+//!   (default: the window, at least 10 min), so digests no drain took are
+//!   dropped then and nothing piles up.
+//! - **Redis Cluster**: all keys of one cooldown share the hash tag `{name}`
+//!   (`seawall:cooldown:{alerts}:w:db-down`), so every script touches one
+//!   slot. The trade-off: one cooldown lives on one shard; spread load over
+//!   several cooldown names, not over keys.
+//!
+//! Its tests need a server: `SEAWALL_REDIS_URL=redis://127.0.0.1:6379/ cargo
+//! test -p seawall-cooldown --all-features -- --ignored` (or `bash .ci/redis-tests`,
+//! which starts a throwaway one).
 //!
 //! # Metrics and tracing
 //!
 //! [`Metrics`] registers `seawall_cooldown_decisions_total`,
-//! `seawall_cooldown_keys` and `seawall_cooldown_evictions_total`. Rolled-back
+//! `seawall_cooldown_keys` and `seawall_cooldown_evictions_total` (and, with
+//! the `redis` feature, `seawall_cooldown_degraded_total`). Rolled-back
 //! reservations, sweeps and drains are `debug` events; early evictions under
 //! `max_keys` pressure are `warn` events. Checks emit nothing.
 //!
@@ -72,6 +120,8 @@
 //!
 //! All time comes from `tokio::time`, so tests run a 30-minute window in
 //! microseconds with a paused clock.
+//! The Redis backend is the exception by necessity: its windows run on the
+//! Redis server's clock.
 //!
 //! # MSRV
 //!

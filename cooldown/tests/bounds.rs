@@ -36,3 +36,58 @@ async fn reservation_can_be_held_across_await_in_a_spawned_task() {
     task.await.unwrap();
     assert!(c.check(&"k".to_owned()).is_suppressed());
 }
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::future::Future;
+
+    use seawall_cooldown::{
+        RedisCooldown, RedisCooldownBuilder, RedisCooldownError, RedisReservation,
+        UnreachablePolicy,
+    };
+
+    use super::is_send_sync_static;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn redis_types_are_send_sync_static() {
+        is_send_sync_static::<RedisCooldown<String>>();
+        is_send_sync_static::<RedisCooldown<u64>>();
+        is_send_sync_static::<RedisCooldownBuilder<String>>();
+        is_send_sync_static::<RedisReservation<String>>();
+        is_send_sync_static::<RedisCooldownError>();
+        is_send_sync_static::<UnreachablePolicy>();
+    }
+
+    fn futures_are_send(c: &RedisCooldown<String>, key: &String) {
+        is_send(&c.check(key));
+        is_send(&c.try_check(key));
+        is_send(&c.check_critical(key));
+        is_send(&c.reserve(key));
+        is_send(&c.drain_digests());
+    }
+
+    fn reservation_futures_are_send(r: RedisReservation<String>, s: RedisReservation<String>) {
+        fn send_static<F: Future + Send + 'static>(_: &F) {}
+        send_static(&r.commit());
+        send_static(&s.rollback());
+    }
+
+    #[tokio::test]
+    async fn futures_of_async_fns_are_send() {
+        // Type checks only; never called with a live reservation.
+        let c: RedisCooldown<String> = RedisCooldown::builder()
+            .url("redis://127.0.0.1:1/")
+            .build()
+            .unwrap();
+        let _ = (futures_are_send, reservation_futures_are_send);
+        // A spawned task can own a cooldown and await every call.
+        let task = tokio::spawn(async move {
+            let key = "k".to_owned();
+            let _ = c.try_check(&key).await;
+            let _ = c.drain_digests().await;
+        });
+        task.abort();
+    }
+}

@@ -284,3 +284,56 @@ async fn a_crashed_reservation_expires_after_the_reservation_timeout() {
     assert_eq!(f.suppressed_since_last, 1);
     assert!(!f.degraded);
 }
+
+/// Redis decisions are counted in the same families as in-memory ones.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn metrics_count_redis_decisions_by_outcome() {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    let mut registry = Registry::default();
+    let metrics = seawall_cooldown::Metrics::register(&mut registry);
+    let name = unique_name();
+    let c = builder(Duration::from_secs(60))
+        .name(name.clone())
+        .metrics(metrics)
+        .build()
+        .unwrap();
+    let (k1, k2) = ("1".to_owned(), "2".to_owned());
+    c.check(&k1).await; // fire
+    c.check(&k1).await; // suppressed
+    c.check_critical(&k1).await; // bypass
+    c.check_critical(&k2).await; // fire (nothing to bypass)
+    assert!(c.reserve(&k2).await.is_err()); // suppressed
+    c.reserve(&"3".to_owned())
+        .await
+        .unwrap()
+        .rollback()
+        .await
+        .unwrap(); // rolled back
+    c.reserve(&"3".to_owned())
+        .await
+        .unwrap()
+        .commit()
+        .await
+        .unwrap(); // fire
+
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    lines.sort_unstable();
+    let expected = [
+        format!(r#"seawall_cooldown_decisions_total{{cooldown="{name}",decision="bypass"}} 1"#),
+        format!(r#"seawall_cooldown_decisions_total{{cooldown="{name}",decision="fire"}} 3"#),
+        format!(
+            r#"seawall_cooldown_decisions_total{{cooldown="{name}",decision="rolled_back"}} 1"#
+        ),
+        format!(r#"seawall_cooldown_decisions_total{{cooldown="{name}",decision="suppressed"}} 2"#),
+        format!(r#"seawall_cooldown_degraded_total{{cooldown="{name}"}} 0"#),
+        format!(r#"seawall_cooldown_evictions_total{{cooldown="{name}"}} 0"#),
+        format!(r#"seawall_cooldown_keys{{cooldown="{name}"}} 0"#),
+    ];
+    assert_eq!(lines, expected);
+    assert!(text.contains("# TYPE seawall_cooldown_degraded counter"));
+}

@@ -15,7 +15,7 @@ pub(crate) fn url() -> String {
         panic!(
             "SEAWALL_REDIS_URL is not set: the ignored tests need a throwaway redis-server, \
              e.g. SEAWALL_REDIS_URL=redis://127.0.0.1:6379/ cargo test -p seawall-cooldown \
-             --all-features -- --ignored (or run .ci/redis-tests)"
+             --all-features -- --ignored (or run `bash .ci/redis-tests`)"
         )
     })
 }
