@@ -39,12 +39,105 @@
 //!
 //! | feature | default | what |
 //! | --- | --- | --- |
-//! | — | | no optional features; metrics ([`Metrics`], prometheus-client) and `tracing` events are always available and cost nothing when unused |
+//! | `redis` | no | `RedisBackend`: leases in Redis, shared by every replica ([`redis`](https://docs.rs/redis) 1.x, tokio) — see [Redis backend](#redis-backend) |
+//!
+//! Metrics ([`Metrics`], prometheus-client) and `tracing` events are always available and
+//! cost nothing when unused.
 //!
 //! # Backends
 //!
 //! The in-memory [`MemoryBackend`] is the default. The guard, TTL and fencing logic sit on the
-//! [`LockBackend`] trait, which a shared store (Redis) can implement to lock across processes.
+//! [`LockBackend`] trait; [`KeyedLock::acquire`], [`Guard::try_extend`] and [`Guard::run`]
+//! work on every backend. A backend that talks to a server can fail: its
+//! [`Error`](LockBackend::Error) comes back as [`Refused::Backend`] / [`ExtendError::Backend`].
+//!
+//! # Redis backend
+//!
+//! With the `redis` feature, `KeyedLock<K, RedisBackend>` (any `K: Display`) locks across
+//! processes. It has the in-memory lock's methods (`lock`, `lock_with_ttl`, `try_lock`,
+//! `lock_timeout`, `with_lock`, `Guard::extend`, `Guard::lost`) with fallible signatures:
+//! every call returns a `RedisBackendError` naming the server when Redis is unreachable
+//! (`redis at 10.0.0.5:6379 unreachable: Connection refused`), does not answer within the
+//! command timeout (`no answer within 1s`, default 1 s, connecting included), or answers with
+//! an error. Nothing panics and nothing hangs. `try_lock` is `async` there: it asks Redis.
+//!
+//! ```no_run
+//! // no_run: needs a Redis server.
+//! # #[cfg(feature = "redis")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use seawall_keyed_lock::{KeyedLock, RedisBackend};
+//!
+//! let backend = RedisBackend::builder("redis://127.0.0.1:6379/").auto_renew(true).build()?;
+//! let locks = KeyedLock::<u64>::builder()
+//!     .name("users")
+//!     .ttl(Duration::from_secs(30))
+//!     .build_with_backend(backend)?;
+//! let guard = locks.lock(&42).await?;            // Err(RedisBackendError) if Redis is down
+//! let token = guard.token();                     // send it with every write
+//! # let _ = token;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "redis"))]
+//! # fn main() {}
+//! ```
+//!
+//! **What it guarantees.** It is a *lease*, not a mutex. A grant is valid until a deadline
+//! computed on this host's monotonic clock: the instant *before* the acquire was sent, plus the
+//! TTL, minus a drift margin of 1 % + 2 ms (as Redlock). Redis expires the key on its own clock
+//! at least that late, so two holders never overlap *as long as both clocks run at about the
+//! same rate* and the process is not paused (GC-like stalls, a suspended VM) past its deadline
+//! without looking. A holder that may stall must pass its [`FencingToken`] to the store and let
+//! the store reject lower tokens. [`Guard::lost`] resolves at the local deadline (or earlier,
+//! see auto-renew); [`Guard::is_expired`] and [`Guard::deadline`] read the same local state.
+//!
+//! **Fencing tokens.** One Lua script grants the lease and computes the token:
+//! `max(fence counter + 1, the server's TIME in µs)`. The counter lives next to the lease (and
+//! an hour longer). Because of the server time, tokens keep increasing even after Redis lost
+//! its data (a restart without persistence, a failover to a replica that missed the last
+//! writes) — provided the server's clock does not step back. Tokens are therefore large
+//! (about 1.7 × 10¹⁵) and not dense.
+//!
+//! **Atomicity and ownership.** Acquire is `SET NX PX` plus the token in one script; release
+//! and extend are compare-the-value-then-`DEL` / -`PEXPIRE` scripts: the lease value is
+//! `<token>:<granted at>:<owner>`, where the owner is a random per-process nonce and a
+//! per-attempt counter, so a stale holder can never release or extend someone else's lease.
+//! Scripts are sent with `EVALSHA`; a server that lost its script cache (`NOSCRIPT`, after a
+//! restart or `SCRIPT FLUSH`) gets them loaded again transparently.
+//!
+//! **Waiting and fairness.** In each process, waiters for a key queue in a FIFO in front of
+//! Redis (the in-memory lock), so only the head of the queue talks to Redis and one process's
+//! waiters are served in arrival order — one user's messages stay in order on one replica.
+//! Across processes there is no order: the head waiter retries with full-jitter exponential
+//! backoff (2 ms doubling to 100 ms by default, `RedisBackendBuilder::backoff`),
+//! never sleeping past the holder's remaining TTL that the script returns. No busy polling,
+//! no pub/sub.
+//!
+//! **Release.** Dropping a guard must not block, so the release script runs in a task spawned
+//! on the runtime the backend was built in; the next waiter in the process is woken after it
+//! ran. A guard dropped after that runtime shut down is not released in Redis: its lease ends
+//! by its TTL. A `try_lock` right after dropping a guard may still see `Busy`; `lock` and
+//! `lock_timeout` wait for the release.
+//!
+//! **Auto-renew** (`RedisBackendBuilder::auto_renew(true)`, off by default): a
+//! watchdog task per guard extends the lease by its TTL every TTL/3 and stops when the guard
+//! is dropped. If a renewal finds the lease gone (Redis restarted without persistence, or the
+//! lease expired and another holder took it), `lost()` resolves at once and `extend` fails.
+//! If Redis cannot be reached, it keeps trying until the local deadline, then `lost()`
+//! resolves. A guard that is leaked (`mem::forget`) with auto-renew keeps its key until the
+//! process exits.
+//!
+//! **When Redis is unreachable** every call fails within the command timeout with a
+//! `RedisBackendError`, counted in `seawall_keyed_lock_backend_errors_total` and logged as a
+//! `warn` event. Held guards keep their local deadline; without auto-renew they do not notice
+//! the outage. An acquisition cancelled (or timed out) while its grant was in flight deletes
+//! that grant in the background, or it ends by its TTL.
+//!
+//! **Cluster.** The keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence`; the
+//! hash tag puts both in the same slot, as the scripts require. A key whose `Display` is empty
+//! or starts with `}` gives an empty tag, which Redis Cluster ignores (its two keys may then
+//! live in different slots). The default prefix is `seawall:lock:`.
 //!
 //! # MSRV
 //!
@@ -80,6 +173,7 @@ pub use metrics::{LockEvents, Metrics};
 pub use token::FencingToken;
 
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use crate::redis::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, RedisBackend, RedisBackendBuilder, RedisBackendError,
     RedisLease,

@@ -172,3 +172,81 @@ async fn run_and_cancel() {
 async fn cancelled_waiters() {
     conformance::cancelled_waiters(&redis().await).await;
 }
+
+// Redis-only behaviour (no in-memory counterpart).
+
+/// Auto-renew keeps a lease alive well past its TTL while the guard lives, and stops when
+/// the guard is dropped (the key is then free at once, not after a TTL).
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn auto_renew_keeps_the_lease_and_stops_on_drop() {
+    let url = url();
+    let prefix = test_prefix();
+    let backend = RedisBackend::builder(&url)
+        .prefix(&prefix)
+        .auto_renew(true)
+        .build()
+        .unwrap();
+    let locks = KeyedLock::<String>::builder()
+        .ttl(TTL)
+        .build_with_backend(backend)
+        .unwrap();
+    let other = replica(&url, &prefix);
+    let key = "renewed".to_owned();
+    let guard = locks.lock(&key).await.unwrap();
+    let lost = tokio::time::timeout(TTL * 3, guard.lost()).await;
+    assert!(
+        lost.is_err(),
+        "lost() resolved although the lease was renewed"
+    );
+    assert!(!guard.is_expired());
+    assert!(guard.deadline() > guard.acquired_at() + TTL * 2);
+    assert!(matches!(
+        other.try_lock(&key).await,
+        Err(seawall_keyed_lock::TryLockError::Busy(_))
+    ));
+    let token = guard.token();
+    drop(guard);
+    let next = other
+        .lock_timeout(&key, TTL / 2)
+        .await
+        .expect("free right after the drop");
+    assert!(next.token() > token);
+    // The stopped watchdog no longer extends anything: the new holder's lease ends by its TTL.
+    drop(next);
+    let fixture = Redis {
+        locks,
+        other,
+        conn: redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
+    };
+    assert_eq!(fixture.leftovers(&key).await, 0);
+}
+
+/// Fencing tokens keep increasing per key across holders on different replicas, and the
+/// lease value names the token.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn tokens_increase_across_replicas_and_are_stored_in_the_lease() {
+    let fx = redis().await;
+    let key = "tokens".to_owned();
+    let mut last = 0;
+    for i in 0..6 {
+        let locks = if i % 2 == 0 { &fx.locks } else { &fx.other };
+        let guard = locks.lock_timeout(&key, TTL).await.unwrap();
+        assert!(guard.token().get() > last, "{} <= {last}", guard.token());
+        last = guard.token().get();
+        let mut conn = fx.conn.clone();
+        let value: String = redis::cmd("GET")
+            .arg(locks.backend().lease_key(&key))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(value, guard.lease().value());
+        assert!(value.starts_with(&format!("{last}:")), "{value}");
+    }
+    assert_eq!(fx.leftovers(&key).await, 0);
+}

@@ -93,7 +93,7 @@ impl Drop for Server {
 
 fn locks(url: &str, ttl: Duration, auto_renew: bool) -> KeyedLock<String, RedisBackend> {
     let backend = RedisBackend::builder(url)
-        .command_timeout(Duration::from_millis(300))
+        .command_timeout(Duration::from_secs(1))
         .auto_renew(auto_renew)
         .build()
         .unwrap();
@@ -179,10 +179,11 @@ async fn script_flush_is_handled_by_reloading() {
         .unwrap();
     assert_eq!(exists, vec![false]);
     // Acquire (after the background release), extend and release all run after the flush.
+    // (The lease TTL is 5 s: a release that failed would make this time out.)
     let mut second = locks
-        .lock_timeout(&key, Duration::from_secs(1))
+        .lock_timeout(&key, Duration::from_secs(3))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("lock after SCRIPT FLUSH: {e:?}"));
     assert!(second.token() > t1);
     second.extend(Duration::from_secs(5)).await.unwrap();
     let lease_key = locks.backend().lease_key(&key);

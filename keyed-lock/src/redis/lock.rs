@@ -95,7 +95,10 @@ where
 
     /// Takes the lock on `key` if it is free now (one round trip), with the lock's default TTL.
     ///
-    /// Unlike the in-memory `try_lock` this is `async`: it asks Redis.
+    /// Unlike the in-memory `try_lock` this is `async`: it asks Redis. A guard of this
+    /// process dropped just before is released in the background, so `try_lock` right after
+    /// it may still see `Busy`; [`lock`](Self::lock) and [`lock_timeout`](Self::lock_timeout)
+    /// wait for that release.
     ///
     /// # Errors
     ///
@@ -237,7 +240,8 @@ where
     K: Display + Send + Sync + 'static,
 {
     /// Renews the live lease in Redis: its deadline becomes `ttl` from now, less the
-    /// clock-drift margin (1 % + 2 ms). Returns the new local deadline.
+    /// clock-drift margin (1 % + 2 ms). Returns the new local deadline. (With auto-renew the
+    /// watchdog keeps renewing with the TTL the lease was granted with.)
     ///
     /// # Errors
     ///
