@@ -87,13 +87,14 @@
 //!   each reply (accurate to a round trip).
 //! - **A crashed sender** holds its key only for the reservation timeout
 //!   (default 60 s), not for the window; a dropped reservation rolls back on
-//!   a task spawned on the runtime the cooldown was built in.
+//!   a spawned task.
 //! - **When Redis does not answer**, every call is bounded by a timeout
 //!   (default 1 s) and the `UnreachablePolicy` decides: `Fire` (default: an
 //!   alert must not be lost because the throttle's store is down) or
 //!   `Suppress`. The decision is marked (`Fire::degraded`,
 //!   `Suppressed::degraded`), counted in `seawall_cooldown_degraded_total`
-//!   and logged at `warn`; `try_check` returns the `RedisCooldownError`
+//!   and logged (`warn` when the outage begins, `info` when it ends);
+//!   `try_check` returns the `RedisCooldownError`
 //!   instead. Critical events always fire.
 //! - **Bounded**: every key written expires: windows with the window (or the
 //!   reservation timeout), state and index `retention` after the window ends

@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::marker::PhantomData;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
@@ -49,7 +49,9 @@ const DRAIN_ROUNDS: usize = 1024;
 ///
 /// Every call is bounded by the [`timeout`](RedisCooldownBuilder::timeout).
 /// A call that fails applies the [`UnreachablePolicy`] (default: fire, marked
-/// `degraded`), logs at `warn` and counts `seawall_cooldown_degraded_total`;
+/// `degraded`) and counts `seawall_cooldown_degraded_total`; the outage is
+/// logged at `warn` when it begins and at `info` when it ends (each degraded
+/// call at `debug`, so an outage during an alert storm does not flood the log);
 /// [`try_check`](Self::try_check) returns the error instead. Nothing panics,
 /// nothing hangs.
 ///
@@ -104,7 +106,7 @@ impl<K> fmt::Debug for RedisCooldown<K> {
 
 pub(crate) struct RedisInner {
     conn: ConnectionManager,
-    pub(crate) handle: Handle,
+    handle: Handle,
     addr: String,
     /// `<prefix>:{<name>}:`
     prefix: String,
@@ -119,6 +121,9 @@ pub(crate) struct RedisInner {
     metrics: Option<(InstanceMetrics, Counter)>,
     token_seed: u64,
     tokens: AtomicU64,
+    /// Set while calls fail, so the outage is logged when it starts and ends,
+    /// not on every call.
+    down: AtomicBool,
 }
 
 /// The server's clock at the moment a reply arrived, to turn server times
@@ -183,6 +188,7 @@ impl RedisInner {
             policy,
             token_seed,
             tokens: AtomicU64::new(0),
+            down: AtomicBool::new(false),
         }
     }
 
@@ -226,13 +232,48 @@ impl RedisInner {
         &self,
         call: impl Future<Output = ::redis::RedisResult<T>>,
     ) -> Result<T, RedisCooldownError> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisCooldownError::from_redis(&self.addr, self.timeout, &e)),
             Err(_) => Err(RedisCooldownError::Timeout {
                 addr: self.addr.clone(),
                 after: self.timeout,
             }),
+        };
+        match &result {
+            Ok(_) => {
+                if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        cooldown = %self.name,
+                        addr = %self.addr,
+                        "redis cooldown: redis answers again; decisions are shared again"
+                    );
+                }
+            }
+            Err(e) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        cooldown = %self.name,
+                        addr = %self.addr,
+                        policy = ?self.policy,
+                        error = %e,
+                        "redis cooldown: redis does not answer; decisions are degraded until it does"
+                    );
+                }
+            }
+        }
+        result
+    }
+
+    /// Spawns `task` on the caller's runtime, or on the one the cooldown was
+    /// built in when the caller is not on a tokio runtime.
+    pub(crate) fn spawn<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        match Handle::try_current() {
+            Ok(current) => current.spawn(task),
+            Err(_) => self.handle.spawn(task),
         }
     }
 
@@ -345,12 +386,13 @@ impl RedisInner {
         if let Some((_, degraded)) = &self.metrics {
             degraded.inc();
         }
-        tracing::warn!(
+        // The outage itself was logged at `warn` when it began (`bounded`).
+        tracing::debug!(
             cooldown = %self.name,
             call = what,
             policy = ?self.policy,
             error = %err,
-            "redis cooldown degraded: redis did not serve the call"
+            "redis cooldown call degraded"
         );
     }
 
@@ -597,8 +639,7 @@ impl<K: fmt::Display> RedisCooldown<K> {
     /// [`reservation_timeout`](RedisCooldownBuilder::reservation_timeout),
     /// and every other event for the key is suppressed and counted. The
     /// window starts on [`RedisReservation::commit`]; dropping the
-    /// reservation rolls back (on a task spawned on the runtime the cooldown
-    /// was built in).
+    /// reservation rolls back (on a spawned task).
     ///
     /// When Redis does not answer, [`UnreachablePolicy::Fire`] hands out a
     /// reservation whose fire is `degraded` (its commit still tries to start
@@ -617,9 +658,9 @@ impl<K: fmt::Display> RedisCooldown<K> {
     ///
     /// # Cancel safety
     ///
-    /// If the future is dropped after the script won the key in Redis, the
-    /// reservation is lost with it and holds the key until the reservation
-    /// timeout; the digest it took is then lost.
+    /// Cancel safe: the script runs on a spawned task, and if this future is
+    /// dropped, a reservation the task won is dropped with the task's
+    /// unclaimed output, which rolls it back.
     ///
     /// # Examples
     ///
@@ -643,37 +684,61 @@ impl<K: fmt::Display> RedisCooldown<K> {
     where
         K: Clone + Send + 'static,
     {
-        let member = key.to_string();
-        let token = self.inner.next_token();
-        match self.inner.decide(&member, "r", &token).await {
-            Ok(Raw::Fire(fire, taken)) => Ok(RedisReservation::new(
-                Arc::clone(&self.inner),
-                key.clone(),
-                member,
-                token,
-                fire,
-                taken,
-            )),
-            Ok(Raw::Suppressed(s)) => {
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        // On a task of its own, so a reservation won in Redis is never lost
+        // with a cancelled caller: the task's unclaimed output is dropped,
+        // which rolls it back.
+        match self.inner.spawn(reserve_task(inner, key)).await {
+            Ok(result) => result,
+            Err(e) => {
+                let e = RedisCooldownError::Server {
+                    addr: self.inner.addr.clone(),
+                    reason: format!("the reservation task did not finish: {e}"),
+                };
+                self.inner.degraded("reserve", &e);
+                let s = RedisInner::degraded_suppressed();
                 self.inner.count(&Decision::Suppressed(s));
                 Err(s)
             }
-            Err(e) => {
-                self.inner.degraded("reserve", &e);
-                match self.inner.policy {
-                    UnreachablePolicy::Fire => Ok(RedisReservation::new(
-                        Arc::clone(&self.inner),
-                        key.clone(),
-                        member,
-                        token,
-                        RedisInner::degraded_fire(),
-                        Taken::NONE,
-                    )),
-                    UnreachablePolicy::Suppress => {
-                        let s = RedisInner::degraded_suppressed();
-                        self.inner.count(&Decision::Suppressed(s));
-                        Err(s)
-                    }
+        }
+    }
+}
+
+async fn reserve_task<K: fmt::Display>(
+    inner: Arc<RedisInner>,
+    key: K,
+) -> Result<RedisReservation<K>, Suppressed> {
+    let member = key.to_string();
+    let token = inner.next_token();
+    match inner.decide(&member, "r", &token).await {
+        Ok(Raw::Fire(fire, taken)) => Ok(RedisReservation::new(
+            Arc::clone(&inner),
+            key,
+            member,
+            token,
+            fire,
+            taken,
+        )),
+        Ok(Raw::Suppressed(s)) => {
+            inner.count(&Decision::Suppressed(s));
+            Err(s)
+        }
+        Err(e) => {
+            inner.degraded("reserve", &e);
+            match inner.policy {
+                UnreachablePolicy::Fire => Ok(RedisReservation::new(
+                    Arc::clone(&inner),
+                    key,
+                    member,
+                    token,
+                    RedisInner::degraded_fire(),
+                    Taken::NONE,
+                )),
+                UnreachablePolicy::Suppress => {
+                    let s = RedisInner::degraded_suppressed();
+                    inner.count(&Decision::Suppressed(s));
+                    Err(s)
                 }
             }
         }
@@ -692,7 +757,7 @@ impl<K: FromStr> RedisCooldown<K> {
     /// shares the name) loses its digest, logged at `warn`.
     ///
     /// If Redis stops answering midway, returns the digests taken so far (the
-    /// rest stay in Redis for the next call), logs at `warn` and counts a
+    /// rest stay in Redis for the next call) and counts a
     /// degraded call.
     ///
     /// # Panics

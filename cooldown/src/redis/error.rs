@@ -9,7 +9,8 @@ use std::time::Duration;
 /// [`RedisReservation::commit`](crate::RedisReservation::commit) and
 /// [`RedisReservation::rollback`](crate::RedisReservation::rollback); the
 /// other calls apply the [`UnreachablePolicy`](crate::UnreachablePolicy)
-/// instead and log the error at `warn`. Every variant names the server.
+/// instead (the outage is logged at `warn` when it begins). Every variant
+/// names the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisCooldownError {

@@ -5,7 +5,8 @@
 ///
 /// Either way the decision is marked (`Fire::degraded` or
 /// `Suppressed::degraded`), counted in `seawall_cooldown_degraded_total` and
-/// logged at `warn`. [`check_critical`](crate::RedisCooldown::check_critical)
+/// logged at `debug` (the outage itself at `warn` when it begins, at `info`
+/// when it ends). [`check_critical`](crate::RedisCooldown::check_critical)
 /// fires under both policies. Callers that want the error itself use
 /// [`try_check`](crate::RedisCooldown::try_check).
 ///

@@ -32,7 +32,8 @@ impl Taken {
 /// key, on any replica, is suppressed and counted. [`commit`](Self::commit)
 /// after the send succeeded starts the window. Dropping it without commit
 /// (the send failed, the future holding it was cancelled) rolls back on a
-/// task spawned on the runtime the cooldown was built in: the key may fire
+/// spawned task (on the current tokio runtime, else the one the cooldown was
+/// built in): the key may fire
 /// again and the digest this reservation took goes back into Redis, so no
 /// suppressed event is lost. If that rollback cannot reach Redis either, the
 /// key fires again once the reservation timeout has passed.
@@ -90,7 +91,7 @@ impl<K> RedisReservation<K> {
     /// # Errors
     ///
     /// [`RedisCooldownError`] when Redis did not serve the commit (also
-    /// logged at `warn` and counted as degraded). The alert went out anyway;
+    /// counted as degraded). The alert went out anyway;
     /// the key stays reserved until the reservation timeout, then may fire
     /// again.
     ///
@@ -127,7 +128,7 @@ impl<K> RedisReservation<K> {
             std::mem::take(&mut self.member),
             std::mem::take(&mut self.token),
         );
-        let task = self.inner.handle.spawn(async move {
+        let task = self.inner.spawn(async move {
             let result = inner.commit(&member, &token).await;
             if let Err(e) = &result {
                 inner.degraded("commit", e);
@@ -144,7 +145,7 @@ impl<K> RedisReservation<K> {
     /// # Errors
     ///
     /// [`RedisCooldownError`] when Redis did not serve the rollback (also
-    /// logged at `warn` and counted as degraded): the digest this
+    /// counted as degraded, and logged at `warn` if a digest is lost): the digest this
     /// reservation took is lost, and the key fires again once the
     /// reservation timeout has passed.
     ///
@@ -188,7 +189,7 @@ impl<K> RedisReservation<K> {
             std::mem::take(&mut self.token),
             self.taken,
         );
-        self.inner.handle.spawn(async move {
+        self.inner.spawn(async move {
             let result = inner.rollback(&member, &token, taken).await;
             if let Err(e) = &result {
                 inner.degraded("rollback", e);
