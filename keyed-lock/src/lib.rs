@@ -134,10 +134,12 @@
 //! the outage. An acquisition cancelled (or timed out) while its grant was in flight deletes
 //! that grant in the background, or it ends by its TTL.
 //!
-//! **Cluster.** The keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence`; the
-//! hash tag puts both in the same slot, as the scripts require. A key whose `Display` is empty
-//! or starts with `}` gives an empty tag, which Redis Cluster ignores (its two keys may then
-//! live in different slots). The default prefix is `seawall:lock:`.
+//! **Keys and Cluster.** The keys are `<prefix>{<key>}` (the lease) and
+//! `<prefix>{<key>}:fence` (default prefix `seawall:lock:`); the hash tag puts both in the same
+//! Cluster slot, as a script touching both requires. The backend itself talks to one server
+//! through the `redis` crate's `ConnectionManager` (a standalone server, a primary, or a proxy
+//! that routes by slot); it does not follow `MOVED` redirections. A key whose `Display` is
+//! empty or starts with `}` gives an empty tag, which Redis Cluster ignores.
 //!
 //! # MSRV
 //!

@@ -31,7 +31,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 86_400 * 1000;
 /// methods as the in-memory lock, with fallible signatures (see
 /// [the crate docs](crate#redis-backend) for the guarantees). Keys are any `K: Display`; the
 /// Redis keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (the fencing
-/// counter), hash-tagged so both live in one Cluster slot.
+/// counter), hash-tagged so both live in one Cluster slot (the backend talks to one server:
+/// it does not follow Cluster redirections).
 ///
 /// Cloning is cheap (the connection and the in-process queues are shared).
 ///

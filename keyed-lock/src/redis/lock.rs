@@ -143,6 +143,7 @@ where
             Ok(guard) => Ok(guard),
             Err(Refused::Busy(busy)) => Err(TryLockError::Busy(busy)),
             Err(Refused::Backend(e)) => Err(TryLockError::Backend(e)),
+            // `Wait::No` is never refused with `TimedOut`; report it as "busy now" if it were.
             Err(Refused::TimedOut) => Err(TryLockError::Busy(crate::Busy {
                 held_since: Instant::now(),
                 expires_at: Instant::now(),
