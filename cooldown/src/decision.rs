@@ -105,6 +105,11 @@ pub struct Suppressed {
 
 impl std::fmt::Display for Suppressed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.degraded {
+            return f.write_str(
+                "suppressed by the cooldown's unreachable policy (its store did not answer)",
+            );
+        }
         write!(
             f,
             "suppressed by cooldown ({} pending, {:?} remaining)",

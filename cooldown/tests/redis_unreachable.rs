@@ -182,6 +182,10 @@ async fn suppress_policy_suppresses_but_critical_still_fires() {
         (s.degraded, s.suppressed, s.remaining),
         (true, 0, Duration::ZERO)
     );
+    assert_eq!(
+        s.to_string(),
+        "suppressed by the cooldown's unreachable policy (its store did not answer)"
+    );
     let r = timeout(BOUND, c.reserve(&key)).await.unwrap();
     let s = r.expect_err("the suppress policy refuses reservations");
     assert!(s.degraded);

@@ -840,3 +840,32 @@ impl<K: FromStr> RedisCooldown<K> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_times_become_local_instants_relative_to_the_reply() {
+        let local = Instant::now();
+        let clock = ServerNow {
+            server_us: 1_000_000_000,
+            local,
+        };
+        assert_eq!(clock.instant(1_000_000_000), local);
+        assert_eq!(
+            clock.instant(999_750_000),
+            local - Duration::from_millis(250)
+        );
+        assert_eq!(
+            clock.instant(1_000_000_001),
+            local + Duration::from_micros(1)
+        );
+    }
+
+    #[test]
+    fn micros_saturate() {
+        assert_eq!(micros(Duration::from_nanos(1_999)), 1);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
+    }
+}
