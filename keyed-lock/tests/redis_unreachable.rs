@@ -137,7 +137,7 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
         let took = start.elapsed();
         assert!(
             took >= COMMAND_TIMEOUT - Duration::from_millis(5)
-                && took <= COMMAND_TIMEOUT + Duration::from_millis(150),
+                && took <= COMMAND_TIMEOUT + Duration::from_millis(400),
             "attempt {attempt} took {took:?}"
         );
         match &err {
