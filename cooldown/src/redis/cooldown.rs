@@ -225,7 +225,7 @@ impl RedisInner {
         for a in args {
             inv.arg(*a);
         }
-        self.bounded(inv.invoke_async(&mut self.conn.clone())).await
+        self.bounded(invoke(&inv, &self.conn)).await
     }
 
     async fn bounded<T>(
@@ -800,9 +800,7 @@ impl<K: FromStr> RedisCooldown<K> {
         for _ in 0..DRAIN_ROUNDS {
             let mut inv = SCRIPTS.due.prepare_invoke();
             inv.key(&inner.index).arg(DRAIN_BATCH);
-            let due: Vec<String> = inner
-                .bounded(inv.invoke_async(&mut inner.conn.clone()))
-                .await?;
+            let due: Vec<String> = inner.bounded(invoke(&inv, &inner.conn)).await?;
             for member in &due {
                 let reply: Vec<i64> = inner.run(&SCRIPTS.drain, member, &[]).await?;
                 let local = Instant::now();
@@ -838,6 +836,32 @@ impl<K: FromStr> RedisCooldown<K> {
             }
         }
         Ok(())
+    }
+}
+
+/// How many more times a script call is sent after NOSCRIPT beyond the one reload
+/// `invoke_async` does itself.
+const NOSCRIPT_RELOADS: u32 = 2;
+
+/// Runs a script: `invoke_async` answers NOSCRIPT by loading the script and sending EVALSHA
+/// again; a `SCRIPT FLUSH` (or a failover) between that load and the retry makes the retry
+/// fail with NOSCRIPT too, so go round again, a bounded number of times.
+async fn invoke<T: ::redis::FromRedisValue>(
+    inv: &::redis::ScriptInvocation<'_>,
+    conn: &::redis::aio::ConnectionManager,
+) -> ::redis::RedisResult<T> {
+    let mut conn = conn.clone();
+    let mut reloads = 0;
+    loop {
+        match inv.invoke_async(&mut conn).await {
+            Err(e)
+                if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
+                    && reloads < NOSCRIPT_RELOADS =>
+            {
+                reloads += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -199,7 +199,19 @@ impl Inner {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.command_timeout, invocation.invoke_async(&mut conn)).await {
+        let call = async {
+            // `invoke_async` answers NOSCRIPT by loading the script and sending EVALSHA again;
+            // a `SCRIPT FLUSH` (or a failover) between that load and the retry makes the retry
+            // fail with NOSCRIPT too, so go round again, a bounded number of times.
+            let mut reloads = 0;
+            loop {
+                match invocation.invoke_async(&mut conn).await {
+                    Err(e) if is_noscript(&e) && reloads < NOSCRIPT_RELOADS => reloads += 1,
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout(self.command_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(e)),
             Err(_) => Err(RedisBackendError::NoAnswer {
@@ -684,4 +696,12 @@ where
     ) -> impl Future<Output = Instant> + Send {
         lease.0.lost()
     }
+}
+
+/// How many more times a script call is sent after NOSCRIPT beyond the one reload
+/// `invoke_async` does itself.
+const NOSCRIPT_RELOADS: u32 = 2;
+
+fn is_noscript(e: &::redis::RedisError) -> bool {
+    e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
 }
