@@ -21,12 +21,17 @@ ensure_redis_server() {
     command -v redis-server >/dev/null
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
+port_is_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now, and neither on the port 10000
+# above it (a cluster node's bus port).
 free_port() {
     local port
     for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        port=$((20000 + RANDOM % 35000))
+        if port_is_free "$port" && port_is_free $((port + 10000)); then
             echo "$port"
             return
         fi
@@ -40,6 +45,7 @@ REDIS_TEST_CMD=(cargo test -p seawall-keyed-lock -p seawall-cooldown --all-featu
 
 REDIS_DIR=""
 REDIS_PID=""
+CLUSTER_PIDS=()
 
 start_redis() {
     ensure_redis_server
@@ -69,7 +75,59 @@ start_redis() {
     return 1
 }
 
+# A three-node Redis Cluster (three masters, no replicas, no persistence) on free ports, in
+# REDIS_DIR; exports SEAWALL_REDIS_CLUSTER_URLS (comma-separated node URLs). Call after
+# start_redis.
+start_redis_cluster() {
+    local ports=() port dir
+    for _ in 1 2 3; do
+        port="$(free_port)"
+        dir="$REDIS_DIR/cluster-$port"
+        mkdir -p "$dir"
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+            --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
+        CLUSTER_PIDS+=($!)
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do
+        for _ in $(seq 1 50); do
+            redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
+            sleep 0.1
+        done
+    done
+    local nodes=()
+    for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); done
+    if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$REDIS_DIR/cluster-create.log" 2>&1; then
+        echo "error: redis-cli --cluster create failed:" >&2
+        cat "$REDIS_DIR/cluster-create.log" >&2
+        return 1
+    fi
+    for port in "${ports[@]}"; do
+        for _ in $(seq 1 100); do
+            redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+            sleep 0.1
+        done
+        if ! redis-cli -h 127.0.0.1 -p "$port" cluster info | grep -q 'cluster_state:ok'; then
+            echo "error: cluster node 127.0.0.1:$port is not ready" >&2
+            return 1
+        fi
+    done
+    local urls=()
+    for port in "${ports[@]}"; do urls+=("redis://127.0.0.1:$port/"); done
+    SEAWALL_REDIS_CLUSTER_URLS="$(IFS=,; echo "${urls[*]}")"
+    export SEAWALL_REDIS_CLUSTER_URLS
+    echo "redis cluster of 3 masters on $SEAWALL_REDIS_CLUSTER_URLS"
+}
+
 stop_redis() {
+    local pid
+    for pid in "${CLUSTER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    CLUSTER_PIDS=()
+    unset SEAWALL_REDIS_CLUSTER_URLS
     if [ -n "$REDIS_PID" ]; then
         kill "$REDIS_PID" 2>/dev/null || true
         wait "$REDIS_PID" 2>/dev/null || true
