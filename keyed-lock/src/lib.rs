@@ -39,7 +39,7 @@
 //!
 //! | feature | default | what |
 //! | --- | --- | --- |
-//! | `redis` | no | `RedisBackend`: leases in Redis, shared by every replica ([`redis`](https://docs.rs/redis) 1.x, tokio) — see [Redis backend](#redis-backend) |
+//! | `redis` | no | `RedisBackend`: leases in Redis (one server or a Redis Cluster), shared by every replica ([`redis`](https://docs.rs/redis) 1.x, tokio) — see [Redis backend](#redis-backend) and [Redis Cluster](#redis-cluster) |
 //!
 //! Metrics ([`Metrics`], prometheus-client) and `tracing` events are always available and
 //! cost nothing when unused.
@@ -134,12 +134,38 @@
 //! the outage. An acquisition cancelled (or timed out) while its grant was in flight deletes
 //! that grant in the background, or it ends by its TTL.
 //!
-//! **Keys and Cluster.** The keys are `<prefix>{<key>}` (the lease) and
-//! `<prefix>{<key>}:fence` (default prefix `seawall:lock:`); the hash tag puts both in the same
-//! Cluster slot, as a script touching both requires. The backend itself talks to one server
-//! through the `redis` crate's `ConnectionManager` (a standalone server, a primary, or a proxy
-//! that routes by slot); it does not follow `MOVED` redirections. A key whose `Display` is
-//! empty or starts with `}` gives an empty tag, which Redis Cluster ignores.
+//! **Keys.** The keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (default
+//! prefix `seawall:lock:`); the hash tag puts both in the same Cluster slot, as a script
+//! touching both requires. Every script names all its keys in `KEYS[]`; nothing scans.
+//!
+//! # Redis Cluster
+//!
+//! `RedisBackend::cluster(["redis://10.0.0.1:6379/", ...])` builds the backend on a Redis
+//! Cluster: the client (the `redis` crate's cluster connection, made on first use, like the
+//! single-server one) learns the slot map from any listed node and sends each script to the
+//! master that owns its lock key's slot, following `MOVED`/`ASK` redirections. Everything
+//! above holds per key: one lock key is one slot, so its lease and fence counter live on one
+//! master and each operation is still one atomic script there; different keys spread over the
+//! masters. The command timeout bounds each call whole (connecting, redirections and the
+//! cluster client's few retries included); an unreachable cluster fails like an unreachable
+//! server, naming the seed nodes (`redis cluster at 10.0.0.1:6379,10.0.0.2:6379 unreachable:
+//! ...`, `RedisBackendError::addr` is `cluster 10.0.0.1:6379,...`).
+//!
+//! A key whose `Display` is empty or starts with `}` gives an empty hash tag, which Redis
+//! ignores: its two Redis keys hash apart and every call on it fails with a
+//! `RedisBackendError::Server` (`CrossSlot`). Any other key works.
+//!
+//! **Failover.** Redis replicates asynchronously. If the master of a key's slot fails before
+//! a grant reached its replica, the promoted replica does not have the lease, and another
+//! process can be granted the same key while the first still holds it: two holders, as after
+//! a restart without persistence. The fencing token still increases: the new grant's token is
+//! at least the new master's `TIME` in µs, which is past the old grant's as long as the two
+//! masters' clocks are not further apart than the time between the two grants (NTP keeps them
+//! within milliseconds). So a store that rejects lower tokens still rejects the old holder's
+//! writes; with auto-renew, the old holder's next renewal finds the lease gone and
+//! [`Guard::lost`] resolves. During a failover or a slot migration calls may fail
+//! (`Unreachable`, `NoAnswer`, or a `TRYAGAIN`/`CLUSTERDOWN` `Server` error) until the cluster
+//! settles; nothing hangs past the command timeout.
 //!
 //! # MSRV
 //!

@@ -2,6 +2,8 @@
 //! ignored): a closed port (connection refused) and a black hole (a listener that accepts and
 //! never answers).
 //!
+//! The same for a cluster built with `RedisBackend::cluster`: closed ports and a black hole.
+//!
 //! These use real time, since they do real network I/O; the command timeout is 200 ms and
 //! every call is bounded by a `tokio::time::timeout` in the test.
 
@@ -167,6 +169,108 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
     );
 }
 
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn closed_cluster_ports_are_a_clear_unreachable_error_at_once() {
+    let ports = [closed_port(), closed_port()];
+    let backend = RedisBackend::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}/")))
+        .command_timeout(COMMAND_TIMEOUT)
+        .build()
+        .unwrap();
+    let nodes = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
+    assert_eq!(backend.addr(), format!("cluster {nodes}"));
+    let mut registry = Registry::default();
+    let locks: KeyedLock<String, RedisBackend> = KeyedLock::builder()
+        .name("unreachable")
+        .metrics(Metrics::register(&mut registry))
+        .build_with_backend(backend)
+        .unwrap();
+    let key = "k".to_owned();
+
+    // Twice: a failed first connect is retried by the next call, and fails the same way.
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
+            .await
+            .expect("lock() hung on a closed cluster")
+            .unwrap_err();
+        assert!(
+            start.elapsed() <= COMMAND_TIMEOUT + Duration::from_millis(100),
+            "attempt {attempt} took {:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(err, RedisBackendError::Unreachable { .. }),
+            "attempt {attempt}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("redis cluster at {nodes} unreachable: ")),
+            "{text}"
+        );
+        assert_eq!(err.addr(), format!("cluster {nodes}"));
+    }
+    let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
+        .await
+        .expect("try_lock() hung")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TryLockError::Backend(RedisBackendError::Unreachable { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(locks.backend().local_len(), 0);
+    assert_eq!(
+        backend_errors(&registry),
+        "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 3"
+    );
+}
+
+#[tokio::test]
+async fn cluster_black_hole_gives_no_answer_within_the_command_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let locks: KeyedLock<String, RedisBackend> = KeyedLock::builder()
+        .build_with_backend(
+            RedisBackend::cluster([format!("redis://127.0.0.1:{port}/")])
+                .command_timeout(COMMAND_TIMEOUT)
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+    let start = Instant::now();
+    let err = tokio::time::timeout(NO_HANG, locks.lock(&"k".to_owned()))
+        .await
+        .expect("lock() hung on a black-hole cluster")
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        took >= COMMAND_TIMEOUT - Duration::from_millis(5)
+            && took <= COMMAND_TIMEOUT + Duration::from_millis(400),
+        "took {took:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("redis cluster at 127.0.0.1:{port}: no answer within 200ms")
+    );
+    assert_eq!(locks.backend().local_len(), 0);
+}
+
 #[tokio::test]
 async fn builder_rejects_invalid_settings() {
     let err = RedisBackend::builder("http://nope").build().unwrap_err();
@@ -191,6 +295,19 @@ async fn builder_rejects_invalid_settings() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "backoff");
+    let err = RedisBackend::cluster(["redis://127.0.0.1:7001/", "http://nope"])
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "nodes");
+    let err = RedisBackend::cluster(Vec::<String>::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "nodes");
+    let err = RedisBackend::cluster(["redis://127.0.0.1:7001/"])
+        .prefix("a}")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "prefix");
     let ok = RedisBackend::builder("redis://127.0.0.1:6999/")
         .build()
         .unwrap();

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{FromRedisValue, ScriptInvocation, Value};
 use tokio::runtime::Handle;
 use tokio::time::{Instant, sleep_until};
 
 use super::builder::RedisBackendBuilder;
+use super::conn::Conn;
 use super::lease::{LeaseState, RedisLease};
 use super::scripts::Scripts;
 use super::{RedisBackendError, renew};
@@ -31,8 +31,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 86_400 * 1000;
 /// methods as the in-memory lock, with fallible signatures (see
 /// [the crate docs](crate#redis-backend) for the guarantees). Keys are any `K: Display`; the
 /// Redis keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (the fencing
-/// counter), hash-tagged so both live in one Cluster slot (the backend talks to one server:
-/// it does not follow Cluster redirections).
+/// counter), hash-tagged so both live in one Cluster slot: on a Redis Cluster
+/// ([`cluster`](Self::cluster)) every script goes to the node that owns its key's slot.
 ///
 /// Cloning is cheap (the connection and the in-process queues are shared).
 ///
@@ -76,7 +76,7 @@ impl fmt::Debug for RedisBackend {
 }
 
 pub(crate) struct Inner {
-    conn: ConnectionManager,
+    conn: Conn,
     addr: Arc<str>,
     prefix: String,
     command_timeout: Duration,
@@ -136,7 +136,7 @@ fn splitmix(mut z: u64) -> u64 {
 
 impl Inner {
     pub(crate) fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         addr: Arc<str>,
         prefix: String,
         command_timeout: Duration,
@@ -408,13 +408,42 @@ impl RedisBackend {
         RedisBackendBuilder::from_client(client)
     }
 
+    /// A builder for a backend on a Redis Cluster, given the URLs of some of its nodes (the
+    /// client discovers the others). Each script goes to the node that owns its keys' slot,
+    /// following `MOVED`/`ASK` redirections; a lock key's lease and fence share one slot
+    /// (see [the crate docs](crate#redis-cluster)).
+    ///
+    /// Connects on first use, like [`builder`](Self::builder). Invalid URLs or an empty list
+    /// are reported by [`build`](RedisBackendBuilder::build) (field `nodes`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    ///
+    /// let backend = RedisBackend::cluster(["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(backend.addr(), "cluster 10.0.0.1:6379,10.0.0.2:6379");
+    ///
+    /// let none: [&str; 0] = [];
+    /// assert_eq!(RedisBackend::cluster(none).build().unwrap_err().field(), "nodes");
+    /// # }
+    /// ```
+    pub fn cluster<S: AsRef<str>>(nodes: impl IntoIterator<Item = S>) -> RedisBackendBuilder {
+        RedisBackendBuilder::from_cluster_urls(nodes)
+    }
+
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
         }
     }
 
-    /// The server, as `host:port` (as errors name it).
+    /// The server, as `host:port` (as errors name it); for a cluster `cluster ` followed by
+    /// the seed nodes, comma-separated.
     #[must_use]
     pub fn addr(&self) -> &str {
         &self.inner.addr

@@ -4,14 +4,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::Client;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::{Client, ConnectionInfo, IntoConnectionInfo};
 
 use super::backend::{Inner, RedisBackend};
+use super::conn::{Conn, LazyCluster};
+use super::error::CLUSTER;
 use crate::ConfigError;
 
 /// Default [`command_timeout`](RedisBackendBuilder::command_timeout): 1 second.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many times the cluster client retries a command (redirections, a reconnect) within
+/// the command timeout.
+const CLUSTER_RETRIES: u32 = 3;
+
 /// Default [`prefix`](RedisBackendBuilder::prefix) of every Redis key: `seawall:lock:`.
 pub const DEFAULT_PREFIX: &str = "seawall:lock:";
 
@@ -45,10 +52,16 @@ pub const DEFAULT_PREFIX: &str = "seawall:lock:";
 ///
 /// let err = RedisBackend::builder("not a url").build().unwrap_err();
 /// assert_eq!(err.field(), "url");
+///
+/// // A Redis Cluster: any of its nodes, also connected on first use.
+/// let backend = RedisBackend::cluster(["redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"])
+///     .build()
+///     .unwrap();
+/// assert_eq!(backend.addr(), "cluster 127.0.0.1:7001,127.0.0.1:7002");
 /// # }
 /// ```
 pub struct RedisBackendBuilder {
-    client: Result<Client, ConfigError>,
+    target: Result<Target, ConfigError>,
     prefix: String,
     command_timeout: Duration,
     auto_renew: bool,
@@ -58,13 +71,7 @@ pub struct RedisBackendBuilder {
 impl fmt::Debug for RedisBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackendBuilder")
-            .field(
-                "client",
-                &self
-                    .client
-                    .as_ref()
-                    .map(|c| c.get_connection_info().addr().to_string()),
-            )
+            .field("target", &self.target.as_ref().map(Target::addr))
             .field("prefix", &self.prefix)
             .field("command_timeout", &self.command_timeout)
             .field("auto_renew", &self.auto_renew)
@@ -73,20 +80,59 @@ impl fmt::Debug for RedisBackendBuilder {
     }
 }
 
+/// Where the backend connects.
+enum Target {
+    Node(Client),
+    Cluster(Vec<ConnectionInfo>),
+}
+
+impl Target {
+    /// The server as errors name it: `host:port`, or `cluster host:port,host:port`.
+    fn addr(&self) -> String {
+        match self {
+            Self::Node(client) => client.get_connection_info().addr().to_string(),
+            Self::Cluster(nodes) => {
+                let nodes: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+                format!("{CLUSTER}{}", nodes.join(","))
+            }
+        }
+    }
+}
+
 impl RedisBackendBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
-        let client =
-            Client::open(url).map_err(|_| ConfigError::new("url", "not a valid redis:// URL"));
+        let client = Client::open(url)
+            .map(Target::Node)
+            .map_err(|_| ConfigError::new("url", "not a valid redis:// URL"));
         Self::with(client)
     }
 
     pub(crate) fn from_client(client: Client) -> Self {
-        Self::with(Ok(client))
+        Self::with(Ok(Target::Node(client)))
     }
 
-    fn with(client: Result<Client, ConfigError>) -> Self {
+    pub(crate) fn from_cluster_urls<S: AsRef<str>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        let nodes: Result<Vec<ConnectionInfo>, _> = nodes
+            .into_iter()
+            .map(|url| url.as_ref().into_connection_info())
+            .collect();
+        let target = match nodes {
+            Err(_) => Err(ConfigError::new(
+                "nodes",
+                "every cluster node must be a valid redis:// URL",
+            )),
+            Ok(nodes) if nodes.is_empty() => Err(ConfigError::new(
+                "nodes",
+                "a cluster needs at least one node URL",
+            )),
+            Ok(nodes) => Ok(Target::Cluster(nodes)),
+        };
+        Self::with(target)
+    }
+
+    fn with(target: Result<Target, ConfigError>) -> Self {
         Self {
-            client,
+            target,
             prefix: DEFAULT_PREFIX.to_owned(),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             auto_renew: false,
@@ -103,7 +149,8 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// The longest any one Redis call may take, connecting included; after it the call fails
+    /// The longest any one Redis call may take, connecting included (on a cluster also the
+    /// redirections and retries it needs); after it the call fails
     /// with [`RedisBackendError::NoAnswer`](crate::RedisBackendError::NoAnswer) (or
     /// `Unreachable` if the connection failed first). Must be greater than zero.
     #[must_use]
@@ -131,18 +178,18 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Builds the backend. It connects lazily: a server that is down now is reported by the
-    /// first lock call, not here.
+    /// Builds the backend. It connects lazily: a server (or cluster) that is down now is
+    /// reported by the first lock call, not here.
     ///
     /// Must be called inside a tokio runtime: the connection and the release of dropped
     /// guards run on it.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first invalid setting: `url`, `prefix`,
+    /// [`ConfigError`] naming the first invalid setting: `url`, `nodes` (a cluster's), `prefix`,
     /// `command_timeout`, `backoff`, or `runtime` when called outside a tokio runtime.
     pub fn build(self) -> Result<RedisBackend, ConfigError> {
-        let client = self.client?;
+        let target = self.target?;
         if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
             return Err(ConfigError::new(
                 "prefix",
@@ -162,15 +209,33 @@ impl RedisBackendBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::new("runtime", "build() must be called inside a tokio runtime")
         })?;
-        let addr: Arc<str> = Arc::from(client.get_connection_info().addr().to_string());
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.command_timeout))
-            .set_response_timeout(Some(self.command_timeout))
-            .set_number_of_retries(0);
-        let conn = {
-            let _enter = runtime.enter();
-            ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|_| ConfigError::new("url", "the redis client rejected it"))?
+        let addr: Arc<str> = Arc::from(target.addr());
+        let conn = match target {
+            Target::Node(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.command_timeout))
+                    .set_response_timeout(Some(self.command_timeout))
+                    .set_number_of_retries(0);
+                let _enter = runtime.enter();
+                Conn::Node(
+                    ConnectionManager::new_lazy_with_config(client, config)
+                        .map_err(|_| ConfigError::new("url", "the redis client rejected it"))?,
+                )
+            }
+            Target::Cluster(nodes) => {
+                // Each attempt and the whole call (retries and redirections included) are
+                // bounded by the command timeout; the backend's own timeout around every call
+                // bounds the first connect too.
+                let client = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(self.command_timeout)
+                    .response_timeout(self.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .build()
+                    .map_err(|_| {
+                        ConfigError::new("nodes", "the redis cluster client rejected them")
+                    })?;
+                Conn::Cluster(Arc::new(LazyCluster::new(client)))
+            }
         };
         Ok(RedisBackend::from_inner(Inner::new(
             conn,

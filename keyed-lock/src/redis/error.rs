@@ -8,13 +8,15 @@ use std::time::Duration;
 /// Why a call to Redis failed: the server could not be reached, did not answer in time, or
 /// answered with an error. Never "the key is busy" (that is `Busy` / `Timeout`).
 ///
-/// Every variant names the server (`host:port`) so a log line says where to look.
+/// Every variant names the server (`host:port`) so a log line says where to look; for a
+/// [Redis Cluster](crate::RedisBackend::cluster) it names the seed nodes, as
+/// `cluster <host:port>,<host:port>,…` (displayed `redis cluster at <host:port>,…`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RedisBackendError {
     /// No connection: refused, reset, or dropped while the command was in flight.
     Unreachable {
-        /// The server, as `host:port` (or a socket path).
+        /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: Arc<str>,
         /// The client's error.
         source: ::redis::RedisError,
@@ -22,7 +24,7 @@ pub enum RedisBackendError {
     /// No answer within the backend's command timeout (a hung or overloaded server, or a
     /// network that drops packets).
     NoAnswer {
-        /// The server, as `host:port` (or a socket path).
+        /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: Arc<str>,
         /// The command timeout that ran out.
         within: Duration,
@@ -30,7 +32,7 @@ pub enum RedisBackendError {
     /// The server answered with an error (for example `OOM`, `READONLY`, `NOPERM`, a script
     /// error).
     Server {
-        /// The server, as `host:port` (or a socket path).
+        /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: Arc<str>,
         /// The client's error.
         source: ::redis::RedisError,
@@ -38,7 +40,7 @@ pub enum RedisBackendError {
     /// The server answered something the lock scripts never return (another program wrote a
     /// lock key with another layout).
     UnexpectedReply {
-        /// The server, as `host:port` (or a socket path).
+        /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: Arc<str>,
         /// The reply, as the client decoded it.
         reply: String,
@@ -61,7 +63,8 @@ impl RedisBackendError {
         }
     }
 
-    /// The server this error is about, as `host:port`.
+    /// The server this error is about, as `host:port`; for a cluster `cluster ` and its seed
+    /// nodes, comma-separated.
     #[must_use]
     pub fn addr(&self) -> &str {
         match self {
@@ -73,20 +76,35 @@ impl RedisBackendError {
     }
 }
 
+/// `redis at <addr>`, or `redis cluster at <nodes>` for a cluster's `cluster <nodes>`.
+struct At<'a>(&'a str);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.strip_prefix(CLUSTER) {
+            Some(nodes) => write!(f, "redis cluster at {nodes}"),
+            None => write!(f, "redis at {}", self.0),
+        }
+    }
+}
+
+/// How a cluster's `addr` starts (no `host:port` contains a space).
+pub(crate) const CLUSTER: &str = "cluster ";
+
 impl fmt::Display for RedisBackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unreachable { addr, source } => {
-                write!(f, "redis at {addr} unreachable: {source}")
+                write!(f, "{} unreachable: {source}", At(addr))
             }
             Self::NoAnswer { addr, within } => {
-                write!(f, "redis at {addr}: no answer within {within:?}")
+                write!(f, "{}: no answer within {within:?}", At(addr))
             }
             Self::Server { addr, source } => {
-                write!(f, "redis at {addr} answered with an error: {source}")
+                write!(f, "{} answered with an error: {source}", At(addr))
             }
             Self::UnexpectedReply { addr, reply } => {
-                write!(f, "redis at {addr} sent an unexpected reply: {reply}")
+                write!(f, "{} sent an unexpected reply: {reply}", At(addr))
             }
         }
     }

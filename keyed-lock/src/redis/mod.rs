@@ -2,6 +2,7 @@
 
 mod backend;
 mod builder;
+mod conn;
 mod error;
 mod lease;
 mod lock;

@@ -1,0 +1,327 @@
+//! The conformance suite (`tests/conformance/mod.rs`) a third time: the Redis backend on a
+//! Redis Cluster whose node URLs are in `SEAWALL_REDIS_CLUSTER_URLS` (comma-separated;
+//! ignored by default: run with `-- --ignored`). Plus a check that distinct keys really
+//! spread over several masters (so redirections were followed), each lease next to its fence.
+//!
+//! Real time and short real sleeps, as in `conformance_redis.rs` (Redis expires keys on its
+//! own clock). Every key is namespaced by a random prefix; nothing flushes the cluster.
+
+#![cfg(feature = "redis")]
+
+mod conformance;
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use conformance::Fixture;
+use redis::cluster_async::ClusterConnection;
+use seawall_keyed_lock::{KeyedLock, RedisBackend};
+
+const TTL: Duration = Duration::from_millis(300);
+
+fn urls() -> Vec<String> {
+    let urls = std::env::var("SEAWALL_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+        panic!(
+            "SEAWALL_REDIS_CLUSTER_URLS is not set: these tests need a Redis Cluster \
+             (its node URLs, comma-separated, e.g. \
+             SEAWALL_REDIS_CLUSTER_URLS=redis://127.0.0.1:7001/,redis://127.0.0.1:7002/; \
+             or run .ci/redis-tests)"
+        )
+    });
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!urls.is_empty(), "SEAWALL_REDIS_CLUSTER_URLS lists no URL");
+    urls
+}
+
+fn test_prefix() -> String {
+    let r = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+    format!("seawall:test:{r:016x}:")
+}
+
+struct Cluster {
+    locks: KeyedLock<String, RedisBackend>,
+    /// A second backend on the same prefix: another replica.
+    other: KeyedLock<String, RedisBackend>,
+    conn: ClusterConnection,
+}
+
+fn replica(urls: &[String], prefix: &str, auto_renew: bool) -> KeyedLock<String, RedisBackend> {
+    let backend = RedisBackend::cluster(urls)
+        .prefix(prefix)
+        .command_timeout(Duration::from_secs(1))
+        .auto_renew(auto_renew)
+        .build()
+        .unwrap();
+    KeyedLock::builder()
+        .name("conformance")
+        .ttl(TTL)
+        .build_with_backend(backend)
+        .unwrap()
+}
+
+async fn cluster_conn(urls: &[String]) -> ClusterConnection {
+    redis::cluster::ClusterClient::new(urls.to_vec())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .expect("SEAWALL_REDIS_CLUSTER_URLS is not reachable")
+}
+
+async fn cluster() -> Cluster {
+    let urls = urls();
+    let prefix = test_prefix();
+    Cluster {
+        locks: replica(&urls, &prefix, false),
+        other: replica(&urls, &prefix, false),
+        conn: cluster_conn(&urls).await,
+    }
+}
+
+impl Fixture for Cluster {
+    type B = RedisBackend;
+
+    fn locks(&self) -> &KeyedLock<String, Self::B> {
+        &self.locks
+    }
+
+    fn other(&self) -> &KeyedLock<String, Self::B> {
+        &self.other
+    }
+
+    fn ttl(&self) -> Duration {
+        TTL
+    }
+
+    fn drift(&self, ttl: Duration) -> Duration {
+        ttl / 100 + Duration::from_millis(2)
+    }
+
+    fn slack(&self) -> Duration {
+        Duration::from_millis(60)
+    }
+
+    /// The waiting replica's backoff is capped at 100 ms.
+    fn handoff(&self) -> Duration {
+        Duration::from_millis(100) + self.slack()
+    }
+
+    async fn pass(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    /// In-process queue entries plus the lease key in the cluster, once background releases
+    /// had up to 500 ms to finish.
+    async fn leftovers(&self, key: &str) -> usize {
+        let lease_key = self.locks.backend().lease_key(&key);
+        let mut conn = self.conn.clone();
+        let mut left = 0;
+        for _ in 0..50 {
+            let exists: usize = redis::cmd("EXISTS")
+                .arg(&lease_key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            left = self.locks.backend().local_len() + self.other.backend().local_len() + exists;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        left
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn fifo() {
+    conformance::fifo(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn try_busy() {
+    conformance::try_busy(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn timeout() {
+    conformance::timeout(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn ttl_takeover() {
+    conformance::ttl_takeover(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn extend() {
+    conformance::extend(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn lost() {
+    conformance::lost(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn run_and_cancel() {
+    conformance::run_and_cancel(&cluster().await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn cancelled_waiters() {
+    conformance::cancelled_waiters(&cluster().await).await;
+}
+
+// Cluster-only checks.
+
+/// The masters of the cluster, as `host:port`, from `CLUSTER NODES`.
+async fn masters(conn: &mut ClusterConnection) -> Vec<String> {
+    let nodes: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut masters: Vec<String> = nodes
+        .lines()
+        .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("master")))
+        .filter_map(|l| l.split(' ').nth(1))
+        .map(|a| a.split('@').next().unwrap_or(a).to_owned())
+        .collect();
+    masters.sort();
+    masters
+}
+
+/// 50 distinct keys held at once land on several masters (the script calls were routed,
+/// redirections followed), each lease on the same node as its fence counter; all are gone
+/// once the guards are dropped.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn keys_spread_over_several_masters_with_each_fence_beside_its_lease() {
+    let fx = cluster().await;
+    let keys: Vec<String> = (0..50).map(|i| format!("spread-{i}")).collect();
+    let mut guards = Vec::new();
+    for key in &keys {
+        guards.push(fx.locks.lock_timeout(key, TTL).await.unwrap());
+    }
+    let mut conn = fx.conn.clone();
+    let masters = masters(&mut conn).await;
+    assert!(masters.len() >= 2, "not a cluster: masters {masters:?}");
+
+    // Ask every master directly (no redirections) which lease keys it holds.
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    let mut found = 0;
+    for master in &masters {
+        let mut node = redis::Client::open(format!("redis://{master}/"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for key in &keys {
+            let lease_key = fx.locks.backend().lease_key(key);
+            // A key of another node's slot is answered with MOVED: not here.
+            let here: Result<(usize, usize), _> = redis::pipe()
+                .cmd("EXISTS")
+                .arg(&lease_key)
+                .cmd("EXISTS")
+                .arg(format!("{lease_key}:fence"))
+                .query_async(&mut node)
+                .await;
+            if let Ok((lease, fence)) = here {
+                assert_eq!((lease, fence), (1, 1), "{key} on {master}");
+                *per_node.entry(master.clone()).or_default() += 1;
+                found += 1;
+            }
+        }
+    }
+    assert_eq!(
+        found,
+        keys.len(),
+        "each lease on exactly one node: {per_node:?}"
+    );
+    assert!(
+        per_node.len() >= 2,
+        "50 keys all on one master: {per_node:?}"
+    );
+
+    drop(guards);
+    for key in &keys {
+        assert_eq!(fx.leftovers(key).await, 0, "{key}");
+    }
+}
+
+/// Auto-renew and tokens across replicas work through the cluster too.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn auto_renew_and_increasing_tokens_across_replicas() {
+    let urls = urls();
+    let prefix = test_prefix();
+    let renewing = replica(&urls, &prefix, true);
+    let other = replica(&urls, &prefix, false);
+    let key = "renewed".to_owned();
+    let guard = renewing.lock(&key).await.unwrap();
+    assert!(
+        tokio::time::timeout(TTL * 3, guard.lost()).await.is_err(),
+        "lost() resolved although the lease was renewed"
+    );
+    assert!(matches!(
+        other.try_lock(&key).await,
+        Err(seawall_keyed_lock::TryLockError::Busy(_))
+    ));
+    let mut last = guard.token().get();
+    drop(guard);
+    for i in 0..4 {
+        let locks = if i % 2 == 0 { &other } else { &renewing };
+        let next = locks.lock_timeout(&key, TTL).await.unwrap();
+        assert!(next.token().get() > last, "{} <= {last}", next.token());
+        last = next.token().get();
+    }
+    let fx = Cluster {
+        locks: renewing,
+        other,
+        conn: cluster_conn(&urls).await,
+    };
+    assert_eq!(fx.leftovers(&key).await, 0);
+}
+
+/// A key with an empty hash tag (empty, or starting with `}`) hashes its two Redis keys
+/// apart: the cluster client refuses the script (CrossSlot), a clear `Server` error, never a hang;
+/// any other key works.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_key_without_a_hash_tag_is_a_clear_server_error() {
+    let fx = cluster().await;
+    for key in ["", "}x"] {
+        let err = tokio::time::timeout(Duration::from_secs(3), fx.locks.lock(&key.to_owned()))
+            .await
+            .expect("lock() hung")
+            .unwrap_err();
+        assert!(
+            matches!(err, seawall_keyed_lock::RedisBackendError::Server { .. }),
+            "{key:?}: {err:?}"
+        );
+        assert!(
+            err.to_string().to_lowercase().contains("crossslot"),
+            "{key:?}: {err}"
+        );
+    }
+    let guard = fx.locks.lock(&"x}".to_owned()).await.unwrap();
+    drop(guard);
+    assert_eq!(fx.leftovers("x}").await, 0);
+}
