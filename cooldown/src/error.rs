@@ -27,8 +27,9 @@ pub enum ConfigError {
         name: String,
     },
     /// No Redis server was given: call
-    /// [`url`](crate::RedisCooldownBuilder::url) or
-    /// [`client`](crate::RedisCooldownBuilder::client).
+    /// [`url`](crate::RedisCooldownBuilder::url),
+    /// [`client`](crate::RedisCooldownBuilder::client) or
+    /// [`cluster_urls`](crate::RedisCooldownBuilder::cluster_urls).
     #[cfg(feature = "redis")]
     MissingRedis,
     /// The Redis URL could not be parsed.
@@ -36,6 +37,20 @@ pub enum ConfigError {
     InvalidRedisUrl {
         /// What the `redis` crate said about it.
         reason: String,
+    },
+    /// A [`cluster_urls`](crate::RedisCooldownBuilder::cluster_urls) list was
+    /// empty or held a URL that could not be parsed.
+    #[cfg(feature = "redis")]
+    InvalidClusterUrls {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// `prefix` contained `{` or `}`: the cooldown's name must be the first
+    /// hash tag of its keys, so they share one Redis Cluster slot.
+    #[cfg(feature = "redis")]
+    InvalidPrefix {
+        /// The prefix that was given.
+        prefix: String,
     },
     /// `timeout` was zero: every Redis call would fail.
     #[cfg(feature = "redis")]
@@ -75,6 +90,10 @@ impl ConfigError {
             #[cfg(feature = "redis")]
             ConfigError::MissingRedis | ConfigError::InvalidRedisUrl { .. } => "url",
             #[cfg(feature = "redis")]
+            ConfigError::InvalidClusterUrls { .. } => "cluster_urls",
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidPrefix { .. } => "prefix",
+            #[cfg(feature = "redis")]
             ConfigError::ZeroTimeout => "timeout",
             #[cfg(feature = "redis")]
             ConfigError::ZeroReservationTimeout => "reservation_timeout",
@@ -108,6 +127,15 @@ impl fmt::Display for ConfigError {
             ConfigError::InvalidRedisUrl { reason } => {
                 write!(f, "redis cooldown `url` is invalid: {reason}")
             }
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidClusterUrls { reason } => {
+                write!(f, "redis cooldown `cluster_urls` are invalid: {reason}")
+            }
+            #[cfg(feature = "redis")]
+            ConfigError::InvalidPrefix { prefix } => write!(
+                f,
+                "redis cooldown `prefix` {prefix:?} must not contain `{{` or `}}` (the name is the Redis Cluster hash tag)"
+            ),
             #[cfg(feature = "redis")]
             ConfigError::ZeroTimeout => {
                 f.write_str("redis cooldown `timeout` must be greater than zero")

@@ -59,7 +59,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `redis` | no | `RedisCooldown`: the cooldown's state in Redis, shared by every replica (the `redis` crate 1.x, tokio, connection manager, scripts); see [Redis backend](#redis-backend) |
+//! | `redis` | no | `RedisCooldown`: the cooldown's state in Redis (one server or a Redis Cluster), shared by every replica (the `redis` crate 1.x, tokio, connection manager / cluster connection, scripts); see [Redis backend](#redis-backend) and [Redis Cluster](#redis-cluster) |
 //!
 //! [`Metrics`] (prometheus-client) and `tracing` events are always available
 //! and cost nothing unless used.
@@ -102,12 +102,41 @@
 //!   dropped then and nothing piles up.
 //! - **Redis Cluster**: all keys of one cooldown share the hash tag `{name}`
 //!   (`seawall:cooldown:{alerts}:w:db-down`), so every script touches one
-//!   slot. The trade-off: one cooldown lives on one shard; spread load over
-//!   several cooldown names, not over keys.
+//!   slot; see [Redis Cluster](#redis-cluster).
 //!
-//! Its tests need a server: `SEAWALL_REDIS_URL=redis://127.0.0.1:6379/ cargo
-//! test -p seawall-cooldown --all-features -- --ignored` (or `bash .ci/redis-tests`,
-//! which starts a throwaway one).
+//! Its tests need a server and a cluster: `SEAWALL_REDIS_URL=redis://127.0.0.1:6379/
+//! SEAWALL_REDIS_CLUSTER_URLS=redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/
+//! cargo test -p seawall-cooldown --all-features -- --ignored` (or `bash .ci/redis-tests`,
+//! which starts throwaway ones).
+//!
+//! # Redis Cluster
+//!
+//! `RedisCooldown::builder().cluster_urls(["redis://10.0.0.1:6379/", ...])`
+//! runs the cooldown on a Redis Cluster: the `redis` crate's cluster
+//! connection (made on first use, like the single-server one) learns the slot
+//! map from any listed node and sends each script to the master that owns its
+//! keys' slot, following `MOVED`/`ASK` redirections.
+//!
+//! - **One cooldown = one slot.** Every key of a cooldown (the window and
+//!   state keys of each of its keys, and its digest index) carries the hash
+//!   tag `{name}`, and every script names all its keys in `KEYS[]` (nothing
+//!   scans), so each decision is still one atomic script on one master. The
+//!   trade-off: one cooldown lives on one master; spread load over several
+//!   cooldown names, not over keys. (So `prefix` must not contain `{` or `}`.)
+//! - **Timeouts and outages** are as above: the `timeout` bounds each call
+//!   whole (connecting, redirections and the client's few retries included);
+//!   errors name the seed nodes (`redis cluster at 10.0.0.1:6379,10.0.0.2:6379
+//!   unreachable: ...`, `RedisCooldownError::addr` is `cluster 10.0.0.1:6379,...`)
+//!   and the `UnreachablePolicy` decides.
+//! - **Failover.** Redis replicates asynchronously. If a cooldown's master
+//!   fails before its last writes reached the replica that takes over, those
+//!   writes are lost: a window that had just started is gone (the key can
+//!   fire again: a duplicate alert), a reservation is gone (another replica
+//!   can win the key while the first is still sending), and recently counted
+//!   suppressions are missing from the next digest. The same happens on a
+//!   single server restarted without persistence. While the cluster elects a
+//!   new master, calls fail (`Unreachable`, `Timeout`, or a `CLUSTERDOWN` /
+//!   `TRYAGAIN` `Server` error) and the policy decides.
 //!
 //! # Metrics and tracing
 //!

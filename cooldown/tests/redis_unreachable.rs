@@ -1,7 +1,7 @@
 //! A Redis cooldown whose server is down or hung applies its unreachable
 //! policy within the configured timeout, reports it, and never hangs or
 //! panics. No server needed: a closed port and a black hole (a listener that
-//! accepts and never answers). These run on real time because they do real
+//! accepts and never answers), for one server and for a cluster. These run on real time because they do real
 //! network I/O; every call is bounded by a short timeout and every test by an
 //! outer `tokio::time::timeout`.
 
@@ -248,6 +248,84 @@ async fn reservations_commits_rollbacks_and_drains_fail_cleanly() {
     );
 }
 
+/// A cluster whose seed nodes are all closed: the same policy, the same
+/// bound, an error naming the seed nodes. Twice, since a failed first connect
+/// is retried by the next call.
+#[tokio::test]
+async fn closed_cluster_ports_fire_degraded_and_try_check_says_unreachable() {
+    let ports = [closed_port(), closed_port()];
+    let mut registry = Registry::default();
+    let c: RedisCooldown<String> = RedisCooldown::builder()
+        .cluster_urls(ports.map(|p| format!("redis://127.0.0.1:{p}/")))
+        .name("alerts")
+        .timeout(TIMEOUT)
+        .metrics(Metrics::register(&mut registry))
+        .build()
+        .unwrap();
+    let nodes = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
+    assert_eq!(c.addr(), format!("cluster {nodes}"));
+    let key = "db-down".to_owned();
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let d = timeout(BOUND, c.check(&key)).await.expect("bounded");
+        assert!(
+            start.elapsed() < TIMEOUT + Duration::from_millis(500),
+            "attempt {attempt} took {:?}",
+            start.elapsed()
+        );
+        let Decision::Fire(fire) = d else {
+            panic!("the default policy fires, got {d:?}")
+        };
+        assert!(fire.degraded, "attempt {attempt}");
+        let err = timeout(BOUND, c.try_check(&key))
+            .await
+            .expect("bounded")
+            .unwrap_err();
+        assert!(
+            matches!(err, RedisCooldownError::Unreachable { .. }),
+            "attempt {attempt}: {err:?}"
+        );
+        assert_eq!(err.addr(), format!("cluster {nodes}"));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("redis cluster at {nodes} unreachable: ")),
+            "{err}"
+        );
+    }
+    assert!(
+        series(&registry)
+            .contains(&r#"seawall_cooldown_degraded_total{cooldown="alerts"} 2"#.to_owned()),
+        "{:?}",
+        series(&registry)
+    );
+}
+
+/// A cluster seed node that accepts and never answers: the timeout bounds
+/// the first connect too.
+#[tokio::test]
+async fn cluster_black_hole_times_out_within_the_timeout() {
+    let port = black_hole();
+    let c: RedisCooldown<String> = RedisCooldown::builder()
+        .cluster_urls([format!("redis://127.0.0.1:{port}/")])
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let err = timeout(BOUND, c.try_check(&"k".to_owned()))
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(500),
+        "took {took:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("redis cluster at 127.0.0.1:{port} did not answer within 200ms")
+    );
+}
+
 #[tokio::test]
 async fn invalid_config_names_the_field() {
     let err = |b: seawall_cooldown::RedisCooldownBuilder<String>| b.build().unwrap_err();
@@ -258,7 +336,20 @@ async fn invalid_config_names_the_field() {
         e.to_string().starts_with("redis cooldown `url` is invalid"),
         "{e}"
     );
+    let cluster = |urls: &[&str]| RedisCooldown::<String>::builder().cluster_urls(urls.to_vec());
+    let e = err(cluster(&[]));
+    assert_eq!(e.field(), "cluster_urls");
+    assert_eq!(
+        e.to_string(),
+        "redis cooldown `cluster_urls` are invalid: no node URL given"
+    );
+    assert_eq!(
+        err(cluster(&["redis://127.0.0.1:7001/", "not a url"])).field(),
+        "cluster_urls"
+    );
     let ok = || RedisCooldown::<String>::builder().url("redis://127.0.0.1:6379/");
+    assert_eq!(err(ok().prefix("app{x}")).field(), "prefix");
+    assert_eq!(err(ok().prefix("app}")).field(), "prefix");
     assert_eq!(err(ok().name("a{b}")).field(), "name");
     assert_eq!(err(ok().name("")).field(), "name");
     assert_eq!(
@@ -275,12 +366,21 @@ async fn invalid_config_names_the_field() {
         (c.name(), c.window(), c.addr()),
         ("cooldown", Duration::from_secs(1800), "127.0.0.1:6379")
     );
+    let c = cluster(&["redis://10.0.0.1:6379/", "redis://10.0.0.2:6380/"])
+        .build()
+        .unwrap();
+    assert_eq!(c.addr(), "cluster 10.0.0.1:6379,10.0.0.2:6380");
 }
 
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let e = RedisCooldown::<String>::builder()
         .url("redis://127.0.0.1:6379/")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "runtime");
+    let e = RedisCooldown::<String>::builder()
+        .cluster_urls(["redis://127.0.0.1:7001/"])
         .build()
         .unwrap_err();
     assert_eq!(e.field(), "runtime");

@@ -4,10 +4,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use ::redis::Client;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Arc;
 
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
+use ::redis::{Client, ConnectionInfo, IntoConnectionInfo};
+
+use super::conn::{Conn, LazyCluster};
 use super::cooldown::{RedisCooldown, RedisInner};
+use super::error::CLUSTER;
 use super::policy::UnreachablePolicy;
 use crate::{ConfigError, DEFAULT_NAME, DEFAULT_WINDOW, Metrics};
 
@@ -21,11 +26,16 @@ pub const MIN_DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 /// Default key prefix; the cooldown's name follows it as a hash tag.
 pub const DEFAULT_PREFIX: &str = "seawall:cooldown";
 
+/// How many times the cluster client retries a command (redirections, a
+/// reconnect) within the timeout.
+const CLUSTER_RETRIES: u32 = 3;
+
 /// Where the builder connects.
 enum Target {
     None,
     Url(String),
     Client(Client),
+    Cluster(Vec<String>),
 }
 
 /// Builds a [`RedisCooldown`]; start with [`RedisCooldown::builder`].
@@ -34,7 +44,7 @@ enum Target {
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`url`](Self::url) / [`client`](Self::client) | none: required |
+/// | [`url`](Self::url) / [`client`](Self::client) / [`cluster_urls`](Self::cluster_urls) | none: required |
 /// | [`name`](Self::name) | `"cooldown"` (also the Redis Cluster hash tag) |
 /// | [`window`](Self::window) | 1800 s |
 /// | [`prefix`](Self::prefix) | `"seawall:cooldown"` |
@@ -61,6 +71,14 @@ enum Target {
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(alerts.addr(), "127.0.0.1:6379");
+///
+/// // A Redis Cluster: some of its nodes, also connected on first use.
+/// let alerts: RedisCooldown<String> = RedisCooldown::builder()
+///     .cluster_urls(["redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"])
+///     .name("alerts")
+///     .build()
+///     .unwrap();
+/// assert_eq!(alerts.addr(), "cluster 127.0.0.1:7001,127.0.0.1:7002");
 /// # }
 /// ```
 pub struct RedisCooldownBuilder<K> {
@@ -82,6 +100,7 @@ impl<K> fmt::Debug for RedisCooldownBuilder<K> {
             Target::None => "none".to_owned(),
             Target::Url(url) => url.clone(),
             Target::Client(c) => c.get_connection_info().addr().to_string(),
+            Target::Cluster(urls) => format!("{CLUSTER}{}", urls.join(",")),
         };
         f.debug_struct("RedisCooldownBuilder")
             .field("target", &target)
@@ -129,6 +148,22 @@ impl<K> RedisCooldownBuilder<K> {
         self
     }
 
+    /// A Redis Cluster, given the URLs of some of its nodes (the client
+    /// discovers the others). Replaces a [`url`](Self::url) or
+    /// [`client`](Self::client); parsed by [`build`](Self::build).
+    ///
+    /// Each script goes to the master that owns the cooldown's slot,
+    /// following `MOVED`/`ASK` redirections: all keys of one cooldown share
+    /// its [`name`](Self::name) as hash tag, so one cooldown lives in one
+    /// slot, and cooldowns with different names spread over the masters.
+    /// Connects on first use, like a URL; the [`timeout`](Self::timeout)
+    /// bounds every call, connecting, redirections and retries included. See
+    /// [the crate docs](crate#redis-cluster) for what a failover does.
+    pub fn cluster_urls<S: AsRef<str>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.target = Target::Cluster(urls.into_iter().map(|u| u.as_ref().to_owned()).collect());
+        self
+    }
+
     /// Names the cooldown: the `cooldown` metric label, and the part of its
     /// Redis keys every replica must agree on. Replicas that share a name
     /// (and a [`prefix`](Self::prefix)) share the cooldown. Must not be empty
@@ -140,7 +175,8 @@ impl<K> RedisCooldownBuilder<K> {
 
     /// The start of every Redis key; keys are
     /// `<prefix>:{<name>}:w:<key>` (window), `<prefix>:{<name>}:s:<key>`
-    /// (state) and `<prefix>:{<name>}:idx` (digest index).
+    /// (state) and `<prefix>:{<name>}:idx` (digest index). Must not contain
+    /// `{` or `}`, so the name is the keys' hash tag.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -202,9 +238,10 @@ impl<K> RedisCooldownBuilder<K> {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first invalid field: an empty `name` or
-    /// one with `{`/`}`, a window under 1 µs or over the maximum, a zero
-    /// `timeout` or `reservation_timeout`, no or an invalid `url`, or no
-    /// tokio runtime (`runtime`).
+    /// one with `{`/`}`, a `prefix` with `{`/`}`, a window under 1 µs or
+    /// over the maximum, a zero `timeout` or `reservation_timeout`, no or an
+    /// invalid `url`, empty or invalid `cluster_urls`, or no tokio runtime
+    /// (`runtime`).
     ///
     /// # Panics
     ///
@@ -215,6 +252,11 @@ impl<K> RedisCooldownBuilder<K> {
         }
         if self.name.contains(['{', '}']) {
             return Err(ConfigError::InvalidName { name: self.name });
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::InvalidPrefix {
+                prefix: self.prefix,
+            });
         }
         if self.window.as_micros() == 0 {
             return Err(ConfigError::ZeroWindow);
@@ -230,33 +272,24 @@ impl<K> RedisCooldownBuilder<K> {
         if self.reservation_timeout.is_zero() {
             return Err(ConfigError::ZeroReservationTimeout);
         }
-        let client = match self.target {
-            Target::None => return Err(ConfigError::MissingRedis),
-            Target::Url(url) => {
-                Client::open(url.as_str()).map_err(|e| ConfigError::InvalidRedisUrl {
-                    reason: e.to_string(),
-                })?
-            }
-            Target::Client(client) => client,
-        };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let addr = client.get_connection_info().addr().to_string();
         // Each call is bounded by `timeout` around it. The connection's own
         // timeouts are longer, so a hung server reports our `Timeout` (not a
-        // race between two equal timers), while they still make the manager
+        // race between two equal timers), while they still make the client
         // drop a connection attempt or a request that hangs for good.
         let inner_timeout = self.timeout.saturating_mul(2);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(inner_timeout))
-            .set_response_timeout(Some(inner_timeout))
-            // One attempt per call: the caller's timeout bounds the call,
-            // and the next call reconnects.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            ConfigError::InvalidRedisUrl {
-                reason: e.to_string(),
+        let (conn, addr) = match self.target {
+            Target::None => return Err(ConfigError::MissingRedis),
+            Target::Url(url) => {
+                let client =
+                    Client::open(url.as_str()).map_err(|e| ConfigError::InvalidRedisUrl {
+                        reason: e.to_string(),
+                    })?;
+                node(client, inner_timeout)?
             }
-        })?;
+            Target::Client(client) => node(client, inner_timeout)?,
+            Target::Cluster(urls) => cluster(&urls, inner_timeout)?,
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let retention = self
             .retention
             .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION))
@@ -275,4 +308,45 @@ impl<K> RedisCooldownBuilder<K> {
             self.metrics,
         )))
     }
+}
+
+/// A lazy connection manager on one server, and its `host:port`.
+fn node(client: Client, inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
+    tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+    let addr = client.get_connection_info().addr().to_string();
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(inner_timeout))
+        .set_response_timeout(Some(inner_timeout))
+        // One attempt per call: the caller's timeout bounds the call, and the
+        // next call reconnects.
+        .set_number_of_retries(0);
+    let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+        ConfigError::InvalidRedisUrl {
+            reason: e.to_string(),
+        }
+    })?;
+    Ok((Conn::Node(conn), addr))
+}
+
+/// A cluster connection made on first use, and `cluster <seed nodes>`.
+fn cluster(urls: &[String], inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidClusterUrls { reason };
+    let nodes = urls
+        .iter()
+        .map(|u| u.as_str().into_connection_info())
+        .collect::<Result<Vec<ConnectionInfo>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if nodes.is_empty() {
+        return Err(invalid("no node URL given".to_owned()));
+    }
+    tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let addr = format!("{CLUSTER}{}", addrs.join(","));
+    let client = ClusterClientBuilder::new(nodes)
+        .connection_timeout(inner_timeout)
+        .response_timeout(inner_timeout)
+        .retries(CLUSTER_RETRIES)
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((Conn::Cluster(Arc::new(LazyCluster::new(client))), addr))
 }

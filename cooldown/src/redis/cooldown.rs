@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{FromRedisValue, Script};
 use prometheus_client::metrics::counter::Counter;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::builder::RedisCooldownBuilder;
+use super::conn::Conn;
 use super::error::RedisCooldownError;
 use super::policy::UnreachablePolicy;
 use super::reservation::{RedisReservation, Taken};
@@ -105,7 +105,7 @@ impl<K> fmt::Debug for RedisCooldown<K> {
 }
 
 pub(crate) struct RedisInner {
-    conn: ConnectionManager,
+    conn: Conn,
     handle: Handle,
     addr: String,
     /// `<prefix>:{<name>}:`
@@ -152,7 +152,7 @@ fn micros(d: Duration) -> u64 {
 impl RedisInner {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         handle: Handle,
         addr: String,
         prefix: String,
@@ -469,7 +469,8 @@ impl<K> RedisCooldown<K> {
         self.inner.window
     }
 
-    /// The Redis server, `host:port` (or a socket path).
+    /// The Redis server, `host:port` (or a socket path); for a cluster
+    /// `cluster ` followed by the seed nodes, comma-separated.
     pub fn addr(&self) -> &str {
         &self.inner.addr
     }
@@ -848,7 +849,7 @@ const NOSCRIPT_RELOADS: u32 = 2;
 /// fail with NOSCRIPT too, so go round again, a bounded number of times.
 async fn invoke<T: ::redis::FromRedisValue>(
     inv: &::redis::ScriptInvocation<'_>,
-    conn: &::redis::aio::ConnectionManager,
+    conn: &Conn,
 ) -> ::redis::RedisResult<T> {
     let mut conn = conn.clone();
     let mut reloads = 0;

@@ -10,13 +10,15 @@ use std::time::Duration;
 /// [`RedisReservation::rollback`](crate::RedisReservation::rollback); the
 /// other calls apply the [`UnreachablePolicy`](crate::UnreachablePolicy)
 /// instead (the outage is logged at `warn` when it begins). Every variant
-/// names the server.
+/// names the server; for a [Redis Cluster](crate::RedisCooldownBuilder::cluster_urls)
+/// the seed nodes, as `cluster <host:port>,<host:port>,…` (displayed
+/// `redis cluster at <host:port>,…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedisCooldownError {
     /// The connection failed or broke: refused, reset, DNS, authentication.
     Unreachable {
-        /// The server, `host:port` (or a socket path).
+        /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: String,
         /// What the `redis` crate reported.
         reason: String,
@@ -25,7 +27,7 @@ pub enum RedisCooldownError {
     /// [`timeout`](crate::RedisCooldownBuilder::timeout) (a hung server, a
     /// black-holed network, a connect that never completes).
     Timeout {
-        /// The server, `host:port` (or a socket path).
+        /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: String,
         /// The timeout that expired.
         after: Duration,
@@ -33,7 +35,7 @@ pub enum RedisCooldownError {
     /// Redis answered with an error or a reply the cooldown did not expect
     /// (out of memory, a read-only replica, a script error).
     Server {
-        /// The server, `host:port` (or a socket path).
+        /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: String,
         /// What Redis (or the `redis` crate) said.
         reason: String,
@@ -41,7 +43,8 @@ pub enum RedisCooldownError {
 }
 
 impl RedisCooldownError {
-    /// The server the failed call went to.
+    /// The server the failed call went to; for a cluster `cluster ` and its
+    /// seed nodes, comma-separated.
     ///
     /// # Examples
     ///
@@ -90,17 +93,32 @@ impl RedisCooldownError {
     }
 }
 
+/// How a cluster's `addr` starts (no `host:port` contains a space).
+pub(crate) const CLUSTER: &str = "cluster ";
+
+/// `redis at <addr>`, or `redis cluster at <nodes>` for a cluster's `cluster <nodes>`.
+struct At<'a>(&'a str);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.strip_prefix(CLUSTER) {
+            Some(nodes) => write!(f, "redis cluster at {nodes}"),
+            None => write!(f, "redis at {}", self.0),
+        }
+    }
+}
+
 impl fmt::Display for RedisCooldownError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RedisCooldownError::Unreachable { addr, reason } => {
-                write!(f, "redis at {addr} unreachable: {reason}")
+                write!(f, "{} unreachable: {reason}", At(addr))
             }
             RedisCooldownError::Timeout { addr, after } => {
-                write!(f, "redis at {addr} did not answer within {after:?}")
+                write!(f, "{} did not answer within {after:?}", At(addr))
             }
             RedisCooldownError::Server { addr, reason } => {
-                write!(f, "redis at {addr} failed the cooldown script: {reason}")
+                write!(f, "{} failed the cooldown script: {reason}", At(addr))
             }
         }
     }

@@ -2,6 +2,7 @@
 //! shared by every replica. See the crate docs, "Redis backend".
 
 mod builder;
+mod conn;
 mod cooldown;
 mod error;
 mod policy;

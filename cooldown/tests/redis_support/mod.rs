@@ -1,4 +1,4 @@
-//! Shared by the tests that need a Redis server: the server's URL and
+//! Shared by the tests that need a Redis server or cluster: their URLs and
 //! cooldowns with names no other test (or engineer) uses.
 
 #![allow(dead_code)]
@@ -39,4 +39,38 @@ pub(crate) fn builder(window: Duration) -> RedisCooldownBuilder<String> {
 /// A fresh cooldown on the test server.
 pub(crate) fn cooldown(window: Duration) -> RedisCooldown<String> {
     builder(window).build().expect("valid config")
+}
+
+/// The cluster's node URLs from `SEAWALL_REDIS_CLUSTER_URLS`
+/// (comma-separated); a clear failure when it is missing.
+pub(crate) fn cluster_urls() -> Vec<String> {
+    let urls = std::env::var("SEAWALL_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+        panic!(
+            "SEAWALL_REDIS_CLUSTER_URLS is not set: the cluster tests need a Redis Cluster \
+             (its node URLs, comma-separated, e.g. SEAWALL_REDIS_CLUSTER_URLS=\
+             redis://127.0.0.1:7001/,redis://127.0.0.1:7002/; or run `bash .ci/redis-tests`)"
+        )
+    });
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!urls.is_empty(), "SEAWALL_REDIS_CLUSTER_URLS lists no URL");
+    urls
+}
+
+/// A builder on the test cluster with a unique name.
+pub(crate) fn cluster_builder(window: Duration) -> RedisCooldownBuilder<String> {
+    RedisCooldown::builder()
+        .cluster_urls(cluster_urls())
+        .name(unique_name())
+        .window(window)
+        .timeout(Duration::from_secs(2))
+}
+
+/// A fresh cooldown on the test cluster.
+pub(crate) fn cluster_cooldown(window: Duration) -> RedisCooldown<String> {
+    cluster_builder(window).build().expect("valid config")
 }
