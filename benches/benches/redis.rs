@@ -14,6 +14,9 @@
 //!   overlap the next acquire, so expect between one and two round trips.
 //! - `redis_cooldown`: `check` on one key (suppressed after the first) and on 10,000 keys,
 //!   against one `PING`.
+//! - `redis_cluster` (when `SEAWALL_REDIS_CLUSTER_URLS` names a cluster's nodes): the lock over
+//!   10,000 keys and the cooldown check, on the cluster client, against a `PING` through the
+//!   same client (routed to one node).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +142,69 @@ fn cooldown(c: &mut Criterion, rt: &Runtime, con: &ConnectionManager, url: &str,
     group.finish();
 }
 
+fn cluster(c: &mut Criterion, rt: &Runtime, urls: &[String], id: u128) {
+    let con = rt.block_on(async {
+        redis::cluster::ClusterClient::new(urls.to_vec())?
+            .get_async_connection()
+            .await
+    });
+    let con = match con {
+        Ok(con) => con,
+        Err(e) => {
+            eprintln!("redis bench: cannot reach SEAWALL_REDIS_CLUSTER_URLS={urls:?}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut group = c.benchmark_group("redis_cluster");
+    group.bench_function("ping_floor", |b| {
+        b.to_async(rt).iter(|| {
+            let mut con = con.clone();
+            async move {
+                let pong: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
+                black_box(pong);
+            }
+        });
+    });
+    let (locks, cooldown) = rt.block_on(async {
+        let backend = RedisBackend::cluster(urls)
+            .prefix(format!("seawall:bench:{id}:cluster:"))
+            .build()
+            .unwrap();
+        let locks = KeyedLock::<u64>::builder()
+            .name("bench")
+            .ttl(Duration::from_secs(30))
+            .build_with_backend(backend)
+            .unwrap();
+        let cooldown: RedisCooldown<u64> = RedisCooldown::builder()
+            .cluster_urls(urls)
+            .name(format!("bench-{id}-cluster"))
+            .window(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        (locks, cooldown)
+    });
+    let i = AtomicU64::new(0);
+    group.bench_function("seawall_lock_release_10k_keys", |b| {
+        b.to_async(rt).iter(|| {
+            let key = next(&i, MANY);
+            let locks = &locks;
+            async move {
+                let guard = locks.lock(&key).await.unwrap();
+                black_box(guard.token());
+            }
+        });
+    });
+    let i = AtomicU64::new(0);
+    group.bench_function("seawall_cooldown_check_10k_keys", |b| {
+        b.to_async(rt).iter(|| {
+            let key = next(&i, MANY);
+            let cooldown = &cooldown;
+            async move { black_box(cooldown.check(&key).await) }
+        });
+    });
+    group.finish();
+}
+
 fn main() {
     let Ok(url) = std::env::var("SEAWALL_REDIS_URL") else {
         eprintln!(
@@ -166,5 +232,9 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     lock(&mut c, &rt, &con, &url, id);
     cooldown(&mut c, &rt, &con, &url, id);
+    if let Ok(urls) = std::env::var("SEAWALL_REDIS_CLUSTER_URLS") {
+        let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+        cluster(&mut c, &rt, &urls, id);
+    }
     c.final_summary();
 }
