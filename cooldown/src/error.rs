@@ -58,6 +58,21 @@ pub enum ConfigError {
     /// `reservation_timeout` was zero: a reservation would expire at once.
     #[cfg(feature = "redis")]
     ZeroReservationTimeout,
+    /// A Redis cooldown duration (`window`, `reservation_timeout`,
+    /// `retention`) was outside the range Redis and its scripts can hold:
+    /// at most [`MAX_REDIS_DURATION`](crate::MAX_REDIS_DURATION) each, and
+    /// `retention` at least [`MIN_RETENTION`](crate::MIN_RETENTION).
+    #[cfg(feature = "redis")]
+    DurationOutOfRange {
+        /// The builder field.
+        field: &'static str,
+        /// The duration that was asked for.
+        value: Duration,
+        /// The shortest accepted.
+        min: Duration,
+        /// The longest accepted.
+        max: Duration,
+    },
     /// `build` was called outside a tokio runtime: a Redis cooldown needs one
     /// for its connection and to roll back dropped reservations.
     #[cfg(feature = "redis")]
@@ -97,6 +112,8 @@ impl ConfigError {
             ConfigError::ZeroTimeout => "timeout",
             #[cfg(feature = "redis")]
             ConfigError::ZeroReservationTimeout => "reservation_timeout",
+            #[cfg(feature = "redis")]
+            ConfigError::DurationOutOfRange { field, .. } => field,
             #[cfg(feature = "redis")]
             ConfigError::NoRuntime => "runtime",
         }
@@ -144,6 +161,16 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroReservationTimeout => {
                 f.write_str("redis cooldown `reservation_timeout` must be greater than zero")
             }
+            #[cfg(feature = "redis")]
+            ConfigError::DurationOutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "redis cooldown `{field}` of {value:?} is outside {min:?}..={max:?}"
+            ),
             #[cfg(feature = "redis")]
             ConfigError::NoRuntime => f.write_str(
                 "redis cooldown `build()` must be called inside a tokio runtime (`runtime`)",

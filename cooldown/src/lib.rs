@@ -99,7 +99,10 @@
 //! - **Bounded**: every key written expires: windows with the window (or the
 //!   reservation timeout), state and index `retention` after the window ends
 //!   (default: the window, at least 10 min), so digests no drain took are
-//!   dropped then and nothing piles up.
+//!   dropped then and nothing piles up. `build()` rejects durations Redis or
+//!   the scripts' arithmetic cannot hold: `window`, `reservation_timeout` and
+//!   `retention` at most `MAX_REDIS_DURATION` (10 years), `retention` at least
+//!   `MIN_RETENTION` (1 s).
 //! - **Redis Cluster**: all keys of one cooldown share the hash tag `{name}`
 //!   (`seawall:cooldown:{alerts}:w:db-down`), so every script touches one
 //!   slot; see [Redis Cluster](#redis-cluster).
@@ -182,7 +185,8 @@ pub use error::ConfigError;
 pub use metrics::Metrics;
 #[cfg(feature = "redis")]
 pub use redis::{
-    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MIN_DEFAULT_RETENTION,
-    RedisCooldown, RedisCooldownBuilder, RedisCooldownError, RedisReservation, UnreachablePolicy,
+    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MAX_REDIS_DURATION,
+    MIN_DEFAULT_RETENTION, MIN_RETENTION, RedisCooldown, RedisCooldownBuilder, RedisCooldownError,
+    RedisReservation, UnreachablePolicy,
 };
 pub use reservation::Reservation;

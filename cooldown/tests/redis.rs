@@ -235,7 +235,7 @@ async fn every_key_expires_on_its_own() {
     let name = unique_name();
     let c: RedisCooldown<String> = builder(window)
         .name(name.clone())
-        .retention(Duration::from_millis(700))
+        .retention(Duration::from_secs(1))
         .build()
         .unwrap();
     for k in ["a", "b", "c"] {
@@ -256,17 +256,55 @@ async fn every_key_expires_on_its_own() {
         let ttl: i64 = con.pttl(k).await.unwrap();
         // window keys: the window (or the 60 s reservation timeout);
         // state and index: window end + retention.
-        let max = if k.ends_with("w:d") { 60_000 } else { 1_200 };
+        let max = if k.ends_with("w:d") { 60_000 } else { 1_500 };
         assert!(ttl > 0 && ttl <= max, "{k} has PTTL {ttl}");
     }
     r.commit().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     let left: Vec<String> = con.keys(&pattern).await.unwrap();
     assert_eq!(
         left,
         Vec::<String>::new(),
         "undrained digests expire after the retention"
     );
+}
+
+/// The longest durations the builder accepts work in Redis: every `PX` and
+/// `PEXPIRE` the scripts compute is accepted (a reserve that Redis rejected
+/// would come back as a degraded fire, and a check as an error).
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn the_longest_accepted_durations_work_in_redis() {
+    use seawall_cooldown::MAX_REDIS_DURATION;
+    let name = unique_name();
+    let c = builder(MAX_REDIS_DURATION)
+        .name(name.clone())
+        .reservation_timeout(MAX_REDIS_DURATION)
+        .retention(MAX_REDIS_DURATION)
+        .build()
+        .unwrap();
+    let key = "db-down".to_owned();
+    let r = c.reserve(&key).await.expect("free");
+    assert!(!r.fire().degraded, "Redis rejected the reserve");
+    let s = c.try_check(&key).await.unwrap().suppressed().unwrap();
+    assert_eq!((s.suppressed, s.remaining), (1, MAX_REDIS_DURATION));
+    r.rollback().await.unwrap();
+    let Decision::Fire(f) = c.try_check(&key).await.unwrap() else {
+        panic!("rolled back: the key fires")
+    };
+    assert_eq!(f.suppressed_since_last, 1);
+    let s = c.try_check(&key).await.unwrap().suppressed().unwrap();
+    assert_eq!(s.suppressed, 1);
+    assert!(s.remaining > MAX_REDIS_DURATION - Duration::from_secs(60));
+    assert!(c.check_critical(&key).await.bypassed);
+    // Nothing flushes this shared server: remove the 20-year keys.
+    let mut con = conn().await;
+    let keys: Vec<String> = con
+        .keys(format!("seawall:cooldown:{{{name}}}:*"))
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let () = con.del(keys).await.unwrap();
 }
 
 /// A replica that dies mid-send (its reservation is never committed nor

@@ -372,6 +372,49 @@ async fn invalid_config_names_the_field() {
     assert_eq!(c.addr(), "cluster 10.0.0.1:6379,10.0.0.2:6380");
 }
 
+/// Every duration the scripts turn into a `PX`/`PEXPIRE` (and add up in a
+/// Lua double) is bounded at build time: `Duration::MAX` used to be accepted
+/// as a `reservation_timeout` and made every reserve fail in Redis (a degraded
+/// fire), and a zero `retention` lost suppressed counts when the window ended.
+#[tokio::test]
+async fn durations_redis_cannot_hold_are_config_errors() {
+    use seawall_cooldown::{MAX_REDIS_DURATION, MIN_RETENTION};
+    let ok = || RedisCooldown::<String>::builder().url("redis://127.0.0.1:6379/");
+    let err = |b: seawall_cooldown::RedisCooldownBuilder<String>| b.build().unwrap_err();
+    let over = MAX_REDIS_DURATION + Duration::from_millis(1);
+    for (field, e) in [
+        (
+            "reservation_timeout",
+            err(ok().reservation_timeout(Duration::MAX)),
+        ),
+        ("reservation_timeout", err(ok().reservation_timeout(over))),
+        ("window", err(ok().window(Duration::MAX))),
+        ("window", err(ok().window(over))),
+        ("retention", err(ok().retention(Duration::MAX))),
+        ("retention", err(ok().retention(over))),
+        ("retention", err(ok().retention(Duration::ZERO))),
+        (
+            "retention",
+            err(ok().retention(MIN_RETENTION - Duration::from_nanos(1))),
+        ),
+    ] {
+        assert_eq!(e.field(), field, "{e}");
+        assert!(e.to_string().contains(&format!("`{field}`")), "{e}");
+    }
+    assert_eq!(
+        err(ok().retention(Duration::ZERO)).to_string(),
+        "redis cooldown `retention` of 0ns is outside 1s..=3650days"
+            .replace("3650days", &format!("{MAX_REDIS_DURATION:?}"))
+    );
+    // The bounds themselves are accepted.
+    ok().window(MAX_REDIS_DURATION)
+        .reservation_timeout(MAX_REDIS_DURATION)
+        .retention(MAX_REDIS_DURATION)
+        .build()
+        .unwrap();
+    ok().retention(MIN_RETENTION).build().unwrap();
+}
+
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let e = RedisCooldown::<String>::builder()

@@ -23,6 +23,20 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RESERVATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The shortest default [`retention`](RedisCooldownBuilder::retention): 10 min.
 pub const MIN_DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+/// The longest [`window`](RedisCooldownBuilder::window),
+/// [`reservation_timeout`](RedisCooldownBuilder::reservation_timeout) and
+/// [`retention`](RedisCooldownBuilder::retention) a Redis cooldown accepts:
+/// 10 years (3650 days) each.
+///
+/// The scripts compute expiries in server microseconds as Lua doubles, up to
+/// `now + window + retention`; with both at most 10 years that sum stays
+/// below 2^53 µs (where doubles stop being exact, the year 2255) until the
+/// year 2235, and every `PX`/`PEXPIRE` stays far inside what Redis accepts.
+pub const MAX_REDIS_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// The shortest [`retention`](RedisCooldownBuilder::retention): 1 s. A
+/// shorter one would let the state hash (the suppressed count) expire as
+/// the window ends, before a drain or the next fire can report it.
+pub const MIN_RETENTION: Duration = Duration::from_secs(1);
 /// Default key prefix; the cooldown's name follows it as a hash tag.
 pub const DEFAULT_PREFIX: &str = "seawall:cooldown";
 
@@ -46,11 +60,11 @@ enum Target {
 /// |---|---|
 /// | [`url`](Self::url) / [`client`](Self::client) / [`cluster_urls`](Self::cluster_urls) | none: required |
 /// | [`name`](Self::name) | `"cooldown"` (also the Redis Cluster hash tag) |
-/// | [`window`](Self::window) | 1800 s |
+/// | [`window`](Self::window) | 1800 s (at most [`MAX_REDIS_DURATION`], 10 years) |
 /// | [`prefix`](Self::prefix) | `"seawall:cooldown"` |
 /// | [`timeout`](Self::timeout) | 1 s |
-/// | [`reservation_timeout`](Self::reservation_timeout) | 60 s |
-/// | [`retention`](Self::retention) | the window, at least 10 min |
+/// | [`reservation_timeout`](Self::reservation_timeout) | 60 s (at most [`MAX_REDIS_DURATION`]) |
+/// | [`retention`](Self::retention) | the window, at least 10 min (accepted: [`MIN_RETENTION`] 1 s ..= [`MAX_REDIS_DURATION`]) |
 /// | [`unreachable`](Self::unreachable) | [`UnreachablePolicy::Fire`] |
 /// | [`metrics`](Self::metrics) | none |
 ///
@@ -183,7 +197,8 @@ impl<K> RedisCooldownBuilder<K> {
     }
 
     /// How long a key stays quiet after it fires. Must be at least 1 µs and
-    /// at most [`ConfigError::MAX_WINDOW`]; kept in Redis with millisecond
+    /// at most [`MAX_REDIS_DURATION`] (10 years, shorter than the in-memory
+    /// [`ConfigError::MAX_WINDOW`]; see [`MAX_REDIS_DURATION`] for why); kept in Redis with millisecond
     /// expiries (rounded up) and decided to the microsecond.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
@@ -202,7 +217,8 @@ impl<K> RedisCooldownBuilder<K> {
     /// How long a reservation holds its key if it is neither committed nor
     /// rolled back (its replica crashed mid-send, or the rollback could not
     /// reach Redis). After that the key may fire again. Choose it longer
-    /// than a send can take. Must be greater than zero.
+    /// than a send can take. Must be greater than zero and at most
+    /// [`MAX_REDIS_DURATION`] (10 years: it becomes a `PX` in Redis).
     pub fn reservation_timeout(mut self, timeout: Duration) -> Self {
         self.reservation_timeout = timeout;
         self
@@ -214,6 +230,9 @@ impl<K> RedisCooldownBuilder<K> {
     /// `last_fired` is remembered this long. Bounds what the cooldown keeps
     /// in Redis when nobody drains. Run the drain more often than this.
     /// Defaults to the window, and at least [`MIN_DEFAULT_RETENTION`] (10 min).
+    /// Must be at least [`MIN_RETENTION`] (1 s), so a digest outlives its
+    /// window long enough to be drained, and at most [`MAX_REDIS_DURATION`]
+    /// (10 years).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);
         self
@@ -239,7 +258,9 @@ impl<K> RedisCooldownBuilder<K> {
     ///
     /// A [`ConfigError`] naming the first invalid field: an empty `name` or
     /// one with `{`/`}`, a `prefix` with `{`/`}`, a window under 1 µs or
-    /// over the maximum, a zero `timeout` or `reservation_timeout`, no or an
+    /// over [`MAX_REDIS_DURATION`], a zero `timeout`, a zero
+    /// `reservation_timeout` or one over [`MAX_REDIS_DURATION`], a
+    /// `retention` under [`MIN_RETENTION`] or over [`MAX_REDIS_DURATION`], no or an
     /// invalid `url`, empty or invalid `cluster_urls`, or no tokio runtime
     /// (`runtime`).
     ///
@@ -261,16 +282,32 @@ impl<K> RedisCooldownBuilder<K> {
         if self.window.as_micros() == 0 {
             return Err(ConfigError::ZeroWindow);
         }
-        if self.window > ConfigError::MAX_WINDOW {
-            return Err(ConfigError::WindowTooLong {
-                window: self.window,
-            });
-        }
+        let range = |field: &'static str, value: Duration, min: Duration| {
+            if value < min || value > MAX_REDIS_DURATION {
+                Err(ConfigError::DurationOutOfRange {
+                    field,
+                    value,
+                    min,
+                    max: MAX_REDIS_DURATION,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        range("window", self.window, Duration::from_micros(1))?;
         if self.timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout);
         }
         if self.reservation_timeout.is_zero() {
             return Err(ConfigError::ZeroReservationTimeout);
+        }
+        range(
+            "reservation_timeout",
+            self.reservation_timeout,
+            Duration::from_nanos(1),
+        )?;
+        if let Some(retention) = self.retention {
+            range("retention", retention, MIN_RETENTION)?;
         }
         // Each call is bounded by `timeout` around it. The connection's own
         // timeouts are longer, so a hung server reports our `Timeout` (not a
@@ -292,8 +329,7 @@ impl<K> RedisCooldownBuilder<K> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let retention = self
             .retention
-            .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION))
-            .min(ConfigError::MAX_WINDOW);
+            .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION));
         Ok(RedisCooldown::from_inner(RedisInner::new(
             conn,
             handle,

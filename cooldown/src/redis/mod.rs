@@ -10,8 +10,8 @@ mod reservation;
 mod scripts;
 
 pub use builder::{
-    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MIN_DEFAULT_RETENTION,
-    RedisCooldownBuilder,
+    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MAX_REDIS_DURATION,
+    MIN_DEFAULT_RETENTION, MIN_RETENTION, RedisCooldownBuilder,
 };
 pub use cooldown::RedisCooldown;
 pub use error::RedisCooldownError;
