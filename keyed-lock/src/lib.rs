@@ -125,7 +125,8 @@
 //! is dropped. If a renewal finds the lease gone (Redis restarted without persistence, or the
 //! lease expired and another holder took it), `lost()` resolves at once and `extend` fails.
 //! If Redis cannot be reached, it keeps trying until the local deadline, then `lost()`
-//! resolves. A guard that is leaked (`mem::forget`) with auto-renew keeps its key until the
+//! resolves and the watchdog stops: a lease whose local deadline passed is never renewed
+//! again (neither by the watchdog nor by `extend`, even if Redis still had the key). A guard that is leaked (`mem::forget`) with auto-renew keeps its key until the
 //! process exits.
 //!
 //! **When Redis is unreachable** every call fails within the command timeout with a

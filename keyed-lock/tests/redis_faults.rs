@@ -311,3 +311,132 @@ async fn two_processes_keep_mutual_exclusion() {
     assert_eq!(violations, None, "critical sections overlapped");
     assert_eq!(total, Some((2 * TASKS * ROUNDS) as i64));
 }
+
+/// Pauses the server's writes (`CLIENT PAUSE <ms> WRITE`: scripts wait, keys do not expire)
+/// from another connection; `CLIENT UNPAUSE` on drop, so a failing test never leaves the
+/// server paused.
+struct Paused {
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl Paused {
+    async fn start(conn: &mut redis::aio::MultiplexedConnection, ms: u64) -> Self {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("WRITE")
+            .query_async(conn)
+            .await
+            .unwrap();
+        Self { conn: conn.clone() }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let mut conn = self.conn.clone();
+        // Best effort; the server is the test's own and dies with it anyway.
+        drop(tokio::spawn(async move {
+            let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+                .arg("UNPAUSE")
+                .query_async(&mut conn)
+                .await;
+        }));
+    }
+}
+
+/// Once `lost()` resolved, the auto-renew watchdog never revives the lease: a renewal due
+/// right at the deadline (after failed ones) is not sent.
+///
+/// TTL 2 s: the watchdog renews at +666 ms (period TTL/3) into paused writes, so that renewal
+/// times out at +1866 ms (command timeout 1200 ms), shortly before the local deadline
+/// (+1978 ms); the retry is then scheduled at the deadline. The pause ends at about +1935 ms,
+/// before Redis expires the key (+2000 ms), and the timed-out renewal still queued in the
+/// server runs then, extending the key there. A retry sent at the deadline would succeed and
+/// push the local deadline to about +3950 ms, after `lost()` had resolved.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn auto_renew_never_revives_a_lost_lease() {
+    let server = Server::start().await;
+    let ttl = Duration::from_secs(2);
+    let backend = RedisBackend::builder(server.url())
+        .command_timeout(Duration::from_millis(1200))
+        .auto_renew(true)
+        .build()
+        .unwrap();
+    let locks = KeyedLock::<String, _>::builder()
+        .ttl(ttl)
+        .build_with_backend(backend)
+        .unwrap();
+    let key = "revive".to_owned();
+    let mut pauser = server.conn().await;
+    let guard = locks.lock(&key).await.unwrap();
+    let granted = guard.acquired_at();
+    let first_deadline = guard.deadline();
+    let pause_ms = 1935 - u64::try_from(granted.elapsed().as_millis()).unwrap();
+    let pause = Paused::start(&mut pauser, pause_ms).await;
+    timeout(Duration::from_secs(3), guard.lost())
+        .await
+        .expect("lost() resolves at the deadline");
+    let lost_at = Instant::now();
+    assert!(lost_at >= first_deadline);
+    // Past the end of the pause and past when a renewal sent at the deadline answers.
+    sleep_until_after(granted, Duration::from_millis(2300)).await;
+    drop(pause);
+    assert!(
+        guard.is_expired(),
+        "revived: deadline {:?} after the grant (lost at {:?})",
+        guard.deadline() - granted,
+        lost_at - granted
+    );
+    assert_eq!(guard.deadline(), first_deadline);
+    timeout(Duration::from_millis(1), guard.lost())
+        .await
+        .expect("lost() stays resolved");
+}
+
+/// An `extend` whose reply arrives after the local deadline passed does not revive the
+/// lease: it fails with `Expired` and the deadline stays where it was.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_late_extend_reply_does_not_revive_an_expired_lease() {
+    let server = Server::start().await;
+    let ttl = Duration::from_millis(600);
+    let backend = RedisBackend::builder(server.url())
+        .command_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let locks = KeyedLock::<String, _>::builder()
+        .ttl(ttl)
+        .build_with_backend(backend)
+        .unwrap();
+    let key = "late-extend".to_owned();
+    let mut conn = server.conn().await;
+    let mut guard = locks.lock(&key).await.unwrap();
+    let granted = guard.acquired_at();
+    let deadline = guard.deadline();
+    // The key outlives the local deadline in Redis (as after an extension whose reply was
+    // lost), so the extend below finds it and succeeds there.
+    let _: bool = conn
+        .pexpire(locks.backend().lease_key(&key), 5000)
+        .await
+        .unwrap();
+    sleep_until_after(granted, Duration::from_millis(300)).await;
+    // Paused until about +1000 ms: the extend sent at +300 ms answers after the deadline
+    // (+592 ms), well within its 2 s command timeout.
+    let pause = Paused::start(&mut conn, 700).await;
+    let result = guard.extend(ttl).await;
+    let answered = Instant::now();
+    drop(pause);
+    assert!(answered > deadline, "the pause did not hold the extend");
+    match result {
+        Err(ExtendError::Expired(e)) => assert_eq!(e.expired_at, deadline),
+        other => panic!("a late extend revived the lease: {other:?}"),
+    }
+    assert!(guard.is_expired());
+    assert_eq!(guard.deadline(), deadline);
+}
+
+async fn sleep_until_after(start: Instant, d: Duration) {
+    tokio::time::sleep_until(start + d).await;
+}

@@ -106,8 +106,14 @@ enum Attempt {
 
 /// What one renewal found.
 pub(crate) enum Renewal {
-    Renewed { sent_at: Instant, deadline: Instant },
+    Renewed {
+        sent_at: Instant,
+        deadline: Instant,
+    },
+    /// Another value (or none) in Redis.
     Gone,
+    /// Redis extended it, but the local deadline had passed by the time it answered.
+    Expired,
     Failed(RedisBackendError),
 }
 
@@ -273,7 +279,13 @@ impl Inner {
         match self.invoke::<i64>(&inv).await {
             Ok(1) => {
                 let deadline = lease_deadline(sent_at, Duration::from_millis(ttl_ms));
-                st.renewed(deadline);
+                if !st.renewed(deadline) {
+                    // The local deadline passed while the call was in flight: the lease is
+                    // over for this process even though Redis extended the key (the guard's
+                    // release deletes it).
+                    st.mark_gone(Instant::now());
+                    return Renewal::Expired;
+                }
                 self.local
                     .set_deadline(st.local.hash(), st.local_token.get(), deadline);
                 Renewal::Renewed { sent_at, deadline }
@@ -641,7 +653,7 @@ impl RedisBackend {
         }
         match self.inner.renew(st, ttl).await {
             Renewal::Renewed { deadline, .. } => Ok(deadline),
-            Renewal::Gone => Err(ExtendError::Expired(LeaseExpired {
+            Renewal::Gone | Renewal::Expired => Err(ExtendError::Expired(LeaseExpired {
                 token,
                 expired_at: st.deadline(),
             })),

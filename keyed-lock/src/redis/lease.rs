@@ -107,15 +107,21 @@ impl LeaseState {
         self.status.borrow().gone
     }
 
-    /// The lease was renewed until `deadline` (ignored once it is known gone).
-    pub(crate) fn renewed(&self, deadline: Instant) {
+    /// The lease was renewed until `deadline`. Refused (`false`) once it is known gone or
+    /// when its local deadline passed while the renewal was in flight: `lost()` may already
+    /// have resolved, and an expired lease is never revived.
+    pub(crate) fn renewed(&self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        let mut accepted = false;
         self.status.send_if_modified(|s| {
-            if s.gone {
+            if s.gone || s.deadline <= now {
                 return false;
             }
             s.deadline = deadline;
+            accepted = true;
             true
         });
+        accepted
     }
 
     /// The lease is known not to be ours any more, since `at`.

@@ -25,6 +25,14 @@ async fn watch(inner: Arc<Inner>, lease: RedisLease) {
         if st.is_released() || st.is_gone() {
             return;
         }
+        // A renewal due at (or after) the deadline is not sent: `lost()` has resolved, and an
+        // expired lease is never revived.
+        let now = Instant::now();
+        if now >= st.deadline() {
+            st.mark_gone(now);
+            deadline_passed(st);
+            return;
+        }
         match inner.renew(st, st.ttl).await {
             Renewal::Renewed { sent_at, .. } => next = sent_at + period,
             Renewal::Gone => {
@@ -36,20 +44,29 @@ async fn watch(inner: Arc<Inner>, lease: RedisLease) {
                 );
                 return;
             }
+            Renewal::Expired => {
+                deadline_passed(st);
+                return;
+            }
             Renewal::Failed(_) => {
                 let now = Instant::now();
                 if now >= st.deadline() {
                     st.mark_gone(now);
-                    tracing::warn!(
-                        lock = %st.events.name(),
-                        key = %st.lease_key,
-                        token = st.token.get(),
-                        "keyed lock lease could not be renewed before its deadline; the guard is lost"
-                    );
+                    deadline_passed(st);
                     return;
                 }
+                // At the latest at the deadline, where the loop stops without sending.
                 next = (now + retry).min(st.deadline());
             }
         }
     }
+}
+
+fn deadline_passed(st: &super::lease::LeaseState) {
+    tracing::warn!(
+        lock = %st.events.name(),
+        key = %st.lease_key,
+        token = st.token.get(),
+        "keyed lock lease could not be renewed before its deadline; the guard is lost"
+    );
 }
