@@ -307,6 +307,44 @@ async fn the_longest_accepted_durations_work_in_redis() {
     let () = con.del(keys).await.unwrap();
 }
 
+/// A drain whose key type does not parse a member leaves that digest in
+/// Redis for a replica that can (and does not loop on it).
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_member_the_key_type_cannot_parse_is_left_for_others() {
+    let window = Duration::from_millis(200);
+    let name = unique_name();
+    let strings = builder(window).name(name.clone()).build().unwrap();
+    let numbers: RedisCooldown<u64> = RedisCooldown::builder()
+        .url(url())
+        .name(name)
+        .window(window)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for key in ["db-down", "7"] {
+        assert!(strings.check(&key.to_owned()).await.is_fire());
+        assert!(strings.check(&key.to_owned()).await.is_suppressed());
+    }
+    assert!(strings.check(&"db-down".to_owned()).await.is_suppressed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let drained: Vec<(u64, u64)> = numbers
+        .drain_digests()
+        .await
+        .into_iter()
+        .map(|(k, d)| (k, d.count))
+        .collect();
+    assert_eq!(drained, vec![(7, 1)]);
+    assert!(numbers.drain_digests().await.is_empty());
+    let drained: Vec<(String, u64)> = strings
+        .drain_digests()
+        .await
+        .into_iter()
+        .map(|(k, d)| (k, d.count))
+        .collect();
+    assert_eq!(drained, vec![("db-down".to_owned(), 2)]);
+}
+
 /// A replica that dies mid-send (its reservation is never committed nor
 /// rolled back) silences the key only for the reservation timeout.
 #[tokio::test]

@@ -124,6 +124,8 @@ pub(crate) struct RedisInner {
     /// Set while calls fail, so the outage is logged when it starts and ends,
     /// not on every call.
     down: AtomicBool,
+    /// Set once a drain met a member that does not parse as the key type.
+    warned_unparsable: AtomicBool,
 }
 
 /// The server's clock at the moment a reply arrived, to turn server times
@@ -189,6 +191,7 @@ impl RedisInner {
             token_seed,
             tokens: AtomicU64::new(0),
             down: AtomicBool::new(false),
+            warned_unparsable: AtomicBool::new(false),
         }
     }
 
@@ -755,7 +758,9 @@ impl<K: FromStr> RedisCooldown<K> {
     /// Finds the keys through the index (a sorted set scored by window end),
     /// then takes each key's digest with one script; at most 256 Ki keys per
     /// call. A key Redis holds that does not parse as `K` (another program
-    /// shares the name) loses its digest, logged at `warn`.
+    /// shares the name) is skipped and its digest left in Redis, for a
+    /// replica that can parse it or until the retention drops it (logged at
+    /// `warn` the first time).
     ///
     /// If Redis stops answering midway, returns the digests taken so far (the
     /// rest stay in Redis for the next call) and counts a
@@ -798,11 +803,27 @@ impl<K: FromStr> RedisCooldown<K> {
 
     async fn drain_into(&self, out: &mut Vec<(K, Digest)>) -> Result<(), RedisCooldownError> {
         let inner = &*self.inner;
+        let mut skipped = 0usize;
         for _ in 0..DRAIN_ROUNDS {
             let mut inv = SCRIPTS.due.prepare_invoke();
-            inv.key(&inner.index).arg(DRAIN_BATCH);
+            inv.key(&inner.index).arg(DRAIN_BATCH).arg(skipped);
             let due: Vec<String> = inner.bounded(invoke(&inv, &inner.conn)).await?;
             for member in &due {
+                // Parse before taking: a digest whose key this replica cannot
+                // read stays in Redis for one that can (or expires with the
+                // retention), and later rounds skip past it.
+                let Ok(key) = member.parse::<K>() else {
+                    skipped += 1;
+                    if !inner.warned_unparsable.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            cooldown = %inner.name,
+                            key = %member,
+                            "redis cooldown key does not parse as the key type; its digest is \
+                             left in redis (warned once per cooldown)"
+                        );
+                    }
+                    continue;
+                };
                 let reply: Vec<i64> = inner.run(&SCRIPTS.drain, member, &[]).await?;
                 let local = Instant::now();
                 match *reply.as_slice() {
@@ -819,15 +840,7 @@ impl<K: FromStr> RedisCooldown<K> {
                             last_fired: (fired >= 0).then(|| clock.instant(fired)),
                             last_payload: None,
                         };
-                        match member.parse::<K>() {
-                            Ok(key) => out.push((key, digest)),
-                            Err(_) => tracing::warn!(
-                                cooldown = %inner.name,
-                                key = %member,
-                                lost_suppressed = digest.count,
-                                "redis cooldown key does not parse as the key type; its digest is dropped"
-                            ),
-                        }
+                        out.push((key, digest));
                     }
                     _ => return Err(inner.protocol(&format!("{reply:?}"))),
                 }

@@ -177,12 +177,13 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return {1, now, tonumber(st[1]) or -1, count, tonumber(st[3]), tonumber(st[4])}
 "#;
 
-/// `KEYS[1]` = the index, `ARGV[1]` = the most members to return: keys whose
-/// window ended by the server's now.
+/// `KEYS[1]` = the index, `ARGV[1]` = the most members to return, `ARGV[2]`
+/// = how many to skip (members the caller could not parse and left): keys
+/// whose window ended by the server's now.
 const DUE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now), 'LIMIT', 0, tonumber(ARGV[1]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now), 'LIMIT', tonumber(ARGV[2]), tonumber(ARGV[1]))
 "#;
 
 /// The compiled scripts (SHA1 computed once per process). `invoke_async`
