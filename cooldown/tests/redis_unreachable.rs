@@ -415,6 +415,51 @@ async fn durations_redis_cannot_hold_are_config_errors() {
     ok().retention(MIN_RETENTION).build().unwrap();
 }
 
+/// A reserve whose task never finishes (its runtime shut down under it)
+/// applies the unreachable policy like any other failed call: under the
+/// default `Fire` it hands out a degraded reservation, it does not suppress.
+#[test]
+fn a_reserve_whose_task_is_cancelled_applies_the_policy() {
+    for policy in [UnreachablePolicy::Fire, UnreachablePolicy::Suppress] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let port = black_hole();
+        let c: RedisCooldown<String> = rt.block_on(async {
+            RedisCooldown::builder()
+                .url(format!("redis://127.0.0.1:{port}/"))
+                .timeout(Duration::from_secs(30))
+                .unreachable(policy)
+                .build()
+                .unwrap()
+        });
+        // The caller is not on a runtime, so the reserve task runs on the
+        // cooldown's runtime, which shuts down while the task waits on the
+        // black hole (or before it starts): the task is cancelled.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn(move || {
+            futures::executor::block_on(async {
+                let key = "db-down".to_owned();
+                let reserve = c.reserve(&key);
+                started_tx.send(()).unwrap();
+                match reserve.await {
+                    Ok(r) => Ok(r.fire().degraded),
+                    Err(s) => Err(s.degraded),
+                }
+            })
+        });
+        started_rx.recv().unwrap();
+        rt.shutdown_timeout(Duration::from_secs(5));
+        let got = caller.join().unwrap();
+        match policy {
+            UnreachablePolicy::Fire => assert_eq!(got, Ok(true), "{policy:?}"),
+            _ => assert_eq!(got, Err(true), "{policy:?}"),
+        }
+    }
+}
+
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let e = RedisCooldown::<String>::builder()

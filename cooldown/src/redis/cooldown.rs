@@ -645,7 +645,8 @@ impl<K: fmt::Display> RedisCooldown<K> {
     /// window starts on [`RedisReservation::commit`]; dropping the
     /// reservation rolls back (on a spawned task).
     ///
-    /// When Redis does not answer, [`UnreachablePolicy::Fire`] hands out a
+    /// When Redis does not answer (or the reservation task never finishes:
+    /// its runtime shut down), [`UnreachablePolicy::Fire`] hands out a
     /// reservation whose fire is `degraded` (its commit still tries to start
     /// the window); [`UnreachablePolicy::Suppress`] returns a `degraded`
     /// suppression.
@@ -689,22 +690,48 @@ impl<K: fmt::Display> RedisCooldown<K> {
         K: Clone + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        let key = key.clone();
         // On a task of its own, so a reservation won in Redis is never lost
         // with a cancelled caller: the task's unclaimed output is dropped,
         // which rolls it back.
-        match self.inner.spawn(reserve_task(inner, key)).await {
+        match self.inner.spawn(reserve_task(inner, key.clone())).await {
             Ok(result) => result,
             Err(e) => {
+                // The task was cancelled (its runtime shut down) or panicked:
+                // Redis gave no answer we know of, so the policy decides, as
+                // for any call Redis did not serve.
                 let e = RedisCooldownError::Server {
                     addr: self.inner.addr.clone(),
                     reason: format!("the reservation task did not finish: {e}"),
                 };
                 self.inner.degraded("reserve", &e);
-                let s = RedisInner::degraded_suppressed();
-                self.inner.count(&Decision::Suppressed(s));
-                Err(s)
+                let token = self.inner.next_token();
+                by_policy(&self.inner, key.clone(), key.to_string(), token)
             }
+        }
+    }
+}
+
+/// The reservation (or suppression) the [`UnreachablePolicy`] hands out when
+/// Redis did not serve a reserve.
+fn by_policy<K>(
+    inner: &Arc<RedisInner>,
+    key: K,
+    member: String,
+    token: String,
+) -> Result<RedisReservation<K>, Suppressed> {
+    match inner.policy {
+        UnreachablePolicy::Fire => Ok(RedisReservation::new(
+            Arc::clone(inner),
+            key,
+            member,
+            token,
+            RedisInner::degraded_fire(),
+            Taken::NONE,
+        )),
+        UnreachablePolicy::Suppress => {
+            let s = RedisInner::degraded_suppressed();
+            inner.count(&Decision::Suppressed(s));
+            Err(s)
         }
     }
 }
@@ -730,21 +757,7 @@ async fn reserve_task<K: fmt::Display>(
         }
         Err(e) => {
             inner.degraded("reserve", &e);
-            match inner.policy {
-                UnreachablePolicy::Fire => Ok(RedisReservation::new(
-                    Arc::clone(&inner),
-                    key,
-                    member,
-                    token,
-                    RedisInner::degraded_fire(),
-                    Taken::NONE,
-                )),
-                UnreachablePolicy::Suppress => {
-                    let s = RedisInner::degraded_suppressed();
-                    inner.count(&Decision::Suppressed(s));
-                    Err(s)
-                }
-            }
+            by_policy(&inner, key, member, token)
         }
     }
 }
