@@ -131,7 +131,12 @@
 //!
 //! **When Redis is unreachable** every call fails within the command timeout with a
 //! `RedisBackendError`, counted in `seawall_keyed_lock_backend_errors_total` and logged as a
-//! `warn` event. Held guards keep their local deadline; without auto-renew they do not notice
+//! `warn` event. Waiters queued in one process on a key share the head's fate: when the call
+//! of the head of the queue (or the release of the guard they wait for) fails, every waiter
+//! already queued behind it fails at once with the same error, instead of each then sending
+//! its own call. So a call fails at most one command timeout after it started, or after the
+//! holder it waited for released the key (time spent waiting for a live holder is not bounded:
+//! use `lock_timeout`). Held guards keep their local deadline; without auto-renew they do not notice
 //! the outage. An acquisition cancelled (or timed out) while its grant was in flight deletes
 //! that grant in the background, or it ends by its TTL.
 //!

@@ -140,7 +140,7 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
         assert!(
             took >= COMMAND_TIMEOUT - Duration::from_millis(5)
                 && took <= COMMAND_TIMEOUT + Duration::from_millis(400),
-            "attempt {attempt} took {took:?}"
+            "attempt {attempt} took {took:?}: {err:?}"
         );
         match &err {
             RedisBackendError::NoAnswer { within, .. } => assert_eq!(*within, COMMAND_TIMEOUT),
@@ -324,4 +324,56 @@ fn build_outside_a_runtime_is_a_config_error() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "runtime");
+}
+
+/// Waiters queued in this process on one key while Redis hangs all fail within about one
+/// command timeout of their own start: when the head's call fails, the waiters queued behind
+/// it fail with the same error instead of each starting its own full timeout in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_waiters_on_a_black_hole_fail_together() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let mut registry = Registry::default();
+    let locks = locks(port, Metrics::register(&mut registry));
+    let waiters: Vec<_> = (0..5)
+        .map(|i| {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                // Staggered a little, so each queues behind the previous one.
+                tokio::time::sleep(Duration::from_millis(10 * i)).await;
+                let start = Instant::now();
+                let result = tokio::time::timeout(NO_HANG, locks.lock(&"queued".to_owned())).await;
+                (start.elapsed(), result)
+            })
+        })
+        .collect();
+    let mut took = Vec::new();
+    for w in waiters {
+        let (elapsed, result) = w.await.unwrap();
+        let err = result.expect("lock() hung").unwrap_err();
+        assert!(
+            matches!(err, RedisBackendError::NoAnswer { within, .. } if within == COMMAND_TIMEOUT),
+            "{err:?}"
+        );
+        took.push(elapsed);
+    }
+    assert!(
+        took.iter()
+            .all(|t| *t <= COMMAND_TIMEOUT + Duration::from_millis(150)),
+        "{took:?}"
+    );
+    assert_eq!(locks.backend().local_len(), 0);
+    assert_eq!(
+        backend_errors(&registry),
+        "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 5"
+    );
 }

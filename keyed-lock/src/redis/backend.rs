@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::builder::RedisBackendBuilder;
 use super::conn::Conn;
+use super::failures::Failures;
 use super::lease::{LeaseState, RedisLease};
 use super::scripts::Scripts;
 use super::{RedisBackendError, renew};
@@ -90,6 +91,8 @@ pub(crate) struct Inner {
     rng: AtomicU64,
     pub(crate) runtime: Handle,
     scripts: Scripts,
+    /// Backend errors shared with the waiters queued in this process on the same key.
+    failures: Arc<Failures>,
 }
 
 /// What one acquire script call found.
@@ -165,6 +168,7 @@ impl Inner {
             rng: AtomicU64::new(splitmix(nonce)),
             runtime,
             scripts: Scripts::new(),
+            failures: Arc::default(),
         }
     }
 
@@ -351,6 +355,9 @@ impl ReleaseTask {
             Err(e) => {
                 st.events.backend_error(&e);
                 st.events.released(self.expired);
+                // The waiters queued behind this guard fail with this error rather than each
+                // trying (and waiting) in turn.
+                self.inner.failures.record(&st.lease_key, &e);
             }
         }
         self.reported = true;
@@ -523,6 +530,7 @@ impl RedisBackend {
 
         // 1. The in-process queue: FIFO per key, and only its head talks to Redis.
         let mut contended = false;
+        let mut registration = None;
         let local = match inner
             .local
             .try_acquire(&lease_key, Duration::MAX, &inner.local_events)
@@ -534,6 +542,7 @@ impl RedisBackend {
                     return Err(Refused::Busy(busy));
                 }
                 contended = true;
+                registration = Some(inner.failures.register(&lease_key));
                 match inner
                     .local
                     .acquire(&lease_key, Duration::MAX, wait, &inner.local_events)
@@ -558,6 +567,14 @@ impl RedisBackend {
             token: local.token,
             armed: true,
         };
+        // A call on this key failed while this waiter was queued: fail with it at once (the
+        // next waiter then does the same), rather than starting another full command timeout.
+        if registration.is_some()
+            && let Some(e) = inner.failures.failed_since(&lease_key, start)
+        {
+            events.backend_error(&e);
+            return Err(Refused::Backend(e));
+        }
 
         // 2. Redis, with jittered exponential backoff while another process holds the key.
         let ttl_ms = ttl_millis(ttl);
@@ -580,6 +597,7 @@ impl RedisBackend {
             match attempt {
                 Err(e) => {
                     events.backend_error(&e);
+                    inner.failures.record(&lease_key, &e);
                     return Err(Refused::Backend(e));
                 }
                 Ok(Attempt::Granted { token, value }) => {

@@ -16,7 +16,10 @@ use crate::{
 ///
 /// Every method can fail with [`RedisBackendError`] when Redis is unreachable, does not answer
 /// within the backend's command timeout, or answers with an error: it never hangs and never
-/// panics. See [the crate docs](crate#redis-backend) for what the lease guarantees.
+/// panics. A waiter queued in this process behind a call that fails on the same key fails at
+/// the same moment with the same error, so it fails at most one command timeout after it
+/// started (or after the holder it waited for released the key). See
+/// [the crate docs](crate#redis-backend) for what the lease guarantees.
 impl<K> KeyedLock<K, RedisBackend>
 where
     K: Display + Send + Sync + 'static,

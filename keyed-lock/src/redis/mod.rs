@@ -4,6 +4,7 @@ mod backend;
 mod builder;
 mod conn;
 mod error;
+mod failures;
 mod lease;
 mod lock;
 mod renew;
