@@ -112,7 +112,8 @@
 //! Across processes there is no order: the head waiter retries with full-jitter exponential
 //! backoff (2 ms doubling to 100 ms by default, `RedisBackendBuilder::backoff`),
 //! never sleeping past the holder's remaining TTL that the script returns. No busy polling,
-//! no pub/sub.
+//! no pub/sub. `lock_timeout(d)` returns by `d`: its last attempt is sent two round trips
+//! before the give-up time, and an attempt still in flight at that time is abandoned.
 //!
 //! **Release.** Dropping a guard must not block, so the release script runs in a task spawned
 //! on the runtime the backend was built in; the next waiter in the process is woken after it

@@ -377,3 +377,40 @@ async fn queued_waiters_on_a_black_hole_fail_together() {
         "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 5"
     );
 }
+
+/// `lock_timeout(d)` returns after `d` even when Redis does not answer: an acquire in flight
+/// at the give-up time is abandoned (not waited for up to the command timeout).
+#[tokio::test]
+async fn lock_timeout_is_bounded_by_its_timeout_when_redis_hangs() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => held.push(s),
+                Err(_) => return,
+            }
+        }
+    });
+    let mut registry = Registry::default();
+    let locks = locks(port, Metrics::register(&mut registry));
+    let wait = Duration::from_millis(50);
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let err = tokio::time::timeout(NO_HANG, locks.lock_timeout(&"k".to_owned(), wait))
+            .await
+            .expect("lock_timeout() hung")
+            .unwrap_err();
+        let took = start.elapsed();
+        assert!(
+            matches!(err, LockTimeoutError::Timeout(t) if t.waited == wait),
+            "attempt {attempt}: {err:?}"
+        );
+        assert!(
+            took >= wait && took <= wait + Duration::from_millis(100),
+            "attempt {attempt} took {took:?}"
+        );
+    }
+    assert_eq!(locks.backend().local_len(), 0);
+}

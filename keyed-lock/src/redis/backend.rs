@@ -589,9 +589,26 @@ impl RedisBackend {
                 owner: &owner,
                 armed: true,
             };
-            let attempt = inner
-                .try_grant(&lease_key, &fence_key, ttl_ms, &owner)
-                .await;
+            let grant = inner.try_grant(&lease_key, &fence_key, ttl_ms, &owner);
+            let attempt = match give_up {
+                // `lock_timeout(d)` returns by `d`: an attempt still in flight then is
+                // abandoned (`in_flight` deletes whatever it may have been granted).
+                Some((at, waited)) => {
+                    if sent_at >= at {
+                        in_flight.armed = false; // nothing was sent
+                        events.timed_out(waited);
+                        return Err(Refused::TimedOut);
+                    }
+                    match tokio::time::timeout_at(at, grant).await {
+                        Ok(attempt) => attempt,
+                        Err(_) => {
+                            events.timed_out(waited);
+                            return Err(Refused::TimedOut);
+                        }
+                    }
+                }
+                None => grant.await,
+            };
             in_flight.armed = attempt.is_err();
             drop(in_flight);
             match attempt {
@@ -646,7 +663,13 @@ impl RedisBackend {
                     }
                     let mut until = now + delay;
                     if let Some((at, _)) = give_up {
-                        until = until.min(at);
+                        // The last attempt goes out early enough for its reply to arrive
+                        // before the give-up time (twice this round trip, plus 1 ms).
+                        let rtt = now.saturating_duration_since(sent_at);
+                        let last = at
+                            .checked_sub(rtt * 2 + Duration::from_millis(1))
+                            .unwrap_or(now);
+                        until = until.min(last.max(now));
                     }
                     sleep_until(until).await;
                     cap = (cap * 2).min(inner.backoff.1);

@@ -155,12 +155,16 @@ where
     }
 
     /// Waits at most `timeout` for the lock on `key` (in-process queue and Redis together),
-    /// with the lock's default TTL. A zero timeout is a single attempt.
+    /// with the lock's default TTL. A zero timeout is a single attempt (bounded by the
+    /// command timeout). Otherwise the call returns by `timeout` even if Redis is slow: an
+    /// acquire still in flight then is abandoned (a lease it may have been granted is
+    /// deleted in the background, or ends by its TTL) and the call times out.
     ///
     /// # Errors
     ///
     /// [`LockTimeoutError::Timeout`] if the key was not granted in time (the waiter left the
-    /// queue); [`LockTimeoutError::Backend`] if Redis failed.
+    /// queue), including when Redis did not answer by then; [`LockTimeoutError::Backend`] if
+    /// Redis failed before.
     ///
     /// # Cancel safety
     ///
