@@ -96,6 +96,20 @@
 //!   and logged (`warn` when the outage begins, `info` when it ends);
 //!   `try_check` returns the `RedisCooldownError`
 //!   instead. Critical events always fire.
+//! - **A lost reply** (the script ran, the connection broke or the answer
+//!   came too late) is not a lost decision: a decision (`check`,
+//!   `check_critical`, `reserve`) that gets no reply within two thirds of
+//!   the timeout, or whose connection fails, is sent once more with the same
+//!   call id within the rest of the timeout, and the script answers a
+//!   repeated id with the reply it gave the first time (the last fire's and
+//!   the last suppression's replies are kept in the key's state hash). What
+//!   can still be lost: if the retry fails too (Redis unreachable for the
+//!   rest of the timeout) after the first attempt ran a fire, the digest
+//!   that fire took out of Redis is gone, and under the `Suppress` policy
+//!   the window has started in Redis while no replica fired (that event is
+//!   not sent, the next one after the window is); a suppression retried
+//!   after another suppression of the same key came in between is counted
+//!   twice.
 //! - **Bounded**: every key written expires: windows with the window (or the
 //!   reservation timeout), state and index `retention` after the window ends
 //!   (default: the window, at least 10 min), so digests no drain took are

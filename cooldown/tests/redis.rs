@@ -266,15 +266,18 @@ async fn every_key_expires_on_its_own() {
     let pattern = format!("seawall:cooldown:{{{name}}}:*");
     let mut keys: Vec<String> = con.keys(&pattern).await.unwrap();
     keys.sort();
-    let expected: Vec<String> = ["idx", "s:a", "s:b", "s:c", "w:a", "w:b", "w:c", "w:d"]
-        .iter()
-        .map(|k| format!("seawall:cooldown:{{{name}}}:{k}"))
-        .collect();
+    let expected: Vec<String> = [
+        "idx", "s:a", "s:b", "s:c", "s:d", "w:a", "w:b", "w:c", "w:d",
+    ]
+    .iter()
+    .map(|k| format!("seawall:cooldown:{{{name}}}:{k}"))
+    .collect();
     assert_eq!(keys, expected);
     for k in &keys {
         let ttl: i64 = con.pttl(k).await.unwrap();
         // window keys: the window (or the 60 s reservation timeout);
-        // state and index: window end + retention.
+        // state (the reservation's too: it keeps the call's reply) and
+        // index: window end + retention.
         let max = if k.ends_with("w:d") { 60_000 } else { 1_500 };
         assert!(ttl > 0 && ttl <= max, "{k} has PTTL {ttl}");
     }
@@ -474,4 +477,102 @@ async fn a_cancelled_reserve_rolls_back_what_it_won() {
         )),
         "{text}"
     );
+}
+
+/// A TCP proxy to the test server whose next reply from Redis can be lost
+/// with its connection: the script ran, the client sees the connection break.
+fn lossy_proxy() -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicBool;
+    let target = url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let drop_next = Arc::new(AtomicBool::new(false));
+    let flag = drop_next.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(&target).unwrap();
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+            let (mut s_in, mut c_out, flag) = (server, client, flag.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                    if flag.swap(false, Ordering::SeqCst) {
+                        // The reply is lost with the connection.
+                        let _ = c_out.shutdown(std::net::Shutdown::Both);
+                        let _ = s_in.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, drop_next)
+}
+
+/// A fire whose reply is lost after the script ran is not lost: the call is
+/// retried once, with the same call id, within the timeout, and Redis answers
+/// it with the same decision (the digest the fire took included), under
+/// either policy.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn a_lost_fire_reply_is_retried_with_the_same_answer() {
+    use seawall_cooldown::UnreachablePolicy;
+    for policy in [UnreachablePolicy::Fire, UnreachablePolicy::Suppress] {
+        let (port, drop_next) = lossy_proxy();
+        let c: RedisCooldown<String> = RedisCooldown::builder()
+            .url(format!("redis://127.0.0.1:{port}/"))
+            .name(unique_name())
+            .window(Duration::from_millis(300))
+            .timeout(Duration::from_millis(900))
+            .unreachable(policy)
+            .build()
+            .unwrap();
+        let key = "db-down".to_owned();
+        assert!(c.try_check(&key).await.unwrap().is_fire());
+        for _ in 0..3 {
+            assert!(c.try_check(&key).await.unwrap().is_suppressed());
+        }
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop_next.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        let Decision::Fire(fire) = c.check(&key).await else {
+            panic!("{policy:?}: the fire ran in Redis: it must be reported")
+        };
+        assert!(start.elapsed() < Duration::from_millis(900));
+        assert!(!drop_next.load(Ordering::SeqCst), "the reply was dropped");
+        assert_eq!(
+            (fire.degraded, fire.suppressed_since_last),
+            (false, 3),
+            "{policy:?}"
+        );
+        assert_eq!(fire.digest.map(|d| d.count), Some(3));
+        // The window started once: the next event is suppressed, counted once.
+        let s = c.try_check(&key).await.unwrap().suppressed().unwrap();
+        assert_eq!(s.suppressed, 1);
+
+        // The same for a reservation: the retry wins the same reservation.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop_next.store(true, Ordering::SeqCst);
+        let r = c.reserve(&key).await.expect("the reservation won in Redis");
+        assert!(!drop_next.load(Ordering::SeqCst), "the reply was dropped");
+        assert_eq!(
+            (r.fire().degraded, r.fire().suppressed_since_last),
+            (false, 1)
+        );
+        assert!(c.try_check(&key).await.unwrap().is_suppressed());
+        r.rollback().await.unwrap();
+        let Decision::Fire(f) = c.try_check(&key).await.unwrap() else {
+            panic!("rolled back")
+        };
+        assert_eq!(f.suppressed_since_last, 2);
+    }
 }

@@ -219,6 +219,12 @@ impl RedisInner {
         args: &[&str],
     ) -> Result<T, RedisCooldownError> {
         let mut inv = script.prepare_invoke();
+        self.keys_and_args(&mut inv, member, args);
+        self.bounded(invoke(&inv, &self.conn)).await
+    }
+
+    /// The key's three keys, the common arguments, then `args`.
+    fn keys_and_args(&self, inv: &mut ::redis::ScriptInvocation<'_>, member: &str, args: &[&str]) {
         inv.key(format!("{}w:{member}", self.prefix))
             .key(format!("{}s:{member}", self.prefix))
             .key(&self.index)
@@ -228,7 +234,6 @@ impl RedisInner {
         for a in args {
             inv.arg(*a);
         }
-        self.bounded(invoke(&inv, &self.conn)).await
     }
 
     async fn bounded<T>(
@@ -285,17 +290,27 @@ impl RedisInner {
         format!("{:016x}{n:x}", self.token_seed)
     }
 
-    /// One `DECIDE` call. `mode` is `c`, `x` or `r`.
-    async fn decide(
-        &self,
-        member: &str,
-        mode: &str,
-        token: &str,
-    ) -> Result<Raw, RedisCooldownError> {
+    /// One `DECIDE` call. `mode` is `c`, `x` or `r`; `id` is unique to the
+    /// call (the reservation token for `r`).
+    ///
+    /// Sent at most twice with the same id: if the first attempt gets no
+    /// reply within two thirds of the timeout, or its connection fails, it is
+    /// sent again within what is left. The script answers a repeated id with
+    /// the reply it gave the first time, so a fire whose reply was lost after
+    /// it ran (the digest it took, the window it started) is still reported.
+    async fn decide(&self, member: &str, mode: &str, id: &str) -> Result<Raw, RedisCooldownError> {
         let reservation_ms = self.reservation_ms.to_string();
-        let reply: Vec<i64> = self
-            .run(&SCRIPTS.decide, member, &[mode, token, &reservation_ms])
-            .await?;
+        let mut inv = SCRIPTS.decide.prepare_invoke();
+        self.keys_and_args(&mut inv, member, &[mode, id, &reservation_ms]);
+        let first_share = self.timeout.saturating_mul(2) / 3;
+        let call = async {
+            match tokio::time::timeout(first_share, invoke::<Vec<i64>>(&inv, &self.conn)).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(e)) if !lost_reply(&e) => Err(e),
+                Ok(Err(_)) | Err(_) => invoke(&inv, &self.conn).await,
+            }
+        };
+        let reply: Vec<i64> = self.bounded(call).await?;
         let local = Instant::now();
         match *reply.as_slice() {
             [0, _now, remaining, count] => Ok(Raw::Suppressed(Suppressed {
@@ -575,7 +590,8 @@ impl<K: fmt::Display> RedisCooldown<K> {
     /// ```
     pub async fn try_check(&self, key: &K) -> Result<Decision, RedisCooldownError> {
         let member = key.to_string();
-        let d = match self.inner.decide(&member, "c", "").await? {
+        let id = self.inner.next_token();
+        let d = match self.inner.decide(&member, "c", &id).await? {
             Raw::Fire(fire, _) => Decision::Fire(fire),
             Raw::Suppressed(s) => Decision::Suppressed(s),
         };
@@ -616,7 +632,8 @@ impl<K: fmt::Display> RedisCooldown<K> {
     /// ```
     pub async fn check_critical(&self, key: &K) -> Fire {
         let member = key.to_string();
-        match self.inner.decide(&member, "x", "").await {
+        let id = self.inner.next_token();
+        match self.inner.decide(&member, "x", &id).await {
             Ok(Raw::Fire(fire, _)) => {
                 self.inner.count(&Decision::Fire(fire.clone()));
                 fire
@@ -864,6 +881,17 @@ impl<K: FromStr> RedisCooldown<K> {
         }
         Ok(())
     }
+}
+
+/// Whether a failed call may have run in Redis without its reply reaching
+/// us (the connection broke or timed out), so sending it again with the same
+/// call id is worth it; not for an error Redis itself replied.
+fn lost_reply(e: &::redis::RedisError) -> bool {
+    e.is_timeout()
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
 }
 
 /// How many more times a script call is sent after NOSCRIPT beyond the one reload

@@ -10,6 +10,15 @@
 /// fires under both policies. Callers that want the error itself use
 /// [`try_check`](crate::RedisCooldown::try_check).
 ///
+/// A decision whose reply is lost (the script ran in Redis, then the
+/// connection broke or the answer came late) is first sent once more with
+/// the same call id within the timeout, and Redis answers it with the same
+/// decision, so a fire that ran is reported with its digest. The policy only
+/// decides when that retry fails too; if the first attempt had run a fire,
+/// the digest it took is then lost, and under `Suppress` the key's window
+/// has started in Redis although no replica fired, so that event is not sent
+/// (see [the crate docs](crate#redis-backend)).
+///
 /// # Default
 ///
 /// [`UnreachablePolicy::Fire`]: the cooldown's store being down must not

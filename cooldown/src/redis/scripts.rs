@@ -8,8 +8,10 @@
 //!   `PX` = the window rounded up to a millisecond; `r<token>` while a
 //!   reservation is in flight, with `PX` = the reservation timeout.
 //! - `KEYS[2]`, the state hash `<prefix>s:<key>`: `fired` (server µs of the
-//!   last fire, for `last_fired`) and the pending digest `count`, `first`,
-//!   `last`. Its `PEXPIRE` is refreshed on every write to the end of the
+//!   last fire, for `last_fired`), the pending digest `count`, `first`,
+//!   `last`, and the replies of the last fire and the last suppression
+//!   (`fcall`, `scall`: `<call id> <numbers>`) so a retried call gets the
+//!   same answer. Its `PEXPIRE` is refreshed on every write to the end of the
 //!   key's window plus the retention.
 //! - `KEYS[3]`, the index `<prefix>idx`: a sorted set of keys with a pending
 //!   digest, scored by the server µs at which their window ends, so a drain
@@ -64,13 +66,38 @@ local retention = tonumber(ARGV[3])
 "#;
 
 /// `ARGV[4]` = `c` (check), `x` (critical) or `r` (reserve), `ARGV[5]` the
-/// reservation token, `ARGV[6]` the reservation timeout in ms.
+/// call's unique id (also the reservation token), `ARGV[6]` the reservation
+/// timeout in ms.
 ///
 /// Replies `{0, now, remaining_us, count}` for a suppression and
 /// `{1, now, last_fired_or_-1, count, first, last, bypassed}` for a fire
 /// (or a won reservation).
+///
+/// Idempotent by call id: the last fire's reply is kept in the state hash as
+/// `fcall` (`<id> <numbers>`, until the next fire) and the last
+/// suppression's as `scall`, so a call retried after its reply was lost gets
+/// the same answer instead of deciding again (a fire's digest would be gone,
+/// the window already started). A suppression retried after another
+/// suppression of the key came in between is counted again.
 const DECIDE: &str = r#"
 local mode = ARGV[4]
+local id = ARGV[5]
+-- The same call again (its reply was lost): the same answer.
+for _, field in ipairs({'fcall', 'scall'}) do
+  local prev = redis.call('HGET', KEYS[2], field)
+  if prev and string.sub(prev, 1, #id + 1) == id .. ' ' then
+    local out = {}
+    for n in string.gmatch(string.sub(prev, #id + 2), '%S+') do
+      out[#out + 1] = tonumber(n)
+    end
+    return out
+  end
+end
+local function remember(field, reply)
+  local parts = {}
+  for i, n in ipairs(reply) do parts[i] = str(n) end
+  redis.call('HSET', KEYS[2], field, id .. ' ' .. table.concat(parts, ' '))
+end
 local blocked, stop = window_state(now, window)
 if blocked and mode ~= 'x' then
   local count = redis.call('HINCRBY', KEYS[2], 'count', 1)
@@ -83,9 +110,11 @@ if blocked and mode ~= 'x' then
     ends = stop
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. str(now - retention))
+  local reply = {0, now, remaining, count}
+  remember('scall', reply)
   index(ends, now, retention)
   keep_hash(ends + retention, now)
-  return {0, now, remaining, count}
+  return reply
 end
 local st = redis.call('HMGET', KEYS[2], 'fired', 'count', 'first', 'last')
 local fired = tonumber(st[1]) or -1
@@ -97,15 +126,17 @@ if count > 0 then
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
 if mode == 'r' then
-  redis.call('SET', KEYS[1], 'r' .. ARGV[5], 'PX', ARGV[6])
+  redis.call('SET', KEYS[1], 'r' .. id, 'PX', ARGV[6])
 else
   redis.call('SET', KEYS[1], 'f' .. str(now), 'PX', ceil_ms(window))
   redis.call('HSET', KEYS[2], 'fired', str(now))
-  keep_hash(now + window + retention, now)
 end
 local bypassed = 0
 if blocked then bypassed = 1 end
-return {1, now, fired, count, first, last, bypassed}
+local reply = {1, now, fired, count, first, last, bypassed}
+remember('fcall', reply)
+keep_hash(now + window + retention, now)
+return reply
 "#;
 
 /// `ARGV[4]` = the token. Starts the window now unless another replica's
