@@ -143,7 +143,9 @@
 //!
 //! **Keys.** The keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (default
 //! prefix `seawall:lock:`); the hash tag puts both in the same Cluster slot, as a script
-//! touching both requires. Every script names all its keys in `KEYS[]`; nothing scans.
+//! touching both requires. In the tag, `\` is written `\\`, `{` is written `\(` and `}` is
+//! written `\)`, and the empty key is written `\e` (`RedisBackend::lease_key`): the tag is
+//! never empty nor cut short, and distinct keys get distinct Redis keys. Every script names all its keys in `KEYS[]`; nothing scans.
 //!
 //! # Redis Cluster
 //!
@@ -158,9 +160,8 @@
 //! server, naming the seed nodes (`redis cluster at 10.0.0.1:6379,10.0.0.2:6379 unreachable:
 //! ...`, `RedisBackendError::addr` is `cluster 10.0.0.1:6379,...`).
 //!
-//! A key whose `Display` is empty or starts with `}` gives an empty hash tag, which Redis
-//! ignores: its two Redis keys hash apart and every call on it fails with a
-//! `RedisBackendError::Server` (`CrossSlot`). Any other key works.
+//! Every key works on a cluster, including an empty one or one with braces: they are
+//! escaped in the hash tag (see **Keys** above), so its two Redis keys always share a slot.
 //!
 //! **Failover.** Redis replicates asynchronously. If the master of a key's slot fails before
 //! a grant reached its replica, the promoted replica does not have the lease, and another

@@ -32,7 +32,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 86_400 * 1000;
 /// methods as the in-memory lock, with fallible signatures (see
 /// [the crate docs](crate#redis-backend) for the guarantees). Keys are any `K: Display`; the
 /// Redis keys are `<prefix>{<key>}` (the lease) and `<prefix>{<key>}:fence` (the fencing
-/// counter), hash-tagged so both live in one Cluster slot: on a Redis Cluster
+/// counter), with braces and backslashes in the key escaped (see
+/// [`lease_key`](Self::lease_key)), hash-tagged so both live in one Cluster slot: on a Redis Cluster
 /// ([`cluster`](Self::cluster)) every script goes to the node that owns its key's slot.
 ///
 /// Cloning is cheap (the connection and the in-process queues are shared).
@@ -173,7 +174,7 @@ impl Inner {
     }
 
     fn lease_key(&self, key: &(dyn Display + Sync)) -> String {
-        format!("{}{{{key}}}", self.prefix)
+        super::keys::lease_key(&self.prefix, key)
     }
 
     /// A fresh owner id: the process nonce and a sequence number.
@@ -486,8 +487,13 @@ impl RedisBackend {
         self.inner.auto_renew
     }
 
-    /// The Redis key of `key`'s lease: `<prefix>{<key>}`; its fencing counter is that plus
+    /// The Redis key of `key`'s lease: `<prefix>{<tag>}`; its fencing counter is that plus
     /// `:fence`.
+    ///
+    /// The hash tag `<tag>` is `key`'s `Display` output with `\` written `\\`, `{` written
+    /// `\(` and `}` written `\)`; the empty key is written `\e`. So the tag is never empty
+    /// and holds no brace (both Redis keys of a lock key share one Cluster slot, whatever the
+    /// key), and distinct keys get distinct Redis keys.
     ///
     /// # Examples
     ///
@@ -496,11 +502,13 @@ impl RedisBackend {
     /// # async fn main() {
     /// let backend = seawall_keyed_lock::RedisBackend::builder("redis://127.0.0.1/").build().unwrap();
     /// assert_eq!(backend.lease_key(&42), "seawall:lock:{42}");
+    /// assert_eq!(backend.lease_key(&"a{b}"), r"seawall:lock:{a\(b\)}");
+    /// assert_eq!(backend.lease_key(&""), r"seawall:lock:{\e}");
     /// # }
     /// ```
     #[must_use]
     pub fn lease_key(&self, key: &impl Display) -> String {
-        format!("{}{{{key}}}", self.inner.prefix)
+        super::keys::lease_key(&self.inner.prefix, key)
     }
 
     /// The number of keys that this process holds or waits for (its in-process queues).

@@ -30,7 +30,8 @@ impl fmt::Debug for RedisLease {
 }
 
 impl RedisLease {
-    /// The Redis key of the lease (`<prefix>{<key>}`).
+    /// The Redis key of the lease (`<prefix>{<key>}`, see
+    /// [`RedisBackend::lease_key`](crate::RedisBackend::lease_key)).
     #[must_use]
     pub fn redis_key(&self) -> &str {
         &self.0.lease_key

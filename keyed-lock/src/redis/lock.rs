@@ -12,7 +12,8 @@ use crate::{
 };
 
 /// The lock API on Redis. Keys are any `K: Display`: the key's `Display` output names the
-/// Redis keys (`<prefix>{<key>}`), so two keys must not display the same.
+/// Redis keys (`<prefix>{<key>}`, braces and backslashes escaped: see
+/// [`RedisBackend::lease_key`]), so two keys must not display the same.
 ///
 /// Every method can fail with [`RedisBackendError`] when Redis is unreachable, does not answer
 /// within the backend's command timeout, or answers with an error: it never hangs and never

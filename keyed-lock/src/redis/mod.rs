@@ -5,6 +5,7 @@ mod builder;
 mod conn;
 mod error;
 mod failures;
+mod keys;
 mod lease;
 mod lock;
 mod renew;

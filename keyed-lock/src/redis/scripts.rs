@@ -3,7 +3,8 @@
 //! example after a restart or `SCRIPT FLUSH`).
 //!
 //! Layout: `KEYS[1]` is the lease key `<prefix>{<key>}`, `KEYS[2]` the fence key
-//! `<prefix>{<key>}:fence`; the hash tag puts both in one Cluster slot. The lease value is
+//! `<prefix>{<key>}:fence` (the key escaped, see `keys.rs`); the hash tag puts both in one
+//! Cluster slot. The lease value is
 //! `<token>:<granted at, server µs>:<owner>`, where the owner is a random per-process nonce
 //! and a per-attempt sequence number.
 
