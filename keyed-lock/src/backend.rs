@@ -152,6 +152,19 @@ pub trait LockBackend<K>: Send + Sync + 'static {
         token: FencingToken,
     ) -> impl Future<Output = Result<Option<Instant>, Self::Error>> + Send;
 
+    /// Checks the lock's default TTL when a [`KeyedLock`](crate::KeyedLock) is built on this
+    /// backend ([`Builder::build_with_backend`](crate::Builder::build_with_backend)). The
+    /// default accepts every TTL (the builder already refuses zero).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`](crate::ConfigError) naming `ttl` if the backend cannot grant leases
+    /// that long.
+    fn check_ttl(&self, ttl: Duration) -> Result<(), crate::ConfigError> {
+        let _ = ttl;
+        Ok(())
+    }
+
     /// The lease's deadline as the backend tracks it, when it can move without the guard
     /// asking (a backend that renews leases in the background). `None` (the default) means
     /// "the deadline the guard was last given".

@@ -85,7 +85,9 @@
 //!
 //! **What it guarantees.** It is a *lease*, not a mutex. A grant is valid until a deadline
 //! computed on this host's monotonic clock: the instant *before* the acquire was sent, plus the
-//! TTL, minus a drift margin of 1 % + 2 ms (as Redlock). Redis expires the key on its own clock
+//! TTL, minus a drift margin of 1 % + 2 ms (as Redlock); so TTLs shorter than 3 ms
+//! (`RedisBackend::MIN_TTL`) are refused: at build time for the lock's default TTL
+//! (`ConfigError`, field `ttl`), per call with `RedisBackendError::InvalidTtl`. Redis expires the key on its own clock
 //! at least that late, so two holders never overlap *as long as both clocks run at about the
 //! same rate* and the process is not paused (GC-like stalls, a suspended VM) past its deadline
 //! without looking. A holder that may stall must pass its [`FencingToken`] to the store and let

@@ -614,13 +614,15 @@ impl<K> Builder<K> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the first invalid setting.
+    /// [`ConfigError`] naming the first invalid setting, including a `ttl` the backend
+    /// refuses ([`LockBackend::check_ttl`]).
     pub fn build_with_backend<B>(self, backend: B) -> Result<KeyedLock<K, B>, ConfigError>
     where
         K: Send + Sync,
         B: LockBackend<K>,
     {
         self.validate()?;
+        backend.check_ttl(self.ttl)?;
         Ok(KeyedLock::from_parts(backend, self.ttl, self.events()))
     }
 }

@@ -250,3 +250,23 @@ async fn tokens_increase_across_replicas_and_are_stored_in_the_lease() {
     }
     assert_eq!(fx.leftovers(&key).await, 0);
 }
+
+/// `extend` with a TTL shorter than `RedisBackend::MIN_TTL` is refused before anything is
+/// sent; the lease keeps its deadline.
+#[tokio::test]
+#[ignore = "needs redis-server"]
+async fn extend_with_a_too_short_ttl_is_refused() {
+    let fx = redis().await;
+    let mut guard = fx.locks.lock(&"short-extend".to_owned()).await.unwrap();
+    let deadline = guard.deadline();
+    match guard.extend(Duration::from_millis(2)).await {
+        Err(seawall_keyed_lock::ExtendError::Backend(
+            seawall_keyed_lock::RedisBackendError::InvalidTtl { ttl, .. },
+        )) => assert_eq!(ttl, Duration::from_millis(2)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(guard.deadline(), deadline);
+    guard.extend(RedisBackend::MIN_TTL * 100).await.unwrap();
+    drop(guard);
+    assert_eq!(fx.leftovers("short-extend").await, 0);
+}

@@ -414,3 +414,62 @@ async fn lock_timeout_is_bounded_by_its_timeout_when_redis_hangs() {
     }
     assert_eq!(locks.backend().local_len(), 0);
 }
+
+/// A TTL that leaves no validity once the drift margin (1 % + 2 ms) is taken off is refused:
+/// as a default TTL by `build_with_backend` (field `ttl`), per call with a clear error before
+/// anything is sent (the port is closed: a call that reached the network would be
+/// `Unreachable`). 3 ms is the shortest TTL accepted.
+#[tokio::test]
+async fn ttls_too_short_for_the_drift_margin_are_refused() {
+    let backend = || {
+        RedisBackend::builder(format!("redis://127.0.0.1:{}/", closed_port()))
+            .command_timeout(COMMAND_TIMEOUT)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(RedisBackend::MIN_TTL, Duration::from_millis(3));
+    for ttl in [
+        Duration::from_micros(500),
+        Duration::from_millis(2),
+        Duration::from_micros(2999),
+    ] {
+        let err = KeyedLock::<String>::builder()
+            .ttl(ttl)
+            .build_with_backend(backend())
+            .unwrap_err();
+        assert_eq!(err.field(), "ttl", "{ttl:?}");
+        assert!(err.to_string().contains("3ms"), "{err}");
+    }
+    let locks = KeyedLock::<String>::builder()
+        .ttl(Duration::from_millis(3))
+        .build_with_backend(backend())
+        .unwrap();
+    let key = "short".to_owned();
+    let short = Duration::from_millis(2);
+    let check = |err: &RedisBackendError| {
+        assert!(
+            matches!(err, RedisBackendError::InvalidTtl { ttl, .. } if *ttl == short),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("ttl 2ms"), "{err}");
+    };
+    check(&locks.lock_with_ttl(&key, short).await.unwrap_err());
+    match locks.try_lock_with_ttl(&key, short).await.unwrap_err() {
+        TryLockError::Backend(e) => check(&e),
+        other => panic!("{other:?}"),
+    }
+    match locks
+        .lock_timeout_with_ttl(&key, Duration::from_secs(1), short)
+        .await
+        .unwrap_err()
+    {
+        LockTimeoutError::Backend(e) => check(&e),
+        other => panic!("{other:?}"),
+    }
+    // The default TTL (3 ms) is accepted: that call reaches the (closed) port.
+    assert!(matches!(
+        locks.lock(&key).await.unwrap_err(),
+        RedisBackendError::Unreachable { .. }
+    ));
+    assert_eq!(locks.backend().local_len(), 0);
+}

@@ -133,6 +133,13 @@ fn drift(ttl: Duration) -> Duration {
     ttl / 100 + Duration::from_millis(2)
 }
 
+/// Whether a lease of `ttl` (as sent: whole milliseconds) is still valid for some time once
+/// the drift margin is taken off.
+fn ttl_valid(ttl: Duration) -> bool {
+    let sent = Duration::from_millis(ttl_millis(ttl));
+    sent > drift(sent)
+}
+
 fn lease_deadline(sent_at: Instant, ttl: Duration) -> Instant {
     deadline_after(sent_at, ttl.saturating_sub(drift(ttl)))
 }
@@ -456,6 +463,20 @@ impl RedisBackend {
         RedisBackendBuilder::from_cluster_urls(nodes)
     }
 
+    /// The shortest TTL the backend grants or extends a lease for: 3 ms. TTLs are sent in
+    /// whole milliseconds and every lease loses a clock-drift margin of 1 % + 2 ms, so a
+    /// shorter one would be expired when granted. A shorter default TTL is a `ConfigError`
+    /// (`ttl`) at build time; a shorter per-call TTL is
+    /// [`RedisBackendError::InvalidTtl`], before anything is sent.
+    pub const MIN_TTL: Duration = Duration::from_millis(3);
+
+    fn invalid_ttl(&self, ttl: Duration) -> Option<RedisBackendError> {
+        (!ttl_valid(ttl)).then(|| RedisBackendError::InvalidTtl {
+            addr: Arc::clone(&self.inner.addr),
+            ttl,
+        })
+    }
+
     pub(crate) fn from_inner(inner: Inner) -> Self {
         Self {
             inner: Arc::new(inner),
@@ -527,6 +548,9 @@ impl RedisBackend {
         wait: Wait,
         events: &LockEvents,
     ) -> Result<Grant<RedisLease>, Refused<RedisBackendError>> {
+        if let Some(e) = self.invalid_ttl(ttl) {
+            return Err(Refused::Backend(e));
+        }
         let inner = &self.inner;
         let start = Instant::now();
         let give_up = match wait {
@@ -692,6 +716,9 @@ impl RedisBackend {
         token: FencingToken,
         ttl: Duration,
     ) -> Result<Instant, ExtendError<RedisBackendError>> {
+        if let Some(e) = self.invalid_ttl(ttl) {
+            return Err(ExtendError::Backend(e));
+        }
         let st = &lease.0;
         let deadline = st.deadline();
         if st.is_gone() || st.is_released() || Instant::now() >= deadline {
@@ -751,6 +778,17 @@ where
         self.acquire_inner(key, ttl, wait, events)
     }
 
+    fn check_ttl(&self, ttl: Duration) -> Result<(), crate::ConfigError> {
+        if ttl_valid(ttl) {
+            Ok(())
+        } else {
+            Err(crate::ConfigError::new(
+                "ttl",
+                "too short for the redis backend: a lease needs at least 3ms (the clock-drift margin is 1 % + 2 ms)",
+            ))
+        }
+    }
+
     fn release(&self, lease: &RedisLease, _token: FencingToken, _events: &LockEvents) {
         if lease.0.start_release() {
             self.inner.spawn_release(lease.clone());
@@ -794,4 +832,19 @@ const NOSCRIPT_RELOADS: u32 = 2;
 
 fn is_noscript(e: &::redis::RedisError) -> bool {
     e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_ttl_is_the_shortest_valid_ttl() {
+        assert!(ttl_valid(RedisBackend::MIN_TTL));
+        assert!(!ttl_valid(RedisBackend::MIN_TTL - Duration::from_nanos(1)));
+        assert!(!ttl_valid(Duration::ZERO));
+        assert!(ttl_valid(Duration::from_secs(3600)));
+        let sent = Duration::from_millis(ttl_millis(RedisBackend::MIN_TTL));
+        assert!(lease_deadline(Instant::now(), sent) > Instant::now());
+    }
 }

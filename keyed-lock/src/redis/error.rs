@@ -37,6 +37,15 @@ pub enum RedisBackendError {
         /// The client's error.
         source: ::redis::RedisError,
     },
+    /// A TTL too short to leave any validity once the clock-drift margin (1 % + 2 ms) is
+    /// taken off: shorter than [`RedisBackend::MIN_TTL`](crate::RedisBackend::MIN_TTL) (3 ms).
+    /// Nothing was sent.
+    InvalidTtl {
+        /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
+        addr: Arc<str>,
+        /// The TTL asked for.
+        ttl: Duration,
+    },
     /// The server answered something the lock scripts never return (another program wrote a
     /// lock key with another layout).
     UnexpectedReply {
@@ -71,6 +80,7 @@ impl RedisBackendError {
             Self::Unreachable { addr, .. }
             | Self::NoAnswer { addr, .. }
             | Self::Server { addr, .. }
+            | Self::InvalidTtl { addr, .. }
             | Self::UnexpectedReply { addr, .. } => addr,
         }
     }
@@ -103,6 +113,12 @@ impl fmt::Display for RedisBackendError {
             Self::Server { addr, source } => {
                 write!(f, "{} answered with an error: {source}", At(addr))
             }
+            Self::InvalidTtl { addr, ttl } => write!(
+                f,
+                "{}: ttl {ttl:?} is too short: a lease needs at least {:?} (the clock-drift margin is 1 % + 2 ms)",
+                At(addr),
+                super::RedisBackend::MIN_TTL
+            ),
             Self::UnexpectedReply { addr, reply } => {
                 write!(f, "{} sent an unexpected reply: {reply}", At(addr))
             }
@@ -114,7 +130,7 @@ impl Error for RedisBackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Unreachable { source, .. } | Self::Server { source, .. } => Some(source),
-            Self::NoAnswer { .. } | Self::UnexpectedReply { .. } => None,
+            Self::NoAnswer { .. } | Self::InvalidTtl { .. } | Self::UnexpectedReply { .. } => None,
         }
     }
 }

@@ -68,12 +68,14 @@ where
         self.lock_with_ttl(key, self.ttl()).await
     }
 
-    /// [`lock`](Self::lock) with a TTL for this lease only (rounded to whole milliseconds,
-    /// at least 1 ms).
+    /// [`lock`](Self::lock) with a TTL for this lease only (rounded down to whole
+    /// milliseconds, at least [`RedisBackend::MIN_TTL`], 3 ms).
     ///
     /// # Errors
     ///
-    /// As [`lock`](Self::lock).
+    /// As [`lock`](Self::lock); [`RedisBackendError::InvalidTtl`] (nothing sent) if `ttl` is
+    /// shorter than [`RedisBackend::MIN_TTL`]. The same holds for every `*_with_ttl` method
+    /// and for [`Guard::extend`].
     ///
     /// # Cancel safety
     ///
@@ -257,7 +259,8 @@ where
     /// [`ExtendError::Expired`] if the local deadline has passed or Redis holds another value
     /// for the key (another holder, or Redis lost its data): the lease cannot be revived.
     /// [`ExtendError::Backend`] if Redis could not be asked; the lease may still be live until
-    /// [`deadline`](Guard::deadline).
+    /// [`deadline`](Guard::deadline). `ExtendError::Backend(RedisBackendError::InvalidTtl)`
+    /// (nothing sent, the lease unchanged) if `ttl` is shorter than [`RedisBackend::MIN_TTL`].
     ///
     /// # Cancel safety
     ///
