@@ -97,8 +97,14 @@
 //! **Fencing tokens.** One Lua script grants the lease and computes the token:
 //! `max(fence counter + 1, the server's TIME in µs)`. The counter lives next to the lease (and
 //! an hour longer). Because of the server time, tokens keep increasing even after Redis lost
-//! its data (a restart without persistence, a failover to a replica that missed the last
-//! writes) — provided the server's clock does not step back. Tokens are therefore large
+//! the counter (a restart without persistence, a failover to a replica that missed the last
+//! writes) — provided the clock of the server that grants next reads later than the clock
+//! that granted the last token did. That fails if the server's clock stepped back, or after
+//! a failover to a replica whose clock is behind the old primary's by more than the time
+//! between the two grants: a token can then be *lower* than one already handed out, and a
+//! store that rejects lower tokens would reject the new holder instead of the old one (keep
+//! the servers' clocks synchronised, e.g. NTP, and let a failover take longer than their
+//! skew). Tokens are therefore large
 //! (about 1.7 × 10¹⁵) and not dense.
 //!
 //! **Atomicity and ownership.** Acquire is `SET NX PX` plus the token in one script; release

@@ -275,6 +275,13 @@ async fn cluster_black_hole_gives_no_answer_within_the_command_timeout() {
 async fn builder_rejects_invalid_settings() {
     let err = RedisBackend::builder("http://nope").build().unwrap_err();
     assert_eq!(err.field(), "url");
+    assert_eq!(err.reason(), "not a valid redis:// URL");
+    // TLS is not built in.
+    let err = RedisBackend::builder("rediss://127.0.0.1:6380/")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "url");
+    assert!(err.reason().contains("TLS"), "{err}");
     let err = RedisBackend::builder("redis://127.0.0.1/")
         .prefix("")
         .build()

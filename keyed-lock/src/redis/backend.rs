@@ -423,9 +423,11 @@ impl Drop for InFlight<'_> {
 
 impl RedisBackend {
     /// A builder for a backend on the server at `url` (`redis://host:port/db`,
-    /// `rediss://...`, `redis+unix:///path`).
+    /// `redis+unix:///path`). TLS is not built in: the workspace's `redis` dependency has no
+    /// TLS feature, so `rediss://` URLs are refused by [`build`](RedisBackendBuilder::build);
+    /// use a TLS proxy or tunnel.
     ///
-    /// An invalid URL is reported by [`build`](RedisBackendBuilder::build).
+    /// An invalid URL is reported by [`build`](RedisBackendBuilder::build) (field `url`).
     pub fn builder(url: impl AsRef<str>) -> RedisBackendBuilder {
         RedisBackendBuilder::from_url(url.as_ref())
     }

@@ -101,9 +101,14 @@ impl Target {
 
 impl RedisBackendBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
-        let client = Client::open(url)
-            .map(Target::Node)
-            .map_err(|_| ConfigError::new("url", "not a valid redis:// URL"));
+        let client = Client::open(url).map(Target::Node).map_err(|_| {
+            let reason = if url.starts_with("rediss://") {
+                "rediss:// (TLS) is not supported: the redis dependency is built without TLS"
+            } else {
+                "not a valid redis:// URL"
+            };
+            ConfigError::new("url", reason)
+        });
         Self::with(client)
     }
 

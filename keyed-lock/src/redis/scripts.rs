@@ -17,8 +17,10 @@ pub(crate) const FENCE_GRACE_MS: u64 = 3_600_000;
 /// `{0, holder's PTTL (ms), holder's age (µs)}` when held.
 ///
 /// The token is `max(fence + 1, server time in µs)`: it grows with every grant, and keeps
-/// growing after the server lost its data (restart without persistence) as long as the
-/// server's clock does not step back.
+/// growing after the fence counter was lost (restart without persistence, failover to a
+/// replica that missed it) as long as the granting server's clock reads later than the
+/// clock that granted the last token (not so after a clock step back, or a failover to a
+/// replica whose clock is further behind than the time between the grants).
 const ACQUIRE: &str = r"
 local holder = redis.call('GET', KEYS[1])
 local t = redis.call('TIME')
