@@ -177,6 +177,10 @@ async fn cancelled_waiters() {
 
 /// Auto-renew keeps a lease alive well past its TTL while the guard lives, and stops when
 /// the guard is dropped (the key is then free at once, not after a TTL).
+///
+/// That the watchdog stopped is observed directly: after the release, the test writes the
+/// dropped guard's exact lease value back with a long PTTL. A watchdog still running would
+/// find its value there at its next renewal (every TTL/3) and cut the PTTL down to the TTL.
 #[tokio::test]
 #[ignore = "needs redis-server"]
 async fn auto_renew_keeps_the_lease_and_stops_on_drop() {
@@ -192,7 +196,13 @@ async fn auto_renew_keeps_the_lease_and_stops_on_drop() {
         .build_with_backend(backend)
         .unwrap();
     let other = replica(&url, &prefix);
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let key = "renewed".to_owned();
+    let lease_key = locks.backend().lease_key(&key);
     let guard = locks.lock(&key).await.unwrap();
     let lost = tokio::time::timeout(TTL * 3, guard.lost()).await;
     assert!(
@@ -206,23 +216,55 @@ async fn auto_renew_keeps_the_lease_and_stops_on_drop() {
         Err(seawall_keyed_lock::TryLockError::Busy(_))
     ));
     let token = guard.token();
+    let value = guard.lease().value().to_owned();
     drop(guard);
+
+    // Once the release deleted the key, put the same value back for 10 s.
+    let start = tokio::time::Instant::now();
+    loop {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&lease_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !exists {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "not released");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg(&value)
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Three renewal periods.
+    tokio::time::sleep(TTL).await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&lease_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&lease_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        pttl > 9_000,
+        "the watchdog still renewed the dropped guard's lease: PTTL {pttl} ms"
+    );
+
     let next = other
         .lock_timeout(&key, TTL / 2)
         .await
-        .expect("free right after the drop");
+        .expect("free after the drop");
     assert!(next.token() > token);
-    // The stopped watchdog no longer extends anything: the new holder's lease ends by its TTL.
     drop(next);
-    let fixture = Redis {
-        locks,
-        other,
-        conn: redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap(),
-    };
+    let fixture = Redis { locks, other, conn };
     assert_eq!(fixture.leftovers(&key).await, 0);
 }
 
