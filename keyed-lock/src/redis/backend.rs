@@ -217,14 +217,27 @@ impl Inner {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, RedisBackendError> {
         let mut conn = self.conn.clone();
+        let start = Instant::now();
         let call = async {
             // `invoke_async` answers NOSCRIPT by loading the script and sending EVALSHA again;
             // a `SCRIPT FLUSH` (or a failover) between that load and the retry makes the retry
             // fail with NOSCRIPT too, so go round again, a bounded number of times.
             let mut reloads = 0;
+            let mut stale_retried = false;
             loop {
                 match invocation.invoke_async(&mut conn).await {
                     Err(e) if is_noscript(&e) && reloads < NOSCRIPT_RELOADS => reloads += 1,
+                    // A timeout long before the client's own timeouts (the command timeout)
+                    // could run out is the stale outcome of an earlier connection attempt: the
+                    // connection manager hands it to the next caller and reconnects. Nothing
+                    // was sent; ask once more on the new connection.
+                    Err(e)
+                        if e.is_timeout()
+                            && !stale_retried
+                            && start.elapsed() < self.command_timeout / 2 =>
+                    {
+                        stale_retried = true;
+                    }
                     other => return other,
                 }
             }
