@@ -14,74 +14,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use seawall_cooldown::{Decision, Digest, Fire, RedisCooldown, RedisReservation, Suppressed};
-
 #[macro_use]
 mod conformance;
 mod redis_support;
 
-use conformance::{Backend, Fixture, Reserved};
+use conformance::redis::RedisFixture;
 
-impl Reserved for RedisReservation<String> {
-    fn fire(&self) -> &Fire {
-        RedisReservation::fire(self)
-    }
-    async fn commit(self) {
-        RedisReservation::commit(self)
-            .await
-            .expect("commit reached redis");
-    }
-    async fn rollback(self) {
-        RedisReservation::rollback(self)
-            .await
-            .expect("rollback reached redis");
-    }
-}
-
-impl Backend for RedisCooldown<String> {
-    type Res = RedisReservation<String>;
-    async fn check(&self, key: &str) -> Decision {
-        self.try_check(&key.to_owned())
-            .await
-            .expect("redis answers")
-    }
-    async fn critical(&self, key: &str) -> Fire {
-        let f = self.check_critical(&key.to_owned()).await;
-        assert!(!f.degraded, "redis answers");
-        f
-    }
-    async fn reserve(&self, key: &str) -> Result<Self::Res, Suppressed> {
-        let r = RedisCooldown::reserve(self, &key.to_owned()).await;
-        if let Ok(r) = &r {
-            assert!(!r.fire().degraded, "redis answers");
-        }
-        r
-    }
-    async fn drain(&self) -> Vec<(String, Digest)> {
-        self.drain_digests().await
-    }
-}
-
-struct Cluster;
-
-impl Fixture for Cluster {
-    type C = RedisCooldown<String>;
-    const WINDOW: Duration = Duration::from_millis(400);
-    const SLACK: Duration = Duration::from_millis(40);
-    async fn cooldown(&self) -> RedisCooldown<String> {
-        redis_support::cluster_cooldown(Self::WINDOW)
-    }
-    async fn pass(&self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-    async fn settle(&self) {
-        // The rollback of a dropped reservation runs on a spawned task: one
-        // round trip (and perhaps a redirection).
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-conformance_suite!(Cluster, #[tokio::test] #[ignore = "needs redis-server"]);
+conformance_suite!(RedisFixture(redis_support::cluster_cooldown), #[tokio::test] #[ignore = "needs redis-server"]);
 
 /// The masters of the cluster, as `host:port`, from `CLUSTER NODES`.
 async fn masters() -> Vec<String> {

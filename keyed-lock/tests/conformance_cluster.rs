@@ -11,14 +11,12 @@
 mod conformance;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use conformance::Fixture;
+use conformance::redis::{RedisFixture, TTL, test_prefix};
 use redis::cluster_async::ClusterConnection;
 use seawall_keyed_lock::{KeyedLock, RedisBackend};
-
-const TTL: Duration = Duration::from_millis(300);
 
 fn urls() -> Vec<String> {
     let urls = std::env::var("SEAWALL_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
@@ -39,17 +37,7 @@ fn urls() -> Vec<String> {
     urls
 }
 
-fn test_prefix() -> String {
-    let r = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
-    format!("seawall:test:{r:016x}:")
-}
-
-struct Cluster {
-    locks: KeyedLock<String, RedisBackend>,
-    /// A second backend on the same prefix: another replica.
-    other: KeyedLock<String, RedisBackend>,
-    conn: ClusterConnection,
-}
+type Cluster = RedisFixture<ClusterConnection>;
 
 fn replica(urls: &[String], prefix: &str, auto_renew: bool) -> KeyedLock<String, RedisBackend> {
     let backend = RedisBackend::cluster(urls)
@@ -80,64 +68,6 @@ async fn cluster() -> Cluster {
         locks: replica(&urls, &prefix, false),
         other: replica(&urls, &prefix, false),
         conn: cluster_conn(&urls).await,
-    }
-}
-
-impl Fixture for Cluster {
-    type B = RedisBackend;
-
-    fn locks(&self) -> &KeyedLock<String, Self::B> {
-        &self.locks
-    }
-
-    fn other(&self) -> &KeyedLock<String, Self::B> {
-        &self.other
-    }
-
-    fn ttl(&self) -> Duration {
-        TTL
-    }
-
-    fn drift(&self, ttl: Duration) -> Duration {
-        ttl / 100 + Duration::from_millis(2)
-    }
-
-    fn slack(&self) -> Duration {
-        Duration::from_millis(60)
-    }
-
-    /// The waiting replica's backoff is capped at 100 ms.
-    fn handoff(&self) -> Duration {
-        Duration::from_millis(100) + self.slack()
-    }
-
-    async fn pass(&self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-
-    async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-
-    /// In-process queue entries plus the lease key in the cluster, once background releases
-    /// had up to 500 ms to finish.
-    async fn leftovers(&self, key: &str) -> usize {
-        let lease_key = self.locks.backend().lease_key(&key);
-        let mut conn = self.conn.clone();
-        let mut left = 0;
-        for _ in 0..50 {
-            let exists: usize = redis::cmd("EXISTS")
-                .arg(&lease_key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            left = self.locks.backend().local_len() + self.other.backend().local_len() + exists;
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        left
     }
 }
 

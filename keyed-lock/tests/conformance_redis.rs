@@ -12,13 +12,11 @@
 
 mod conformance;
 
-use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use conformance::Fixture;
+use conformance::redis::{RedisFixture, TTL, test_prefix};
 use seawall_keyed_lock::{KeyedLock, RedisBackend};
-
-const TTL: Duration = Duration::from_millis(300);
 
 fn url() -> String {
     std::env::var("SEAWALL_REDIS_URL").unwrap_or_else(|_| {
@@ -29,17 +27,7 @@ fn url() -> String {
     })
 }
 
-fn test_prefix() -> String {
-    let r = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
-    format!("seawall:test:{r:016x}:")
-}
-
-struct Redis {
-    locks: KeyedLock<String, RedisBackend>,
-    /// A second backend on the same prefix: another replica.
-    other: KeyedLock<String, RedisBackend>,
-    conn: redis::aio::MultiplexedConnection,
-}
+type Redis = RedisFixture<redis::aio::MultiplexedConnection>;
 
 fn replica(url: &str, prefix: &str) -> KeyedLock<String, RedisBackend> {
     let backend = RedisBackend::builder(url)
@@ -65,64 +53,6 @@ async fn redis() -> Redis {
         .await
         .expect("SEAWALL_REDIS_URL is not reachable");
     Redis { locks, other, conn }
-}
-
-impl Fixture for Redis {
-    type B = RedisBackend;
-
-    fn locks(&self) -> &KeyedLock<String, Self::B> {
-        &self.locks
-    }
-
-    fn other(&self) -> &KeyedLock<String, Self::B> {
-        &self.other
-    }
-
-    fn ttl(&self) -> Duration {
-        TTL
-    }
-
-    fn drift(&self, ttl: Duration) -> Duration {
-        ttl / 100 + Duration::from_millis(2)
-    }
-
-    fn slack(&self) -> Duration {
-        Duration::from_millis(60)
-    }
-
-    /// The waiting replica's backoff is capped at 100 ms.
-    fn handoff(&self) -> Duration {
-        Duration::from_millis(100) + self.slack()
-    }
-
-    async fn pass(&self, d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-
-    async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-
-    /// In-process queue entries plus the lease key in Redis, once background releases had
-    /// up to 500 ms to finish.
-    async fn leftovers(&self, key: &str) -> usize {
-        let lease_key = self.locks.backend().lease_key(&key);
-        let mut conn = self.conn.clone();
-        let mut left = 0;
-        for _ in 0..50 {
-            let exists: usize = redis::cmd("EXISTS")
-                .arg(&lease_key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            left = self.locks.backend().local_len() + self.other.backend().local_len() + exists;
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        left
-    }
 }
 
 #[tokio::test]

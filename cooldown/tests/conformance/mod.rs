@@ -1,8 +1,9 @@
 //! The behavioural contract of a cooldown, written once as generic async test
 //! bodies and run against every backend: `conformance_memory.rs` (the
-//! in-memory [`Cooldown`](seawall_cooldown::Cooldown), paused clock) and
+//! in-memory [`Cooldown`](seawall_cooldown::Cooldown), paused clock),
 //! `conformance_redis.rs` (the [`RedisCooldown`](seawall_cooldown::RedisCooldown),
-//! a real server, real time).
+//! a real server, real time) and `conformance_cluster.rs` (the same on a Redis
+//! Cluster).
 //!
 //! A backend is reached through [`Backend`], a test-side trait both cooldowns
 //! implement with `String` keys; a [`Fixture`] makes a fresh, isolated
@@ -16,6 +17,9 @@ use std::time::Duration;
 
 use seawall_cooldown::{Decision, Digest, Fire, Suppressed};
 use tokio::time::Instant;
+
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// A won reservation, as the suite drives it.
 pub(crate) trait Reserved: Send {

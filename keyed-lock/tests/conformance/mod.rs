@@ -1,6 +1,6 @@
 //! The behavioural contract of `KeyedLock` on any backend: one generic body per behaviour,
-//! instantiated by `conformance_memory.rs` (paused time) and `conformance_redis.rs` (a real
-//! server, real time).
+//! instantiated by `conformance_memory.rs` (paused time), `conformance_redis.rs` (a real
+//! server, real time) and `conformance_cluster.rs` (a Redis Cluster, real time).
 //!
 //! Contenders come from [`Fixture::other`], "another replica": for a shared store a second
 //! lock instance on the same store (so the store itself arbitrates), for the in-memory backend
@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use seawall_keyed_lock::{ExtendError, Guard, KeyedLock, LockBackend, Refused, Wait};
 use tokio::time::Instant;
+
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// How a test instance provides the lock and lets time pass.
 pub trait Fixture: Send + Sync + 'static {
