@@ -288,9 +288,8 @@ impl RateWindow {
                 }
             }
         }
-        if !bad {
-            return None;
-        }
+        // Evaluated on every call, not only on bad ones: a good call can cross the threshold
+        // too, by bringing the window to `min_calls` or by sliding good calls out of it.
         let (calls, bad) = self.totals(now);
         if calls >= self.min_calls && calls > 0 {
             let rate = f64::from(bad) / f64::from(calls);
@@ -394,7 +393,8 @@ mod tests {
         assert_eq!(w.record(true, 0), None);
         assert_eq!(w.record(true, 5 * MS), None); // same bucket, 2 calls < 3
         assert_eq!(w.totals(5 * MS), (2, 2));
-        assert_eq!(w.record(false, 50 * MS), None); // 3 calls, 2 bad: 66% >= 60% but a success
+        // 3 calls, 2 bad: 66% >= 60%. A success that brings the window to `min_calls` trips it.
+        assert_eq!(w.record(false, 50 * MS), Some((2.0 / 3.0, 3)));
         assert_eq!(w.totals(50 * MS), (3, 2));
         // At 100 ms the bucket [0, 10) has left the window: 1 call.
         assert_eq!(w.totals(100 * MS), (1, 0));
@@ -412,7 +412,8 @@ mod tests {
             assert_eq!(w.record(true, i * 3_000 * MS), None);
         }
         assert_eq!(w.totals(26_999 * MS), (9, 9));
-        assert_eq!(w.record(false, 27_000 * MS), None);
+        // The tenth call, a success, reaches min_calls at 90 %.
+        assert_eq!(w.record(false, 27_000 * MS), Some((0.9, 10)));
         assert_eq!(w.totals(27_000 * MS), (10, 9));
         // At 30 s the first bucket [0, 3 s) expires: 9 calls remain, 8 bad.
         assert_eq!(w.totals(30_000 * MS), (9, 8));
