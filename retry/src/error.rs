@@ -64,6 +64,7 @@ impl<E: Error + 'static> Error for AttemptError<E> {
 /// | [`Exhausted`](Self::Exhausted) | `max_attempts` were made (or a finite backoff ran out) |
 /// | [`Permanent`](Self::Permanent) | the predicate classified the error as permanent |
 /// | [`Deadline`](Self::Deadline) | the next delay would have ended past `max_elapsed` |
+/// | [`HintBeyondDeadline`](Self::HintBeyondDeadline) | the server's hint would have ended past `max_elapsed` |
 /// | [`Budget`](Self::Budget) | the shared [`RetryBudget`](crate::RetryBudget) refused a retry |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryError<E> {
@@ -90,6 +91,17 @@ pub enum RetryError<E> {
         /// The last attempt's failure.
         last: AttemptError<E>,
     },
+    /// The server's hint (a `Retry-After`, already capped at `max_hint`) asked for a wait that
+    /// would have ended past the policy's deadline: no retry was made, because retrying earlier
+    /// than the server asked would only be refused again.
+    HintBeyondDeadline {
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// The hinted wait (after the `max_hint` cap) that did not fit.
+        hint: Duration,
+        /// The last attempt's failure (the one that carried the hint).
+        last: AttemptError<E>,
+    },
     /// The retry budget had no token left for another retry.
     Budget {
         /// Attempts made, including the first.
@@ -106,6 +118,7 @@ impl<E> RetryError<E> {
             Self::Exhausted { attempts, .. }
             | Self::Permanent { attempts, .. }
             | Self::Deadline { attempts, .. }
+            | Self::HintBeyondDeadline { attempts, .. }
             | Self::Budget { attempts, .. } => *attempts,
         }
     }
@@ -116,6 +129,7 @@ impl<E> RetryError<E> {
             Self::Permanent { error, .. } => AttemptError::Failed(error),
             Self::Exhausted { last, .. }
             | Self::Deadline { last, .. }
+            | Self::HintBeyondDeadline { last, .. }
             | Self::Budget { last, .. } => match last {
                 AttemptError::Failed(e) => AttemptError::Failed(e),
                 AttemptError::TimedOut(d) => AttemptError::TimedOut(*d),
@@ -138,17 +152,19 @@ impl<E> RetryError<E> {
             Self::Permanent { error, .. } => Some(error),
             Self::Exhausted { last, .. }
             | Self::Deadline { last, .. }
+            | Self::HintBeyondDeadline { last, .. }
             | Self::Budget { last, .. } => last.into_error(),
         }
     }
 
-    /// A short, stable name for the stop reason: `exhausted`, `permanent`, `deadline` or
-    /// `budget` (the `result` label of `seawall_retry_calls_total`).
+    /// A short, stable name for the stop reason: `exhausted`, `permanent`, `deadline`,
+    /// `hint_beyond_deadline` or `budget` (the `result` label of `seawall_retry_calls_total`).
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Exhausted { .. } => "exhausted",
             Self::Permanent { .. } => "permanent",
             Self::Deadline { .. } => "deadline",
+            Self::HintBeyondDeadline { .. } => "hint_beyond_deadline",
             Self::Budget { .. } => "budget",
         }
     }
@@ -171,6 +187,14 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
                 f,
                 "deadline reached after {attempts} attempts (next delay {next_delay:?}): {last}"
             ),
+            Self::HintBeyondDeadline {
+                attempts,
+                hint,
+                last,
+            } => write!(
+                f,
+                "server asked to wait {hint:?}, past the deadline, after {attempts} attempts: {last}"
+            ),
             Self::Budget { attempts, last } => {
                 write!(
                     f,
@@ -187,6 +211,7 @@ impl<E: Error + 'static> Error for RetryError<E> {
             Self::Permanent { error, .. } => Some(error),
             Self::Exhausted { last, .. }
             | Self::Deadline { last, .. }
+            | Self::HintBeyondDeadline { last, .. }
             | Self::Budget { last, .. } => match last {
                 AttemptError::Failed(e) => Some(e),
                 AttemptError::TimedOut(_) => None,

@@ -18,7 +18,7 @@ type Labels1 = [(&'static str, String); 1];
 /// | family | type | labels |
 /// |---|---|---|
 /// | `seawall_retry_attempts_total` | counter | `policy`, `outcome` = `success` \| `transient` \| `permanent` \| `timeout` |
-/// | `seawall_retry_calls_total` | counter | `policy`, `result` = `first_try` \| `after_retry` \| `exhausted` \| `permanent` \| `deadline` \| `budget` |
+/// | `seawall_retry_calls_total` | counter | `policy`, `result` = `first_try` \| `after_retry` \| `exhausted` \| `permanent` \| `deadline` \| `hint_beyond_deadline` \| `budget` |
 /// | `seawall_retry_budget_tokens` | gauge | `policy` (only when a budget is attached) |
 ///
 /// # Examples
@@ -101,6 +101,7 @@ impl Metrics {
             call_exhausted: c("exhausted"),
             call_permanent: c("permanent"),
             call_deadline: c("deadline"),
+            call_hint_beyond_deadline: c("hint_beyond_deadline"),
             call_budget: c("budget"),
             budget_tokens: if with_budget {
                 self.budget_tokens
@@ -125,6 +126,7 @@ pub(crate) struct PolicyMetrics {
     pub(crate) call_exhausted: Counter,
     pub(crate) call_permanent: Counter,
     pub(crate) call_deadline: Counter,
+    pub(crate) call_hint_beyond_deadline: Counter,
     pub(crate) call_budget: Counter,
     pub(crate) budget_tokens: Gauge<f64, AtomicU64>,
 }

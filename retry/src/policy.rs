@@ -21,6 +21,9 @@ type Notify<E> = dyn Fn(u32, &AttemptError<E>, Duration) + Send + Sync;
 type BoxedDelays = Box<dyn Iterator<Item = Duration> + Send>;
 type DelayFactory = dyn Fn() -> BoxedDelays + Send + Sync;
 
+/// The default cap on a server's hint ([`RetryPolicyBuilder::max_hint`]).
+const DEFAULT_MAX_HINT: Duration = Duration::from_secs(300);
+
 /// How to retry a fallible async (or blocking) operation: how many attempts, how long to wait
 /// between them, which errors are worth retrying, and when to give up.
 ///
@@ -34,11 +37,15 @@ type DelayFactory = dyn Fn() -> BoxedDelays + Send + Sync;
 ///    stops with [`RetryError::Permanent`]; a timed-out attempt is always transient;
 /// 2. after `max_attempts` attempts (or when a custom backoff runs out) it stops with
 ///    [`RetryError::Exhausted`];
-/// 3. the delay is the backoff's next delay, raised to the server's hint
-///    ([`retry_after`](RetryPolicyBuilder::retry_after)) if there is one, the hint first capped
-///    at `max_delay`: `max(backoff, min(hint, max_delay))`;
+/// 3. the delay is the backoff's next delay (capped at `max_delay`), raised to the server's
+///    hint ([`retry_after`](RetryPolicyBuilder::retry_after)) if there is one, the hint first
+///    capped at its own cap [`max_hint`](RetryPolicyBuilder::max_hint) (5 min by default, not
+///    `max_delay`: a `Retry-After: 120` is waited out, not retried into another 429 after
+///    30 s): `max(backoff, min(hint, max_hint))`;
 /// 4. if that delay would end past the deadline (`max_elapsed` after the call started), it
-///    stops with [`RetryError::Deadline`] without sleeping;
+///    stops without sleeping: with [`RetryError::HintBeyondDeadline`] when the hint set the
+///    delay (retrying earlier than the server asked would only be refused again), otherwise
+///    with [`RetryError::Deadline`];
 /// 5. if a [`RetryBudget`] is attached and refuses, it stops with [`RetryError::Budget`];
 /// 6. otherwise it calls the notify hook, emits a `tracing` event, sleeps (not at all for a
 ///    zero delay: no timer is touched) and tries again.
@@ -54,6 +61,7 @@ struct Inner<E> {
     max_attempts: u32,
     backoff: Delays0,
     max_delay: Duration,
+    max_hint: Duration,
     attempt_timeout: Option<Duration>,
     max_elapsed: Option<Duration>,
     budget: Option<RetryBudget>,
@@ -101,6 +109,7 @@ impl<E> fmt::Debug for RetryPolicy<E> {
                 },
             )
             .field("max_delay", &i.max_delay)
+            .field("max_hint", &i.max_hint)
             .field("attempt_timeout", &i.attempt_timeout)
             .field("max_elapsed", &i.max_elapsed)
             .field("budget", &i.budget)
@@ -123,6 +132,7 @@ enum Stop {
     Exhausted,
     Permanent,
     Deadline(Duration),
+    HintBeyondDeadline(Duration),
     Budget,
 }
 
@@ -383,16 +393,18 @@ impl<E> RetryPolicy<E> {
             (Delays::Custom(it), _) => it.next(),
             (Delays::Builtin(_), Delays0::Custom(_)) => None,
         };
-        let Some(mut delay) = next else {
+        let Some(backoff) = next else {
             return Step::Stop(Stop::Exhausted);
         };
-        if let Some(hint) = hint {
-            delay = delay.max(hint.min(inner.max_delay));
-        }
+        let hint = hint.map(|h| h.min(inner.max_hint)).filter(|h| *h > backoff);
+        let delay = hint.unwrap_or(backoff);
         if let Some(deadline) = deadline {
             let ends = Instant::now().checked_add(delay);
             if ends.is_none_or(|ends| ends > deadline) {
-                return Step::Stop(Stop::Deadline(delay));
+                return Step::Stop(match hint {
+                    Some(hint) => Stop::HintBeyondDeadline(hint),
+                    None => Stop::Deadline(delay),
+                });
             }
         }
         if let Some(budget) = &inner.budget {
@@ -428,6 +440,11 @@ impl<E> RetryPolicy<E> {
                 next_delay,
                 last,
             },
+            Stop::HintBeyondDeadline(hint) => RetryError::HintBeyondDeadline {
+                attempts,
+                hint,
+                last,
+            },
             Stop::Budget => RetryError::Budget { attempts, last },
             Stop::Permanent => match last {
                 AttemptError::Failed(error) => RetryError::Permanent { attempts, error },
@@ -440,6 +457,7 @@ impl<E> RetryPolicy<E> {
                 RetryError::Exhausted { .. } => m.call_exhausted.inc(),
                 RetryError::Permanent { .. } => m.call_permanent.inc(),
                 RetryError::Deadline { .. } => m.call_deadline.inc(),
+                RetryError::HintBeyondDeadline { .. } => m.call_hint_beyond_deadline.inc(),
                 RetryError::Budget { .. } => m.call_budget.inc(),
             };
         }
@@ -647,6 +665,7 @@ where
 /// | `max_attempts` | 3 (the first attempt and two retries) |
 /// | backoff | exponential from 1 s, factor 2: 1 s, 2 s, 4 s, ... |
 /// | `max_delay` | 30 s, or the initial delay if that is longer |
+/// | `max_hint` | 5 min |
 /// | `jitter` | [`Jitter::None`] (set [`Jitter::Full`] when many clients retry the same thing) |
 /// | `seed` | none (each call draws from a fresh seed) |
 /// | `attempt_timeout` | none |
@@ -668,6 +687,7 @@ pub struct RetryPolicyBuilder<E> {
     backoff: BackoffBuilder,
     factor: Option<f64>,
     max_delay: Option<Duration>,
+    max_hint: Duration,
     jitter: Option<Jitter>,
     seed: Option<u64>,
     custom: Option<Box<DelayFactory>>,
@@ -688,6 +708,7 @@ impl<E> Default for RetryPolicyBuilder<E> {
             backoff: BackoffBuilder::default(),
             factor: None,
             max_delay: None,
+            max_hint: DEFAULT_MAX_HINT,
             jitter: None,
             seed: None,
             custom: None,
@@ -787,9 +808,18 @@ impl<E> RetryPolicyBuilder<E> {
         self
     }
 
-    /// The cap on every backoff delay, and on a server's hint.
+    /// The cap on every backoff delay (not on a server's hint: see
+    /// [`max_hint`](Self::max_hint)).
     pub fn max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = Some(max_delay);
+        self
+    }
+
+    /// The cap on a server's hint ([`retry_after`](Self::retry_after)), separate from
+    /// `max_delay`: a hint above it is waited out only up to this long. A hint that would end
+    /// past the deadline stops the call with [`RetryError::HintBeyondDeadline`].
+    pub fn max_hint(mut self, max_hint: Duration) -> Self {
+        self.max_hint = max_hint;
         self
     }
 
@@ -838,7 +868,7 @@ impl<E> RetryPolicyBuilder<E> {
     }
 
     /// Extracts a server's hint (a `Retry-After`) from an error: the next delay is then at least
-    /// the hint (itself capped at `max_delay`).
+    /// the hint (itself capped at [`max_hint`](Self::max_hint)).
     pub fn retry_after<F>(mut self, hint: F) -> Self
     where
         F: Fn(&E) -> Option<Duration> + Send + Sync + 'static,
@@ -914,6 +944,7 @@ impl<E> RetryPolicyBuilder<E> {
                 max_attempts: self.max_attempts,
                 backoff,
                 max_delay,
+                max_hint: self.max_hint,
                 attempt_timeout: self.attempt_timeout,
                 max_elapsed: self.max_elapsed,
                 needs_start: self.budget.is_some() || self.max_elapsed.is_some(),

@@ -50,12 +50,12 @@ async fn families_count_attempts_and_calls_by_outcome() {
             .await
             .is_err()
     );
-    // transient, hint 3 s, transient, then the next 3 s would overrun 5 s: deadline
+    // transient, hint 3 s, transient, then the next hinted 3 s would overrun 5 s
     let err = a
         .retry(|| async { Err::<(), _>(E::Transient) })
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "deadline");
+    assert_eq!(err.reason(), "hint_beyond_deadline");
 
     let b = RetryPolicy::<E>::builder()
         .name("b")
@@ -111,7 +111,8 @@ async fn families_count_attempts_and_calls_by_outcome() {
         r#"seawall_retry_calls_total{policy="a",result="first_try"} 1"#,
         r#"seawall_retry_calls_total{policy="a",result="after_retry"} 1"#,
         r#"seawall_retry_calls_total{policy="a",result="permanent"} 1"#,
-        r#"seawall_retry_calls_total{policy="a",result="deadline"} 1"#,
+        r#"seawall_retry_calls_total{policy="a",result="deadline"} 0"#,
+        r#"seawall_retry_calls_total{policy="a",result="hint_beyond_deadline"} 1"#,
         r#"seawall_retry_calls_total{policy="a",result="exhausted"} 0"#,
         r#"seawall_retry_attempts_total{policy="b",outcome="transient"} 3"#,
         r#"seawall_retry_calls_total{policy="b",result="budget"} 2"#,

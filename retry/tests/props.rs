@@ -86,6 +86,7 @@ enum Ending {
     Exhausted,
     Permanent,
     Deadline(Duration),
+    HintBeyondDeadline(Duration),
 }
 
 /// The reference model: the documented loop, as plain arithmetic.
@@ -94,6 +95,7 @@ fn model(
     max_attempts: u32,
     initial: Duration,
     max_delay: Duration,
+    max_hint: Duration,
     timeout: Duration,
     deadline: Option<Duration>,
 ) -> (Ending, Vec<Duration>, Vec<(u32, Duration)>) {
@@ -117,15 +119,18 @@ fn model(
         if attempt >= max_attempts {
             return (Ending::Exhausted, starts, notified);
         }
-        let mut delay = base.min(max_delay);
+        let backoff = base.min(max_delay);
         base = base.saturating_mul(2);
-        if let Some(h) = hint {
-            delay = delay.max(h.min(max_delay));
-        }
+        let hint = hint.map(|h| h.min(max_hint)).filter(|h| *h > backoff);
+        let delay = hint.unwrap_or(backoff);
         if let Some(dl) = deadline
             && t + delay > dl
         {
-            return (Ending::Deadline(delay), starts, notified);
+            let ending = match hint {
+                Some(h) => Ending::HintBeyondDeadline(h),
+                None => Ending::Deadline(delay),
+            };
+            return (ending, starts, notified);
         }
         notified.push((attempt, delay));
         t += delay;
@@ -145,14 +150,16 @@ proptest! {
         initial_ms in 0u64..3_000,
         extra_ms in 0u64..10_000,
         deadline_ms in prop::option::of(0u64..40_000),
+        max_hint_ms in 0u64..30_000,
     ) {
         script.truncate(max_attempts as usize);
         let initial = Duration::from_millis(initial_ms);
         let max_delay = initial + Duration::from_millis(extra_ms);
         let timeout = Duration::from_secs(2);
         let deadline = deadline_ms.map(Duration::from_millis);
+        let max_hint = Duration::from_millis(max_hint_ms);
         let (ending, starts, notified) =
-            model(&script, max_attempts, initial, max_delay, timeout, deadline);
+            model(&script, max_attempts, initial, max_delay, max_hint, timeout, deadline);
 
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -166,6 +173,7 @@ proptest! {
                 .max_attempts(max_attempts)
                 .exponential(initial)
                 .max_delay(max_delay)
+                .max_hint(max_hint)
                 .attempt_timeout(timeout)
                 .retry_if(|e| *e != Error::Permanent)
                 .retry_after(|e| match e {
@@ -216,6 +224,14 @@ proptest! {
                 if let AttemptError::Failed(e) = last {
                     prop_assert_ne!(e, &Error::Permanent);
                 }
+            }
+            (
+                Ending::HintBeyondDeadline(h),
+                Err(RetryError::HintBeyondDeadline { attempts: a, hint, last }),
+            ) => {
+                prop_assert_eq!(*a, attempts);
+                prop_assert_eq!(h, hint);
+                prop_assert!(matches!(last, AttemptError::Failed(Error::Hint(_))));
             }
             (want, got) => prop_assert!(false, "model {want:?}, got {got:?}"),
         }

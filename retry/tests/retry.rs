@@ -137,10 +137,11 @@ async fn attempt_timeout_is_a_transient_failure() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_delay() {
+async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_hint() {
     let policy = RetryPolicy::<ApiError>::builder()
         .max_attempts(5)
         .max_delay(secs(10.0))
+        .max_hint(secs(10.0))
         .retry_after(|e| match e {
             ApiError::Busy(d) => Some(*d),
             _ => None,
@@ -150,7 +151,7 @@ async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_delay() {
     let script = vec![
         Some(Err(ApiError::Busy(secs(5.0)))), // hint 5 s > backoff 1 s: 5 s
         Some(Err(ApiError::Busy(secs(0.5)))), // hint 0.5 s < backoff 2 s: 2 s
-        Some(Err(ApiError::Busy(secs(60.0)))), // hint 60 s capped at max_delay: 10 s
+        Some(Err(ApiError::Busy(secs(60.0)))), // hint 60 s capped at max_hint: 10 s
         Some(Err(ApiError::Unavailable)),     // no hint: backoff 8 s
         Some(Ok(3)),
     ];
@@ -163,7 +164,7 @@ async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_delay() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn hint_past_the_deadline_stops_with_deadline() {
+async fn hint_past_the_deadline_stops_with_hint_beyond_deadline() {
     let policy = RetryPolicy::<ApiError>::builder()
         .max_elapsed(secs(10.0))
         .max_delay(secs(60.0))
@@ -178,7 +179,7 @@ async fn hint_past_the_deadline_stops_with_deadline() {
     assert_eq!(elapsed, Duration::ZERO);
     assert!(matches!(
         result,
-        Err(RetryError::Deadline { attempts: 1, next_delay, .. }) if next_delay == secs(20.0)
+        Err(RetryError::HintBeyondDeadline { attempts: 1, hint, .. }) if hint == secs(20.0)
     ));
 }
 
@@ -424,4 +425,51 @@ async fn attempts_that_are_pending_at_first_poll_work_on_the_fast_path_too() {
     assert_eq!(result, Ok(3));
     // 0.5 + 1 + 0.5 + 2 + 0.5
     assert_eq!(start.elapsed(), secs(4.5));
+}
+
+/// Issue 13 §4: a `Retry-After: 120` behind a rate limiter must not be retried after 30 s (the
+/// default `max_delay`): hints have their own, more generous cap (5 min by default).
+#[tokio::test(start_paused = true)]
+async fn hint_beyond_max_delay_is_honoured_up_to_its_own_cap() {
+    let policy = RetryPolicy::<ApiError>::builder()
+        .max_attempts(3)
+        .retry_after(|e| match e {
+            ApiError::Busy(d) => Some(*d),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    let script = vec![
+        Some(Err(ApiError::Busy(secs(120.0)))), // above max_delay (30 s): 120 s
+        Some(Err(ApiError::Busy(secs(3600.0)))), // above the hint cap (5 min): 300 s
+        Some(Ok(3)),
+    ];
+    let (result, starts, _) = run(&policy, script).await;
+    assert_eq!(result, Ok(3));
+    assert_eq!(starts, [secs(0.0), secs(120.0), secs(420.0)]);
+}
+
+/// Issue 13 §4: a hint that would end past the deadline stops the call with an error that says
+/// so, instead of retrying early (before, the hint was cut to `max_delay` and retried at 30 s).
+#[tokio::test(start_paused = true)]
+async fn hint_that_would_overrun_the_deadline_stops_with_a_clear_error() {
+    let policy = RetryPolicy::<ApiError>::builder()
+        .max_elapsed(secs(60.0))
+        .retry_after(|e| match e {
+            ApiError::Busy(d) => Some(*d),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    let (result, starts, elapsed) = run(
+        &policy,
+        vec![Some(Err(ApiError::Busy(secs(120.0)))), Some(Ok(1))],
+    )
+    .await;
+    assert_eq!(starts, [secs(0.0)]);
+    assert_eq!(elapsed, Duration::ZERO);
+    let err = result.unwrap_err();
+    assert_eq!(err.reason(), "hint_beyond_deadline", "{err:?}");
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(err.last_error(), Some(&ApiError::Busy(secs(120.0))));
 }
