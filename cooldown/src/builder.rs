@@ -13,6 +13,8 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1800);
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 /// Default instance name (the `cooldown` metric label).
 pub const DEFAULT_NAME: &str = "cooldown";
+/// The longest window accepted: 100 years.
+pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Builds a [`Cooldown`]; start with [`Cooldown::builder`].
 ///
@@ -80,7 +82,7 @@ impl<K, P> CooldownBuilder<K, P> {
     }
 
     /// How long a key stays quiet after it fires. Must be greater than zero
-    /// and at most [`ConfigError::MAX_WINDOW`].
+    /// and at most [`MAX_WINDOW`].
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -150,18 +152,19 @@ impl<K, P> CooldownBuilder<K, P> {
         K: Hash + Eq + Clone,
     {
         if self.name.is_empty() {
-            return Err(ConfigError::EmptyName);
+            return Err(ConfigError::new("name", "must not be empty"));
         }
-        if self.window.is_zero() {
-            return Err(ConfigError::ZeroWindow);
-        }
-        if self.window > ConfigError::MAX_WINDOW {
-            return Err(ConfigError::WindowTooLong {
-                window: self.window,
-            });
+        if self.window.is_zero() || self.window > MAX_WINDOW {
+            return Err(ConfigError::new(
+                "window",
+                format!(
+                    "must be in 1ns..={MAX_WINDOW:?} (100 years), got {:?}",
+                    self.window
+                ),
+            ));
         }
         if self.max_keys == 0 {
-            return Err(ConfigError::ZeroMaxKeys);
+            return Err(ConfigError::new("max_keys", "must be at least 1, got 0"));
         }
         Ok(Cooldown::from_config(
             self.name,

@@ -1,181 +1,80 @@
 //! Configuration errors.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::time::Duration;
 
-/// An invalid [`CooldownBuilder`](crate::CooldownBuilder) setting, returned by
-/// [`build`](crate::CooldownBuilder::build). Each variant names its field.
+/// An invalid builder setting, returned by [`CooldownBuilder::build`](crate::CooldownBuilder::build)
+/// (and, with the `redis` feature, by `RedisCooldownBuilder::build`).
+///
+/// [`field`](Self::field) is the name of the builder setter whose value was rejected,
+/// [`reason`](Self::reason) states the allowed range and the value given. It displays as
+/// ``invalid `field`: reason``.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_cooldown::Cooldown;
+///
+/// let err = Cooldown::<String>::builder()
+///     .window(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "window");
+/// assert!(err.to_string().starts_with("invalid `window`: "));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `window` was zero: every event would fire.
-    ZeroWindow,
-    /// `window` was longer than [`ConfigError::MAX_WINDOW`].
-    WindowTooLong {
-        /// The window that was asked for.
-        window: Duration,
-    },
-    /// `max_keys` was zero: no key could be tracked.
-    ZeroMaxKeys,
-    /// `name` was empty: it is the `cooldown` metric label.
-    EmptyName,
-    /// `name` contained `{` or `}`: a Redis cooldown uses its name as the
-    /// Redis Cluster hash tag of its keys (`seawall:cooldown:{name}:...`).
-    #[cfg(feature = "redis")]
-    InvalidName {
-        /// The name that was given.
-        name: String,
-    },
-    /// No Redis server was given: call
-    /// [`url`](crate::RedisCooldownBuilder::url),
-    /// [`client`](crate::RedisCooldownBuilder::client) or
-    /// [`cluster_urls`](crate::RedisCooldownBuilder::cluster_urls).
-    #[cfg(feature = "redis")]
-    MissingRedis,
-    /// The Redis URL could not be parsed.
-    #[cfg(feature = "redis")]
-    InvalidRedisUrl {
-        /// What the `redis` crate said about it.
-        reason: String,
-    },
-    /// A [`cluster_urls`](crate::RedisCooldownBuilder::cluster_urls) list was
-    /// empty or held a URL that could not be parsed.
-    #[cfg(feature = "redis")]
-    InvalidClusterUrls {
-        /// What was wrong with it.
-        reason: String,
-    },
-    /// `prefix` contained `{` or `}`: the cooldown's name must be the first
-    /// hash tag of its keys, so they share one Redis Cluster slot.
-    #[cfg(feature = "redis")]
-    InvalidPrefix {
-        /// The prefix that was given.
-        prefix: String,
-    },
-    /// `timeout` was zero: every Redis call would fail.
-    #[cfg(feature = "redis")]
-    ZeroTimeout,
-    /// `reservation_timeout` was zero: a reservation would expire at once.
-    #[cfg(feature = "redis")]
-    ZeroReservationTimeout,
-    /// A Redis cooldown duration (`window`, `reservation_timeout`,
-    /// `retention`) was outside the range Redis and its scripts can hold:
-    /// at most [`MAX_REDIS_DURATION`](crate::MAX_REDIS_DURATION) each, and
-    /// `retention` at least [`MIN_RETENTION`](crate::MIN_RETENTION).
-    #[cfg(feature = "redis")]
-    DurationOutOfRange {
-        /// The builder field.
-        field: &'static str,
-        /// The duration that was asked for.
-        value: Duration,
-        /// The shortest accepted.
-        min: Duration,
-        /// The longest accepted.
-        max: Duration,
-    },
-    /// `build` was called outside a tokio runtime: a Redis cooldown needs one
-    /// for its connection and to roll back dropped reservations.
-    #[cfg(feature = "redis")]
-    NoRuntime,
+pub struct ConfigError {
+    field: &'static str,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    /// The longest window accepted: 100 years.
-    pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
 
-    /// The builder field this error is about.
+    /// The builder setter's name, e.g. `"window"`, `"max_keys"`, `"name"` (and for a Redis
+    /// cooldown `"url"`, `"cluster_urls"`, `"prefix"`, `"timeout"`, `"reservation_timeout"`,
+    /// `"retention"`, `"runtime"`).
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
     /// let err = seawall_cooldown::Cooldown::<String>::builder()
-    ///     .window(Duration::ZERO)
+    ///     .max_keys(0)
     ///     .build()
     ///     .unwrap_err();
-    /// assert_eq!(err.field(), "window");
+    /// assert_eq!(err.field(), "max_keys");
     /// ```
+    #[must_use]
     pub fn field(&self) -> &'static str {
-        match self {
-            ConfigError::ZeroWindow | ConfigError::WindowTooLong { .. } => "window",
-            ConfigError::ZeroMaxKeys => "max_keys",
-            ConfigError::EmptyName => "name",
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidName { .. } => "name",
-            #[cfg(feature = "redis")]
-            ConfigError::MissingRedis | ConfigError::InvalidRedisUrl { .. } => "url",
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidClusterUrls { .. } => "cluster_urls",
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidPrefix { .. } => "prefix",
-            #[cfg(feature = "redis")]
-            ConfigError::ZeroTimeout => "timeout",
-            #[cfg(feature = "redis")]
-            ConfigError::ZeroReservationTimeout => "reservation_timeout",
-            #[cfg(feature = "redis")]
-            ConfigError::DurationOutOfRange { field, .. } => field,
-            #[cfg(feature = "redis")]
-            ConfigError::NoRuntime => "runtime",
-        }
+        self.field
+    }
+
+    /// Why the value was rejected: the allowed range and the value given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = seawall_cooldown::Cooldown::<String>::builder()
+    ///     .max_keys(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.reason().contains("got 0"), "{err}");
+    /// ```
+    #[must_use]
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::ZeroWindow => f.write_str("cooldown `window` must be greater than zero"),
-            ConfigError::WindowTooLong { window } => write!(
-                f,
-                "cooldown `window` of {window:?} is longer than the maximum of {:?}",
-                Self::MAX_WINDOW
-            ),
-            ConfigError::ZeroMaxKeys => f.write_str("cooldown `max_keys` must be at least 1"),
-            ConfigError::EmptyName => f.write_str("cooldown `name` must not be empty"),
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidName { name } => write!(
-                f,
-                "cooldown `name` {name:?} must not contain `{{` or `}}` (it is the Redis Cluster hash tag)"
-            ),
-            #[cfg(feature = "redis")]
-            ConfigError::MissingRedis => {
-                f.write_str("redis cooldown `url` (or `client`) must be set")
-            }
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidRedisUrl { reason } => {
-                write!(f, "redis cooldown `url` is invalid: {reason}")
-            }
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidClusterUrls { reason } => {
-                write!(f, "redis cooldown `cluster_urls` are invalid: {reason}")
-            }
-            #[cfg(feature = "redis")]
-            ConfigError::InvalidPrefix { prefix } => write!(
-                f,
-                "redis cooldown `prefix` {prefix:?} must not contain `{{` or `}}` (the name is the Redis Cluster hash tag)"
-            ),
-            #[cfg(feature = "redis")]
-            ConfigError::ZeroTimeout => {
-                f.write_str("redis cooldown `timeout` must be greater than zero")
-            }
-            #[cfg(feature = "redis")]
-            ConfigError::ZeroReservationTimeout => {
-                f.write_str("redis cooldown `reservation_timeout` must be greater than zero")
-            }
-            #[cfg(feature = "redis")]
-            ConfigError::DurationOutOfRange {
-                field,
-                value,
-                min,
-                max,
-            } => write!(
-                f,
-                "redis cooldown `{field}` of {value:?} is outside {min:?}..={max:?}"
-            ),
-            #[cfg(feature = "redis")]
-            ConfigError::NoRuntime => f.write_str(
-                "redis cooldown `build()` must be called inside a tokio runtime (`runtime`)",
-            ),
-        }
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 

@@ -192,7 +192,7 @@ mod redis;
 mod reservation;
 mod state;
 
-pub use builder::{CooldownBuilder, DEFAULT_MAX_KEYS, DEFAULT_NAME, DEFAULT_WINDOW};
+pub use builder::{CooldownBuilder, DEFAULT_MAX_KEYS, DEFAULT_NAME, DEFAULT_WINDOW, MAX_WINDOW};
 pub use cooldown::Cooldown;
 pub use decision::{Decision, Digest, Fire, Suppressed};
 pub use error::ConfigError;

@@ -1,5 +1,6 @@
 //! Error types.
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
@@ -202,39 +203,77 @@ impl<E: Error + 'static> Error for WithLockError<E> {
     }
 }
 
-/// An invalid builder setting, returned by `Builder::build`.
+/// An invalid builder setting, returned by [`KeyedLockBuilder::build`](crate::KeyedLockBuilder::build)
+/// (and, with the `redis` feature, by `RedisBackendBuilder::build`).
+///
+/// [`field`](Self::field) is the name of the builder setter whose value was rejected,
+/// [`reason`](Self::reason) states the allowed range and the value given. It displays as
+/// ``invalid `field`: reason``.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_keyed_lock::KeyedLock;
+///
+/// let err = KeyedLock::<String>::builder()
+///     .ttl(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "ttl");
+/// assert!(err.to_string().starts_with("invalid `ttl`: "));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: &'static str,
-    reason: &'static str,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
+    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 
-    /// The name of the builder setting that is invalid (`"ttl"`, `"name"`, `"shards"`, and for
-    /// the Redis backend `"url"`, `"prefix"`, `"command_timeout"`, `"backoff"`, `"runtime"`).
+    /// The builder setter's name: `"ttl"`, `"name"`, `"shards"`, and for the Redis backend
+    /// `"url"`, `"nodes"`, `"prefix"`, `"command_timeout"`, `"backoff"`, `"runtime"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = seawall_keyed_lock::KeyedLock::<u64>::builder()
+    ///     .name("")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "name");
+    /// ```
     #[must_use]
     pub fn field(&self) -> &'static str {
         self.field
     }
 
-    /// Why the value was rejected.
+    /// Why the value was rejected: the allowed range and the value given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = seawall_keyed_lock::KeyedLock::<u64>::builder()
+    ///     .name("")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.reason(), "must not be empty");
+    /// ```
     #[must_use]
-    pub fn reason(&self) -> &'static str {
-        self.reason
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid keyed lock setting `{}`: {}",
-            self.field, self.reason
-        )
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 

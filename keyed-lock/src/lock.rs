@@ -579,14 +579,17 @@ impl<K> Builder<K> {
             return Err(ConfigError::new("name", "must not be empty"));
         }
         if self.ttl.is_zero() {
-            return Err(ConfigError::new("ttl", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "ttl",
+                format!("must be greater than zero, got {:?}", self.ttl),
+            ));
         }
         if let Some(n) = self.shards
             && (n == 0 || n > 1 << 16 || !n.is_power_of_two())
         {
             return Err(ConfigError::new(
                 "shards",
-                "must be a power of two from 1 to 65536",
+                format!("must be a power of two in 1..=65536, got {n}"),
             ));
         }
         Ok(())

@@ -198,7 +198,7 @@ impl<K> RedisCooldownBuilder<K> {
 
     /// How long a key stays quiet after it fires. Must be at least 1 µs and
     /// at most [`MAX_REDIS_DURATION`] (10 years, shorter than the in-memory
-    /// [`ConfigError::MAX_WINDOW`]; see [`MAX_REDIS_DURATION`] for why); kept in Redis with millisecond
+    /// [`MAX_WINDOW`](crate::MAX_WINDOW); see [`MAX_REDIS_DURATION`] for why); kept in Redis with millisecond
     /// expiries (rounded up) and decided to the microsecond.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
@@ -269,37 +269,57 @@ impl<K> RedisCooldownBuilder<K> {
     /// Never.
     pub fn build(self) -> Result<RedisCooldown<K>, ConfigError> {
         if self.name.is_empty() {
-            return Err(ConfigError::EmptyName);
+            return Err(ConfigError::new("name", "must not be empty"));
         }
         if self.name.contains(['{', '}']) {
-            return Err(ConfigError::InvalidName { name: self.name });
+            return Err(ConfigError::new(
+                "name",
+                format!(
+                    "must not contain `{{` or `}}` (it is the Redis Cluster hash tag), got {:?}",
+                    self.name
+                ),
+            ));
         }
         if self.prefix.contains(['{', '}']) {
-            return Err(ConfigError::InvalidPrefix {
-                prefix: self.prefix,
-            });
+            return Err(ConfigError::new(
+                "prefix",
+                format!(
+                    "must not contain `{{` or `}}` (the name is the Redis Cluster hash tag), got {:?}",
+                    self.prefix
+                ),
+            ));
         }
         if self.window.as_micros() == 0 {
-            return Err(ConfigError::ZeroWindow);
+            return Err(ConfigError::new(
+                "window",
+                format!(
+                    "must be in 1µs..={MAX_REDIS_DURATION:?}, got {:?}",
+                    self.window
+                ),
+            ));
         }
         let range = |field: &'static str, value: Duration, min: Duration| {
             if value < min || value > MAX_REDIS_DURATION {
-                Err(ConfigError::DurationOutOfRange {
+                Err(ConfigError::new(
                     field,
-                    value,
-                    min,
-                    max: MAX_REDIS_DURATION,
-                })
+                    format!("must be in {min:?}..={MAX_REDIS_DURATION:?}, got {value:?}"),
+                ))
             } else {
                 Ok(())
             }
         };
         range("window", self.window, Duration::from_micros(1))?;
         if self.timeout.is_zero() {
-            return Err(ConfigError::ZeroTimeout);
+            return Err(ConfigError::new(
+                "timeout",
+                "must be greater than zero, got 0ns",
+            ));
         }
         if self.reservation_timeout.is_zero() {
-            return Err(ConfigError::ZeroReservationTimeout);
+            return Err(ConfigError::new(
+                "reservation_timeout",
+                format!("must be in 1ns..={MAX_REDIS_DURATION:?}, got 0ns"),
+            ));
         }
         range(
             "reservation_timeout",
@@ -315,18 +335,21 @@ impl<K> RedisCooldownBuilder<K> {
         // drop a connection attempt or a request that hangs for good.
         let inner_timeout = self.timeout.saturating_mul(2);
         let (conn, addr) = match self.target {
-            Target::None => return Err(ConfigError::MissingRedis),
+            Target::None => {
+                return Err(ConfigError::new(
+                    "url",
+                    "must be set (or `client`, or `cluster_urls`)",
+                ));
+            }
             Target::Url(url) => {
-                let client =
-                    Client::open(url.as_str()).map_err(|e| ConfigError::InvalidRedisUrl {
-                        reason: e.to_string(),
-                    })?;
+                let client = Client::open(url.as_str())
+                    .map_err(|e| ConfigError::new("url", e.to_string()))?;
                 node(client, inner_timeout)?
             }
             Target::Client(client) => node(client, inner_timeout)?,
             Target::Cluster(urls) => cluster(&urls, inner_timeout)?,
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
         let retention = self
             .retention
             .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION));
@@ -346,9 +369,14 @@ impl<K> RedisCooldownBuilder<K> {
     }
 }
 
+/// `build` was called outside a tokio runtime.
+fn no_runtime() -> ConfigError {
+    ConfigError::new("runtime", "build() must be called inside a tokio runtime")
+}
+
 /// A lazy connection manager on one server, and its `host:port`.
 fn node(client: Client, inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
-    tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+    tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
     let addr = client.get_connection_info().addr().to_string();
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(inner_timeout))
@@ -356,17 +384,14 @@ fn node(client: Client, inner_timeout: Duration) -> Result<(Conn, String), Confi
         // One attempt per call: the caller's timeout bounds the call, and the
         // next call reconnects.
         .set_number_of_retries(0);
-    let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-        ConfigError::InvalidRedisUrl {
-            reason: e.to_string(),
-        }
-    })?;
+    let conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| ConfigError::new("url", e.to_string()))?;
     Ok((Conn::Node(conn), addr))
 }
 
 /// A cluster connection made on first use, and `cluster <seed nodes>`.
 fn cluster(urls: &[String], inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
-    let invalid = |reason: String| ConfigError::InvalidClusterUrls { reason };
+    let invalid = |reason: String| ConfigError::new("cluster_urls", reason);
     let nodes = urls
         .iter()
         .map(|u| u.as_str().into_connection_info())
@@ -375,7 +400,7 @@ fn cluster(urls: &[String], inner_timeout: Duration) -> Result<(Conn, String), C
     if nodes.is_empty() {
         return Err(invalid("no node URL given".to_owned()));
     }
-    tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+    tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
     let addr = format!("{CLUSTER}{}", addrs.join(","));
     let client = ClusterClientBuilder::new(nodes)
