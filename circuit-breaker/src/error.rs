@@ -1,5 +1,6 @@
 //! Errors: a rejected call, a failed call, an invalid configuration.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
@@ -102,40 +103,68 @@ impl fmt::Display for Rejected {
 
 impl StdError for Rejected {}
 
-/// An invalid breaker configuration, returned by
-/// [`Builder::build`](crate::Builder::build); names the offending field.
+/// An invalid setting, returned by [`CircuitBreakerBuilder::build`](crate::CircuitBreakerBuilder::build):
+/// names the builder setter and says what it accepts.
+///
+/// The same shape as every seawall crate's `ConfigError`. `Display` reads
+/// ``invalid `field`: reason``.
+///
+/// # Examples
+///
+/// ```
+/// use seawall_circuit_breaker::CircuitBreaker;
+///
+/// let err = CircuitBreaker::builder().probes(0).build().unwrap_err();
+/// assert_eq!(err.field(), "probes");
+/// assert_eq!(err.reason(), "must be in 1..=10000, got 0");
+/// assert_eq!(err.to_string(), "invalid `probes`: must be in 1..=10000, got 0");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: &'static str,
-    message: String,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         ConfigError {
             field,
-            message: message.into(),
+            reason: reason.into(),
         }
     }
 
-    /// The builder field that is invalid, e.g. `"probes"` or `"failure_rate.threshold"`.
+    /// The builder setter's name, e.g. `"probes"`, `"open_duration"` or `"failure_rate"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    ///
+    /// let err = CircuitBreaker::builder().jitter(2.0).build().unwrap_err();
+    /// assert_eq!(err.field(), "jitter");
+    /// ```
     pub fn field(&self) -> &'static str {
         self.field
     }
 
-    /// What is wrong with it.
-    pub fn message(&self) -> &str {
-        &self.message
+    /// Why, stating the allowed range and the value given, e.g. `"must be in 1..=10000, got 0"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    ///
+    /// let err = CircuitBreaker::builder().jitter(2.0).build().unwrap_err();
+    /// assert_eq!(err.reason(), "must be in [0, 1], got 2");
+    /// ```
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker config: `{}` {}",
-            self.field, self.message
-        )
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 

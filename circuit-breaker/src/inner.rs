@@ -1,13 +1,18 @@
 //! The shared state machine behind a `CircuitBreaker` and its permits.
 //!
-//! The state lives in one `AtomicU64` word: the state code, a generation that changes on every
-//! transition, and (while closed) the consecutive-failure count. Closed-state permits and, for
-//! the consecutive-failure policy, their verdicts only touch that word: a success is one load
-//! (plus a store when the failure count was not zero). Every transition, every half-open probe
-//! and the window policies go through a mutex, which also serializes the events.
+//! The state lives in one atomic word (see `word.rs`): the state code, a generation that
+//! changes on every transition, and (while closed) the consecutive-failure count. Closed-state
+//! permits and, for the consecutive-failure policy, their verdicts only touch that word: a
+//! success is one load (plus a store when the failure count was not zero). Every transition,
+//! every half-open probe and the window policies go through a mutex, which also serializes
+//! the events.
+//!
+//! Time-driven changes (open → half-open once the open duration has passed, a probe counted
+//! as failed once it outlives the maximum probe duration) happen lazily, on the first call,
+//! `state()` or metrics scrape that sees them due: no timer task runs. A change is dated to
+//! when it became due, not to when it was seen, so the state is a function of time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -17,86 +22,14 @@ use tokio::time::Instant;
 
 use crate::metrics::BreakerMetrics;
 use crate::open_duration::{OpenDurations, Schedule, apply_jitter};
+use crate::outcome::Verdict;
 use crate::policy::{RateWindow, SlowCalls, TripPolicy};
+use crate::probes::ProbeSlots;
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::word::{NO_START, STATE_MASK, Token, fails_of, gen_of, pack, state_of, with_fails};
 use crate::{Outcome, Reason, Rejected, State, Transition};
 
-const STATE_MASK: u64 = 0b111;
-const GEN_SHIFT: u32 = 3;
-const GEN_MASK: u32 = (1 << 29) - 1;
-const FAIL_SHIFT: u32 = 32;
-
-const fn pack(state: State, generation: u32, fails: u32) -> u64 {
-    state.code() | (((generation & GEN_MASK) as u64) << GEN_SHIFT) | ((fails as u64) << FAIL_SHIFT)
-}
-
-const fn state_of(word: u64) -> State {
-    State::from_code(word & STATE_MASK)
-}
-
-const fn gen_of(word: u64) -> u32 {
-    ((word >> GEN_SHIFT) as u32) & GEN_MASK
-}
-
-const fn fails_of(word: u64) -> u32 {
-    (word >> FAIL_SHIFT) as u32
-}
-
-const fn with_fails(word: u64, fails: u32) -> u64 {
-    (word & ((1 << FAIL_SHIFT) - 1)) | ((fails as u64) << FAIL_SHIFT)
-}
-
-/// What a permit remembers about its acquisition: the state word it was granted under (its
-/// state and generation, failure count cleared) and, when slow calls are tracked, its start
-/// in nanoseconds on the breaker's clock. Two plain words, so the hot path copies no niche-
-/// encoded `Option<Instant>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Token {
-    word: u64,
-    start: u64,
-}
-
-const NO_START: u64 = u64::MAX;
-
-impl Token {
-    /// The token of a permit that already has its verdict.
-    pub(crate) const SPENT: Token = Token {
-        word: u64::MAX,
-        start: NO_START,
-    };
-
-    #[inline]
-    const fn new(word: u64, start: u64) -> Token {
-        Token {
-            word: word & ((1 << FAIL_SHIFT) - 1),
-            start,
-        }
-    }
-
-    /// The state the permit was granted in: `Closed`, `HalfOpen` (a probe) or `Disabled`.
-    #[inline]
-    pub(crate) const fn state(self) -> State {
-        state_of(self.word)
-    }
-
-    #[inline]
-    const fn generation(self) -> u32 {
-        gen_of(self.word)
-    }
-
-    #[inline]
-    pub(crate) const fn is_spent(self) -> bool {
-        self.word == u64::MAX
-    }
-}
-
-/// A verdict, including the one a permit gets when it is dropped without one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Outcome(Outcome),
-    Abandoned,
-}
-
-/// The immutable configuration.
+/// The immutable configuration, validated by the builder.
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) trip: TripPolicy,
@@ -106,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) jitter: f64,
     pub(crate) probes: u32,
     pub(crate) successes_to_close: u32,
+    pub(crate) max_probe: Duration,
 }
 
 #[derive(Debug)]
@@ -114,9 +48,7 @@ struct Core {
     slow_window: Option<RateWindow>,
     schedule: Schedule,
     open_for: Duration,
-    opened_at: Instant,
-    /// Live probe permits, of this half-open period or an earlier one.
-    in_flight: u32,
+    probes: ProbeSlots,
     successes: u32,
     rng: SmallRng,
 }
@@ -139,19 +71,27 @@ pub(crate) struct Inner {
     hot: Hot,
     /// Nanoseconds since `base` at which an open breaker lets probes through.
     open_until: AtomicU64,
+    /// Nanoseconds since `base` at which the oldest live probe counts as hung; `u64::MAX`
+    /// when no probe is alive.
+    probe_deadline: AtomicU64,
     base: Instant,
     /// Consecutive-failure threshold when that policy is lock-free, else 0.
     lock_free_threshold: u32,
-    pub(crate) name: std::sync::Arc<str>,
+    max_probe_nanos: u64,
+    pub(crate) name: Arc<str>,
     cfg: Config,
     core: Mutex<Core>,
     events: broadcast::Sender<Transition>,
     metrics: Option<BreakerMetrics>,
 }
 
+fn nanos_of(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Inner {
     pub(crate) fn new(
-        name: std::sync::Arc<str>,
+        name: Arc<str>,
         cfg: Config,
         seed: Option<u64>,
         metrics: Option<BreakerMetrics>,
@@ -180,8 +120,7 @@ impl Inner {
             slow_window,
             schedule: cfg.open.start(),
             open_for: cfg.first_open,
-            opened_at: now,
-            in_flight: 0,
+            probes: ProbeSlots::default(),
             successes: 0,
             rng,
         };
@@ -193,8 +132,10 @@ impl Inner {
                 timed: cfg.slow.is_some(),
             },
             open_until: AtomicU64::new(0),
+            probe_deadline: AtomicU64::new(u64::MAX),
             base: now,
             lock_free_threshold,
+            max_probe_nanos: nanos_of(cfg.max_probe),
             name,
             cfg,
             core: Mutex::new(core),
@@ -210,27 +151,77 @@ impl Inner {
     }
 
     fn nanos(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        nanos_of(now.saturating_duration_since(self.base))
+    }
+
+    /// The instant `nanos` after `base`, or `fallback` if it cannot be represented.
+    fn instant_at(&self, nanos: u64, fallback: Instant) -> Instant {
+        self.base
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(fallback)
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
         self.events.subscribe()
     }
 
-    /// The current state, moving an open breaker whose open duration has elapsed to half-open.
+    /// Whether a time-driven change is due in `state` at `at`.
+    fn due(&self, state: State, at: u64) -> bool {
+        match state {
+            State::Open => at >= self.open_until.load(Ordering::Acquire),
+            State::HalfOpen => at >= self.probe_deadline.load(Ordering::Acquire),
+            State::Closed | State::ForcedOpen | State::Disabled => false,
+        }
+    }
+
+    /// The state the next call would see: an open breaker whose open duration has passed is
+    /// half-open, a half-open one whose probe outlived the maximum probe duration is open.
+    /// The transition is made (and emitted) now.
     #[inline]
     pub(crate) fn state(&self) -> State {
-        let word = self.hot.word.load(Ordering::Acquire);
-        let state = state_of(word);
-        if state == State::Open {
+        let state = state_of(self.hot.word.load(Ordering::Acquire));
+        if matches!(state, State::Open | State::HalfOpen) {
             let now = Instant::now();
-            if self.nanos(now) >= self.open_until.load(Ordering::Relaxed) {
+            if self.due(state, self.nanos(now)) {
                 let mut core = self.lock();
-                self.half_open_if_due(&mut core, now);
+                self.advance(&mut core, now);
                 return state_of(self.hot.word.load(Ordering::Acquire));
             }
         }
         state
+    }
+
+    /// Makes the time-driven changes that are due at `now`; the caller holds the lock.
+    fn advance(&self, core: &mut Core, now: Instant) {
+        let at = self.nanos(now);
+        if at >= self.probe_deadline.load(Ordering::Acquire) {
+            let word = self.hot.word.load(Ordering::Acquire);
+            // Generations have 29 bits: `u32::MAX` matches no probe.
+            let current = if state_of(word) == State::HalfOpen {
+                gen_of(word)
+            } else {
+                u32::MAX
+            };
+            if let Some(hung) = core.probes.expire(at, current) {
+                let since = self.instant_at(hung.deadline, now);
+                let after = self.cfg.max_probe;
+                self.transition(core, State::Open, Reason::ProbeTimedOut { after }, since);
+            }
+            self.probe_deadline
+                .store(core.probes.next_deadline(), Ordering::Release);
+        }
+        let word = self.hot.word.load(Ordering::Acquire);
+        let until = self.open_until.load(Ordering::Acquire);
+        if state_of(word) == State::Open && at >= until {
+            let open_for = core.open_for;
+            let since = self.instant_at(until, now);
+            self.transition(
+                core,
+                State::HalfOpen,
+                Reason::OpenElapsed { open_for },
+                since,
+            );
+        }
     }
 
     #[inline]
@@ -239,7 +230,24 @@ impl Inner {
         if word & STATE_MASK == State::Closed.code() {
             Ok(Token::new(word, self.start()))
         } else {
-            self.acquire_slow(word)
+            self.acquire_slow(word, true)
+        }
+    }
+
+    /// Whether a call made now would be let through, without taking a permit (the tower
+    /// layer's readiness). Counts nothing.
+    pub(crate) fn admits(&self) -> Result<(), Rejected> {
+        let word = self.hot.word.load(Ordering::Acquire);
+        if word & STATE_MASK == State::Closed.code() {
+            return Ok(());
+        }
+        self.decide(word, false).map(|_| ())
+    }
+
+    /// Counts a rejection decided earlier by [`admits`](Inner::admits).
+    pub(crate) fn count_rejected(&self) {
+        if let Some(m) = &self.metrics {
+            m.rejected.inc();
         }
     }
 
@@ -253,30 +261,29 @@ impl Inner {
     }
 
     #[cold]
-    fn acquire_slow(&self, word: u64) -> Result<Token, Rejected> {
-        let result = self.acquire_slow_inner(word);
-        if result.is_err()
-            && let Some(m) = &self.metrics
-        {
-            m.rejected.inc();
+    fn acquire_slow(&self, word: u64, grant: bool) -> Result<Token, Rejected> {
+        let result = self.decide(word, grant);
+        if result.is_err() {
+            self.count_rejected();
         }
         result
     }
 
-    fn acquire_slow_inner(&self, word: u64) -> Result<Token, Rejected> {
-        if state_of(word) == State::Disabled {
-            return Ok(Token::new(word, NO_START));
-        }
-        if state_of(word) == State::ForcedOpen {
-            return Err(Rejected {
-                retry_after: self.cfg.first_open,
-                state: State::ForcedOpen,
-            });
+    /// The slow path of a permit request (`grant`) or a readiness check (not `grant`).
+    fn decide(&self, word: u64, grant: bool) -> Result<Token, Rejected> {
+        let forced = Rejected {
+            retry_after: self.cfg.first_open,
+            state: State::ForcedOpen,
+        };
+        match state_of(word) {
+            State::Disabled => return Ok(Token::new(word, NO_START)),
+            State::ForcedOpen => return Err(forced),
+            State::Closed | State::Open | State::HalfOpen => {}
         }
         let now = Instant::now();
+        let at = self.nanos(now);
         if state_of(word) == State::Open {
-            let until = self.open_until.load(Ordering::Relaxed);
-            let at = self.nanos(now);
+            let until = self.open_until.load(Ordering::Acquire);
             if at < until {
                 return Err(Rejected {
                     retry_after: Duration::from_nanos(until - at),
@@ -285,43 +292,36 @@ impl Inner {
             }
         }
         let mut core = self.lock();
-        self.half_open_if_due(&mut core, now);
+        self.advance(&mut core, now);
         let word = self.hot.word.load(Ordering::Acquire);
+        let start = if self.hot.timed { at } else { NO_START };
         match state_of(word) {
             State::HalfOpen => {
-                if core.in_flight < self.cfg.probes {
-                    core.in_flight += 1;
-                    Ok(Token::new(word, self.start()))
-                } else {
-                    Err(Rejected {
+                if core.probes.len() >= self.cfg.probes as usize {
+                    return Err(Rejected {
                         retry_after: core.open_for,
                         state: State::HalfOpen,
-                    })
+                    });
                 }
+                if !grant {
+                    return Ok(Token::SPENT);
+                }
+                let deadline = at.saturating_add(self.max_probe_nanos);
+                let id = core.probes.grant(gen_of(word), deadline);
+                self.probe_deadline
+                    .store(core.probes.next_deadline(), Ordering::Release);
+                Ok(Token::probe(word, id, start))
             }
             State::Open => {
-                let until = self.open_until.load(Ordering::Relaxed);
+                let until = self.open_until.load(Ordering::Acquire);
                 Err(Rejected {
-                    retry_after: Duration::from_nanos(until.saturating_sub(self.nanos(now))),
+                    retry_after: Duration::from_nanos(until.saturating_sub(at)),
                     state: State::Open,
                 })
             }
-            State::ForcedOpen => Err(Rejected {
-                retry_after: self.cfg.first_open,
-                state: State::ForcedOpen,
-            }),
-            State::Closed => Ok(Token::new(word, self.start())),
+            State::ForcedOpen => Err(forced),
+            State::Closed => Ok(Token::new(word, start)),
             State::Disabled => Ok(Token::new(word, NO_START)),
-        }
-    }
-
-    fn half_open_if_due(&self, core: &mut Core, now: Instant) {
-        let word = self.hot.word.load(Ordering::Acquire);
-        if state_of(word) == State::Open
-            && self.nanos(now) >= self.open_until.load(Ordering::Relaxed)
-        {
-            let open_for = core.open_for;
-            self.transition(core, State::HalfOpen, Reason::OpenElapsed { open_for }, now);
         }
     }
 
@@ -380,8 +380,8 @@ impl Inner {
                     self.finish_closed_locked(token.generation(), outcome, slow);
                 }
             }
-            State::HalfOpen => self.finish_probe(token.generation(), verdict, slow),
-            _ => {}
+            State::HalfOpen => self.finish_probe(token, verdict, slow),
+            State::Open | State::ForcedOpen | State::Disabled => {}
         }
     }
 
@@ -487,30 +487,38 @@ impl Inner {
         }
     }
 
-    fn finish_probe(&self, generation: u32, verdict: Verdict, slow: bool) {
+    fn finish_probe(&self, token: Token, verdict: Verdict, slow: bool) {
         let mut core = self.lock();
-        // The slot is freed whatever happened since: `in_flight` counts every live probe,
+        let now = Instant::now();
+        // A verdict after the probe's deadline comes too late: the probe counts as hung
+        // whether or not anyone looked at the breaker in between.
+        self.advance(&mut core, now);
+        // The slot is freed whatever happened since: the slots count every live probe,
         // including one granted before a reopen, so probes never overlap beyond the limit.
-        core.in_flight = core.in_flight.saturating_sub(1);
+        if core.probes.release(token.probe_id()).is_none() {
+            return; // counted as hung already
+        }
+        self.probe_deadline
+            .store(core.probes.next_deadline(), Ordering::Release);
         let word = self.hot.word.load(Ordering::Acquire);
-        if state_of(word) != State::HalfOpen || gen_of(word) != generation {
+        if state_of(word) != State::HalfOpen || gen_of(word) != token.generation() {
             return;
         }
         match verdict {
             Verdict::Outcome(Outcome::Success) if !slow => {
-                core.successes += 1;
+                core.successes = core.successes.saturating_add(1);
                 if core.successes >= self.cfg.successes_to_close {
                     let successes = core.successes;
                     self.transition(
                         &mut core,
                         State::Closed,
                         Reason::ProbesSucceeded { successes },
-                        Instant::now(),
+                        now,
                     );
                 }
             }
             Verdict::Outcome(Outcome::Success | Outcome::Failure) => {
-                self.transition(&mut core, State::Open, Reason::ProbeFailed, Instant::now());
+                self.transition(&mut core, State::Open, Reason::ProbeFailed, now);
             }
             Verdict::Outcome(Outcome::Ignored) | Verdict::Abandoned => {}
         }
@@ -544,8 +552,8 @@ impl Inner {
         core.schedule = self.cfg.open.start();
     }
 
-    /// Moves to `to`; the caller holds the lock.
-    fn transition(&self, core: &mut Core, to: State, reason: Reason, now: Instant) {
+    /// Moves to `to`, as of `at`; the caller holds the lock.
+    fn transition(&self, core: &mut Core, to: State, reason: Reason, at: Instant) {
         let word = self.hot.word.load(Ordering::Acquire);
         let from = state_of(word);
         let mut open_for = None;
@@ -554,11 +562,8 @@ impl Inner {
                 let d = core.schedule.next_duration();
                 let d = apply_jitter(d, self.cfg.jitter, core.rng.random::<f64>());
                 core.open_for = d;
-                core.opened_at = now;
-                let until = self
-                    .nanos(now)
-                    .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-                self.open_until.store(until, Ordering::Relaxed);
+                let until = self.nanos(at).saturating_add(nanos_of(d));
+                self.open_until.store(until, Ordering::Release);
                 open_for = Some(d);
             }
             State::Closed => self.clear_counts(core),
@@ -571,57 +576,38 @@ impl Inner {
         if let Some(m) = &self.metrics {
             m.transition(from, to);
         }
-        if to == State::Open || to == State::ForcedOpen {
+        self.emit(Transition {
+            breaker: self.name.clone(),
+            from,
+            to,
+            reason,
+            at,
+            open_for,
+        });
+    }
+
+    fn emit(&self, t: Transition) {
+        if t.to == State::Open || t.to == State::ForcedOpen {
             tracing::warn!(
                 breaker = %self.name,
-                from = from.as_str(),
-                to = to.as_str(),
-                reason = reason.as_str(),
-                detail = %reason,
-                open_for_ms = open_for.map(|d| d.as_millis() as u64),
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = t.reason.as_str(),
+                detail = %t.reason,
+                open_for_ms = t.open_for.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 "circuit breaker opened"
             );
         } else {
             tracing::info!(
                 breaker = %self.name,
-                from = from.as_str(),
-                to = to.as_str(),
-                reason = reason.as_str(),
-                detail = %reason,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                reason = t.reason.as_str(),
+                detail = %t.reason,
                 "circuit breaker state changed"
             );
         }
         // No receiver is not an error: subscribing is optional.
-        let _ = self.events.send(Transition {
-            breaker: self.name.clone(),
-            from,
-            to,
-            reason,
-            at: now,
-            open_for,
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn word_packing_round_trips() {
-        for state in State::ALL {
-            let w = pack(state, GEN_MASK, u32::MAX);
-            assert_eq!(state_of(w), state);
-            assert_eq!(gen_of(w), GEN_MASK);
-            assert_eq!(fails_of(w), u32::MAX);
-            let w = with_fails(w, 7);
-            assert_eq!((state_of(w), gen_of(w), fails_of(w)), (state, GEN_MASK, 7));
-        }
-        // The generation wraps inside its bits without touching the others.
-        let w = pack(State::HalfOpen, GEN_MASK.wrapping_add(1), 3);
-        assert_eq!(
-            (state_of(w), gen_of(w), fails_of(w)),
-            (State::HalfOpen, 0, 3)
-        );
+        let _ = self.events.send(t);
     }
 }

@@ -1,21 +1,28 @@
 //! A `tower` middleware: [`CircuitBreakerLayer`] wraps a service in a [`CircuitBreaker`].
 //!
-//! # `poll_ready` semantics
+//! # Readiness contract: fail fast
 //!
-//! [`CircuitBreakerService::poll_ready`] only forwards to the inner service's `poll_ready`; it
-//! never consults the breaker. The breaker is asked in `call`: when it rejects, the inner
-//! service is not called and the response future resolves at once to
-//! [`Error::Open { retry_after }`](crate::Error::Open). Two reasons:
+//! [`CircuitBreakerService::poll_ready`] asks the breaker first:
 //!
-//! - An open breaker is not backpressure. Returning `Poll::Pending` from `poll_ready` would
-//!   park callers with no wakeup (the breaker has no timer; it half-opens lazily), and callers
-//!   want to fall back now, not wait 30 s.
-//! - Returning an error from `poll_ready` tells tower that the service has failed for good:
-//!   `Buffer` and the balancers drop such a service.
+//! - **The breaker would reject** (open, forced open, or half-open with every probe slot
+//!   taken): `poll_ready` returns `Ready(Ok(()))` at once, *without polling the inner
+//!   service*, and remembers the rejection. The next `call` consumes it: it resolves at once
+//!   to [`Error::Open { retry_after }`](crate::Error::Open) and never touches the inner
+//!   service. A dead dependency usually also means a saturated connection pool; rejecting
+//!   must not wait for it. (tower-resilience's breaker does the same.)
+//! - **The breaker would let the call through** (closed, disabled, half-open with a free
+//!   slot): `poll_ready` is the inner service's `poll_ready`. Errors it returns are passed
+//!   through as [`Error::Inner`] and are not counted by the breaker. `call` then takes the
+//!   permit; if the breaker changed in between (another task took the last probe slot, a
+//!   trip), `call` rejects as above.
 //!
-//! The readiness reserved by a rejected request is released unused, which tower services
-//! must tolerate. Errors of `poll_ready` itself are passed through as
-//! [`Error::Inner`] and are not counted by the breaker.
+//! A rejection decided by `poll_ready` stands until `call` consumes it, even if the open
+//! duration ends in between (a readiness grant is for one call). The readiness reserved
+//! from the inner service for a rejected call is released unused, which tower services must
+//! tolerate. Never `Poll::Pending` because of the breaker (it has no timer to wake the
+//! task), never an error from `poll_ready` because of it (tower's `Buffer` and balancers
+//! drop a service whose `poll_ready` fails). A `poll_ready` that is already waiting on the
+//! inner service when the breaker opens keeps waiting until the inner service wakes it.
 
 use std::fmt;
 use std::future::Future;
@@ -27,7 +34,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{CircuitBreaker, Error, Outcome, Permit};
+use crate::{CircuitBreaker, Error, Outcome, Permit, Rejected};
 
 /// Decides how a service's result counts for the breaker; see
 /// [`CircuitBreakerLayer::with_classifier`]. Implemented by every
@@ -86,6 +93,16 @@ pub struct CircuitBreakerLayer<C = DefaultClassifier> {
 
 impl CircuitBreakerLayer {
     /// A layer using `breaker`, with the default classification.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    /// use seawall_circuit_breaker::layer::CircuitBreakerLayer;
+    ///
+    /// let layer = CircuitBreakerLayer::new(CircuitBreaker::builder().build().unwrap());
+    /// assert_eq!(layer.breaker().name(), "default");
+    /// ```
     pub fn new(breaker: CircuitBreaker) -> Self {
         CircuitBreakerLayer {
             breaker,
@@ -97,6 +114,20 @@ impl CircuitBreakerLayer {
 impl<C> CircuitBreakerLayer<C> {
     /// Classifies the inner service's results with `classify` (e.g. a closure
     /// `|r: &Result<Response, Error>| -> Outcome`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, Outcome};
+    /// use seawall_circuit_breaker::layer::CircuitBreakerLayer;
+    ///
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// let layer = CircuitBreakerLayer::new(breaker).with_classifier(|r: &Result<u16, u16>| match r {
+    ///     Err(404) => Outcome::Ignored,
+    ///     r => Outcome::of(r),
+    /// });
+    /// # drop(layer);
+    /// ```
     pub fn with_classifier<C2>(self, classify: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {
             breaker: self.breaker,
@@ -118,16 +149,32 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            rejected: None,
         }
     }
 }
 
 /// A service whose calls go through a [`CircuitBreaker`]; made by [`CircuitBreakerLayer`].
-#[derive(Debug, Clone)]
+/// See the [module docs](self) for its readiness contract.
+#[derive(Debug)]
 pub struct CircuitBreakerService<S, C = DefaultClassifier> {
     inner: S,
     breaker: CircuitBreaker,
     classify: C,
+    /// A rejection granted by `poll_ready`, consumed by the next `call`.
+    rejected: Option<Rejected>,
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+    /// A clone has not been polled ready: a pending rejection stays with the original.
+    fn clone(&self) -> Self {
+        CircuitBreakerService {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+            rejected: None,
+        }
+    }
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
@@ -151,12 +198,28 @@ where
     type Error = Error<S::Error>;
     type Future = ResponseFuture<S::Future, C>;
 
-    /// Forwards to the inner service; the breaker is consulted in `call`.
+    /// Ready at once when the breaker would reject; otherwise the inner service's readiness.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.rejected.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Err(rejected) = self.breaker.inner.admits() {
+            self.rejected = Some(rejected);
+            return Poll::Ready(Ok(()));
+        }
         self.inner.poll_ready(cx).map_err(Error::Inner)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if let Some(rejected) = self.rejected.take() {
+            self.breaker.inner.count_rejected();
+            return ResponseFuture {
+                future: None,
+                permit: None,
+                classify: self.classify.clone(),
+                retry_after: rejected.retry_after,
+            };
+        }
         match self.breaker.try_acquire() {
             Ok(permit) => ResponseFuture {
                 future: Some(self.inner.call(req)),

@@ -89,10 +89,13 @@ mod open_duration;
 mod outcome;
 mod permit;
 mod policy;
+mod probes;
 mod state;
+mod sync;
+mod word;
 
 pub use breaker::CircuitBreaker;
-pub use builder::Builder;
+pub use builder::CircuitBreakerBuilder;
 pub use error::{ConfigError, Error, Rejected};
 pub use metrics::Metrics;
 pub use outcome::Outcome;

@@ -1,12 +1,16 @@
 //! Prometheus metrics (OpenMetrics, via `prometheus-client`).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::State;
+use crate::inner::Inner;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -32,7 +36,7 @@ struct TransitionLabels {
 ///
 /// | family | type | labels |
 /// | --- | --- | --- |
-/// | `seawall_circuit_breaker_state` | gauge, 1 for the current state, 0 for the others | `breaker`, `state` |
+/// | `seawall_circuit_breaker_state` | gauge, 1 for the current state, 0 for the others; computed at scrape time (an open breaker whose open duration has passed reads `half_open`) | `breaker`, `state` |
 /// | `seawall_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success`, `failure`, `ignored`, `rejected`, `abandoned` |
 /// | `seawall_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
 ///
@@ -55,7 +59,7 @@ struct TransitionLabels {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    state: Family<StateLabels, Gauge>,
+    state: StateFamily,
     calls: Family<CallLabels, Counter>,
     transitions: Family<TransitionLabels, Counter>,
 }
@@ -68,7 +72,7 @@ impl Metrics {
     /// Never.
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {
-            state: Family::default(),
+            state: StateFamily::default(),
             calls: Family::default(),
             transitions: Family::default(),
         };
@@ -98,7 +102,7 @@ impl Metrics {
             })
         };
         let states = State::ALL.map(|state| {
-            self.state.get_or_create_owned(&StateLabels {
+            self.state.family.get_or_create_owned(&StateLabels {
                 breaker: name.to_owned(),
                 state: state.as_str(),
             })
@@ -119,6 +123,66 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Remembers `inner` so that each scrape brings its state up to date.
+    pub(crate) fn track(&self, inner: &Arc<Inner>) {
+        let mut tracked = self
+            .state
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Forget dropped breakers once the list has doubled since the last sweep, so it
+        // stays within twice the live breakers without a sweep per build.
+        if tracked.list.len() >= tracked.sweep_at {
+            tracked.list.retain(|w| w.strong_count() > 0);
+            tracked.sweep_at = (tracked.list.len() * 2).max(16);
+        }
+        tracked.list.push(Arc::downgrade(inner));
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    list: Vec<Weak<Inner>>,
+    sweep_at: usize,
+}
+
+/// The state gauge family, computed at scrape time: before encoding, every live breaker
+/// makes the time-driven transitions that are due (an open duration that has passed, a hung
+/// probe), so the gauge shows what the next call would see even when no call came.
+#[derive(Debug, Clone, Default)]
+struct StateFamily {
+    family: Family<StateLabels, Gauge>,
+    breakers: Arc<Mutex<Tracked>>,
+}
+
+impl StateFamily {
+    fn refresh(&self) {
+        let live: Vec<Arc<Inner>> = {
+            let tracked = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+            tracked.list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for inner in live {
+            inner.state();
+        }
+    }
+}
+
+impl TypedMetric for StateFamily {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for StateFamily {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.refresh();
+        self.family.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// One breaker's resolved series.
 #[derive(Debug)]
 pub(crate) struct BreakerMetrics {
@@ -134,9 +198,9 @@ pub(crate) struct BreakerMetrics {
 
 impl BreakerMetrics {
     #[inline]
-    pub(crate) fn count(&self, verdict: crate::inner::Verdict) {
+    pub(crate) fn count(&self, verdict: crate::outcome::Verdict) {
         use crate::Outcome;
-        use crate::inner::Verdict;
+        use crate::outcome::Verdict;
         match verdict {
             Verdict::Outcome(Outcome::Success) => self.success.inc(),
             Verdict::Outcome(Outcome::Failure) => self.failure.inc(),

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::builder::MAX_DURATION;
+
 type MakeIter = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + Sync;
 
 /// The sequence of open durations: the n-th trip in a row (without the breaker closing in
@@ -70,7 +72,7 @@ impl Schedule {
     /// The next open duration, before jitter.
     pub(crate) fn next_duration(&mut self) -> Duration {
         if let Some(d) = self.iter.next() {
-            self.last = d;
+            self.last = d.min(MAX_DURATION);
         }
         self.last
     }
@@ -78,11 +80,18 @@ impl Schedule {
 
 /// Scales `d` by a factor in `[1 - jitter, 1]`, given `unit` uniform in `[0, 1)`: jitter only
 /// ever shortens the configured duration, so it stays an upper bound.
+///
+/// Never panics: `Duration::mul_f64` would on a duration near `Duration::MAX` (the product
+/// rounds above it), so the product is computed in `f64` and checked; the result never
+/// exceeds `d`.
 pub(crate) fn apply_jitter(d: Duration, jitter: f64, unit: f64) -> Duration {
-    if jitter <= 0.0 {
+    if jitter.is_nan() || jitter <= 0.0 {
         return d;
     }
-    d.mul_f64((1.0 - jitter * unit).clamp(0.0, 1.0))
+    let factor = (1.0 - jitter * unit).clamp(0.0, 1.0);
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor)
+        .unwrap_or(d)
+        .min(d)
 }
 
 #[cfg(test)]
@@ -106,6 +115,18 @@ mod tests {
         assert_eq!(o.start().next_duration(), Duration::from_secs(1));
         assert_eq!(o.first(), Some(Duration::from_secs(1)));
         assert_eq!(OpenDurations::from_iter(Vec::new()).first(), None);
+    }
+
+    #[test]
+    fn huge_durations_neither_panic_nor_grow() {
+        for unit in [0.0, 1e-12, 0.5, 0.999_999_999] {
+            for jitter in [1e-9, 0.5, 1.0] {
+                assert!(apply_jitter(Duration::MAX, jitter, unit) <= Duration::MAX);
+                assert!(apply_jitter(MAX_DURATION, jitter, unit) <= MAX_DURATION);
+            }
+        }
+        let mut s = OpenDurations::fixed(Duration::MAX).start();
+        assert_eq!(s.next_duration(), MAX_DURATION);
     }
 
     #[test]

@@ -50,3 +50,12 @@ impl Outcome {
         }
     }
 }
+
+/// A verdict on a permit, including the one it gets when it is dropped without one. Lives
+/// here, beside [`Outcome`], so that the state machine and the metrics both depend on this
+/// leaf module and not on each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Outcome(Outcome),
+    Abandoned,
+}

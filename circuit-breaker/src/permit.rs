@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::inner::{Inner, Token, Verdict};
+use crate::inner::Inner;
+use crate::outcome::Verdict;
+use crate::word::Token;
 use crate::{Outcome, State};
 
 /// The right to make one call through a [`CircuitBreaker`](crate::CircuitBreaker), from

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 /// When a closed breaker trips open. Chosen with
-/// [`Builder::consecutive_failures`](crate::Builder::consecutive_failures) or
-/// [`Builder::failure_rate`](crate::Builder::failure_rate).
+/// [`CircuitBreakerBuilder::consecutive_failures`](crate::CircuitBreakerBuilder::consecutive_failures) or
+/// [`CircuitBreakerBuilder::failure_rate`](crate::CircuitBreakerBuilder::failure_rate).
 ///
 /// # Default
 ///
@@ -67,6 +67,14 @@ pub enum Window {
 
 impl Window {
     /// The last `calls` calls; `min_calls` defaults to `calls` (the window must be full).
+    /// `calls` must be in `1..=`[`MAX_CALLS`](Window::MAX_CALLS), checked by `build`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::Window;
+    /// assert_eq!(Window::count(100), Window::Count { calls: 100, min_calls: 100 });
+    /// ```
     pub const fn count(calls: u32) -> Window {
         Window::Count {
             calls,
@@ -74,7 +82,18 @@ impl Window {
         }
     }
 
-    /// The last `duration`, in `buckets` buckets; `min_calls` defaults to 10.
+    /// The last `duration`, in `buckets` buckets; `min_calls` defaults to 10. `buckets` must
+    /// be in `1..=`[`MAX_BUCKETS`](Window::MAX_BUCKETS) and `duration` at most
+    /// [`MAX_DURATION`](Window::MAX_DURATION) and at least 1 ns per bucket, checked by `build`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::Window;
+    /// let w = Window::time(Duration::from_secs(60), 12);
+    /// assert_eq!(w, Window::Time { duration: Duration::from_secs(60), buckets: 12, min_calls: 10 });
+    /// ```
     pub const fn time(duration: Duration, buckets: u32) -> Window {
         Window::Time {
             duration,
@@ -83,7 +102,15 @@ impl Window {
         }
     }
 
-    /// Sets the minimum number of calls in the window before a rate is computed.
+    /// Sets the minimum number of calls in the window before a rate is computed (at least 1;
+    /// for a count window at most its size, checked by `build`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::Window;
+    /// assert_eq!(Window::count(100).min_calls(20), Window::Count { calls: 100, min_calls: 20 });
+    /// ```
     pub const fn min_calls(self, min_calls: u32) -> Window {
         match self {
             Window::Count { calls, .. } => Window::Count { calls, min_calls },
@@ -97,20 +124,37 @@ impl Window {
         }
     }
 
+    /// The largest count window, in calls (a count window keeps one bit per call).
+    pub const MAX_CALLS: u32 = 100_000;
+
+    /// The most buckets a time window may have (each bucket is 24 bytes, and every rate
+    /// evaluation sums them).
+    pub const MAX_BUCKETS: u32 = 1_000;
+
+    /// The longest time window: 365 days.
+    pub const MAX_DURATION: Duration = crate::builder::MAX_DURATION;
+
+    /// Checks the window; `field` is the builder setter it was given to. Every reason starts
+    /// with `window`.
     pub(crate) fn validate(&self, field: &'static str) -> Result<(), crate::ConfigError> {
         use crate::ConfigError;
         match *self {
             Window::Count { calls, min_calls } => {
-                if calls == 0 {
-                    return Err(ConfigError::new(field, "window of zero calls"));
-                }
-                if min_calls == 0 {
-                    return Err(ConfigError::new(field, "min_calls must be at least 1"));
-                }
-                if calls < min_calls {
+                if !(1..=Window::MAX_CALLS).contains(&calls) {
                     return Err(ConfigError::new(
                         field,
-                        format!("window of {calls} calls is smaller than min_calls {min_calls}"),
+                        format!(
+                            "window calls must be in 1..={}, got {calls}",
+                            Window::MAX_CALLS
+                        ),
+                    ));
+                }
+                if !(1..=calls).contains(&min_calls) {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "window min_calls must be in 1..={calls} (the window's calls), got {min_calls}"
+                        ),
                     ));
                 }
             }
@@ -119,17 +163,30 @@ impl Window {
                 buckets,
                 min_calls,
             } => {
-                if duration.is_zero() {
-                    return Err(ConfigError::new(field, "zero window duration"));
+                if !(1..=Window::MAX_BUCKETS).contains(&buckets) {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "window buckets must be in 1..={}, got {buckets}",
+                            Window::MAX_BUCKETS
+                        ),
+                    ));
                 }
-                if buckets == 0 {
-                    return Err(ConfigError::new(field, "zero buckets"));
-                }
-                if (duration.as_nanos() / u128::from(buckets)) == 0 {
-                    return Err(ConfigError::new(field, "buckets shorter than 1 ns"));
+                let min = Duration::from_nanos(u64::from(buckets));
+                if duration < min || duration > Window::MAX_DURATION {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "window duration must be in {min:?}..={:?} (at least 1 ns per bucket, at most 365 days), got {duration:?}",
+                            Window::MAX_DURATION
+                        ),
+                    ));
                 }
                 if min_calls == 0 {
-                    return Err(ConfigError::new(field, "min_calls must be at least 1"));
+                    return Err(ConfigError::new(
+                        field,
+                        "window min_calls must be in 1..=4294967295, got 0",
+                    ));
                 }
             }
         }
@@ -138,8 +195,8 @@ impl Window {
 }
 
 /// What a call slower than the slow-call threshold means. Set with
-/// [`Builder::slow_calls_as_failures`](crate::Builder::slow_calls_as_failures) or
-/// [`Builder::slow_call_rate`](crate::Builder::slow_call_rate).
+/// [`CircuitBreakerBuilder::slow_calls_as_failures`](crate::CircuitBreakerBuilder::slow_calls_as_failures) or
+/// [`CircuitBreakerBuilder::slow_call_rate`](crate::CircuitBreakerBuilder::slow_call_rate).
 ///
 /// A call is slow when it takes at least the threshold, from the permit's acquisition to its
 /// verdict. A slow probe in half-open state always reopens the breaker.
@@ -170,13 +227,18 @@ impl SlowCalls {
     }
 }
 
-pub(crate) fn validate_rate(rate: f64, field: &'static str) -> Result<(), crate::ConfigError> {
+/// Checks a rate in `(0, 1]` (NaN is rejected); `what` names it in the reason.
+pub(crate) fn validate_rate(
+    rate: f64,
+    field: &'static str,
+    what: &str,
+) -> Result<(), crate::ConfigError> {
     if rate > 0.0 && rate <= 1.0 {
         Ok(())
     } else {
         Err(crate::ConfigError::new(
             field,
-            format!("must be in (0, 1], got {rate}"),
+            format!("{what} must be in (0, 1], got {rate}"),
         ))
     }
 }
@@ -216,7 +278,7 @@ impl RateWindow {
         let (slots, min_calls) = match window {
             Window::Count { calls, min_calls } => (
                 Slots::Count {
-                    ring: vec![false; calls as usize],
+                    ring: vec![false; calls.clamp(1, Window::MAX_CALLS) as usize],
                     next: 0,
                     len: 0,
                     bad: 0,
@@ -228,11 +290,14 @@ impl RateWindow {
                 buckets,
                 min_calls,
             } => {
-                let nanos = duration.as_nanos() / u128::from(buckets);
+                let nanos = duration.as_nanos() / u128::from(buckets.max(1));
                 (
                     Slots::Time {
                         bucket_nanos: u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
-                        buckets: vec![Bucket::default(); buckets as usize],
+                        buckets: vec![
+                            Bucket::default();
+                            buckets.clamp(1, Window::MAX_BUCKETS) as usize
+                        ],
                     },
                     min_calls,
                 )
@@ -436,9 +501,27 @@ mod tests {
                 .validate("w")
                 .is_ok()
         );
-        assert!(validate_rate(0.0, "r").is_err());
-        assert!(validate_rate(1.01, "r").is_err());
-        assert!(validate_rate(f64::NAN, "r").is_err());
-        assert!(validate_rate(1.0, "r").is_ok());
+        assert!(Window::count(Window::MAX_CALLS).validate("w").is_ok());
+        assert!(Window::count(u32::MAX).validate("w").is_err());
+        assert!(
+            Window::time(Duration::from_secs(1), u32::MAX)
+                .validate("w")
+                .is_err()
+        );
+        assert!(Window::time(Duration::MAX, 10).validate("w").is_err());
+        assert!(
+            Window::time(Duration::from_nanos(9), 10)
+                .validate("w")
+                .is_err()
+        );
+        assert!(
+            Window::time(Duration::from_nanos(10), 10)
+                .validate("w")
+                .is_ok()
+        );
+        assert!(validate_rate(0.0, "r", "rate").is_err());
+        assert!(validate_rate(1.01, "r", "rate").is_err());
+        assert!(validate_rate(f64::NAN, "r", "rate").is_err());
+        assert!(validate_rate(1.0, "r", "rate").is_ok());
     }
 }

@@ -119,6 +119,13 @@ pub enum Reason {
     },
     /// A probe failed (or was slower than the slow-call threshold).
     ProbeFailed,
+    /// A probe did not report within the maximum probe duration
+    /// ([`max_probe_duration`](crate::CircuitBreakerBuilder::max_probe_duration)): it counts
+    /// as failed and its slot is freed.
+    ProbeTimedOut {
+        /// The maximum probe duration it outlived.
+        after: Duration,
+    },
     /// [`force_open`](crate::CircuitBreaker::force_open) was called.
     ForcedOpen,
     /// [`disable`](crate::CircuitBreaker::disable) was called.
@@ -129,6 +136,13 @@ pub enum Reason {
 
 impl Reason {
     /// A short `snake_case` name for the reason, used in tracing fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::Reason;
+    /// assert_eq!(Reason::ProbeFailed.as_str(), "probe_failed");
+    /// ```
     pub const fn as_str(&self) -> &'static str {
         match self {
             Reason::ConsecutiveFailures { .. } => "consecutive_failures",
@@ -137,6 +151,7 @@ impl Reason {
             Reason::OpenElapsed { .. } => "open_elapsed",
             Reason::ProbesSucceeded { .. } => "probes_succeeded",
             Reason::ProbeFailed => "probe_failed",
+            Reason::ProbeTimedOut { .. } => "probe_timed_out",
             Reason::ForcedOpen => "forced_open",
             Reason::Disabled => "disabled",
             Reason::Reset => "reset",
@@ -159,6 +174,9 @@ impl fmt::Display for Reason {
             }
             Reason::ProbesSucceeded { successes } => write!(f, "{successes} probes succeeded"),
             Reason::ProbeFailed => f.write_str("a probe failed"),
+            Reason::ProbeTimedOut { after } => {
+                write!(f, "a probe did not report within {} ms", after.as_millis())
+            }
             Reason::ForcedOpen => f.write_str("forced open"),
             Reason::Disabled => f.write_str("disabled"),
             Reason::Reset => f.write_str("reset"),

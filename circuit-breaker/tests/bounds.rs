@@ -1,8 +1,8 @@
 //! Public types and futures are `Send + Sync + 'static` where they should be.
 
 use seawall_circuit_breaker::{
-    Builder, CircuitBreaker, ConfigError, Error, Metrics, Outcome, Permit, Reason, Rejected,
-    SlowCalls, State, Transition, TripPolicy, Window,
+    CircuitBreaker, CircuitBreakerBuilder, ConfigError, Error, Metrics, Outcome, Permit, Reason,
+    Rejected, SlowCalls, State, Transition, TripPolicy, Window,
 };
 
 fn send_sync_static<T: Send + Sync + 'static>() {}
@@ -11,7 +11,7 @@ fn send<T: Send>(_: &T) {}
 #[test]
 fn public_types_are_send_sync_static() {
     send_sync_static::<CircuitBreaker>();
-    send_sync_static::<Builder>();
+    send_sync_static::<CircuitBreakerBuilder>();
     send_sync_static::<Permit>();
     send_sync_static::<Rejected>();
     send_sync_static::<Error<std::io::Error>>();

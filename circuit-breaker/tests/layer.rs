@@ -81,3 +81,70 @@ async fn classifier_and_dropped_response_futures() {
     assert_eq!(svc.oneshot(200).await, Ok(200));
     assert_eq!(breaker.state(), State::Closed);
 }
+
+/// An inner service that is never ready: what a saturated pool looks like.
+#[derive(Clone)]
+struct NeverReady {
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<u32> for NeverReady {
+    type Response = u32;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<u32, &'static str>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(n))
+    }
+}
+
+/// Fail-fast: while the breaker is open, `poll_ready` is ready at once even though the
+/// inner service never is, and `call` rejects without touching it (tower-resilience does
+/// the same). Once probes may pass, readiness is the inner service's again.
+#[tokio::test(start_paused = true)]
+async fn open_breaker_is_ready_at_once_over_a_never_ready_service() {
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut svc = CircuitBreakerLayer::new(breaker.clone()).layer(NeverReady {
+        calls: calls.clone(),
+    });
+    // Closed: readiness is the inner service's.
+    assert!(futures::poll!(std::pin::pin!(svc.ready())).is_pending());
+
+    breaker.try_acquire().unwrap().failure();
+    assert_eq!(breaker.state(), State::Open);
+    let ready = tokio::time::timeout(Duration::from_millis(1), svc.ready())
+        .await
+        .expect("an open breaker must be ready at once")
+        .unwrap();
+    assert_eq!(
+        ready.call(1).await,
+        Err(Error::Open {
+            retry_after: Duration::from_secs(30)
+        })
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Forced open too.
+    breaker.force_open();
+    let r = svc.ready().await.unwrap().call(2).await;
+    assert!(matches!(r, Err(Error::Open { .. })), "{r:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // Half-open: the probe waits for the inner service like any call.
+    breaker.reset();
+    breaker.try_acquire().unwrap().failure();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(futures::poll!(std::pin::pin!(svc.ready())).is_pending());
+}

@@ -472,7 +472,7 @@ async fn jitter_shortens_within_bounds_and_is_seedable() {
         let b = CircuitBreaker::builder()
             .consecutive_failures(1)
             .jitter(0.5)
-            .jitter_seed(seed)
+            .seed(seed)
             .build()
             .unwrap();
         let mut rx = b.subscribe();
