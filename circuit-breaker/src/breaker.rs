@@ -25,9 +25,11 @@ use crate::{CircuitBreakerBuilder, Error, Outcome, Permit, Reason, Rejected, Sta
 ///   force_open() ▶ ForcedOpen    disable() ▶ Disabled    reset() ▶ Closed (from any state)
 /// ```
 ///
-/// The move from `Open` to `HalfOpen` happens lazily, on the first
-/// [`call`](CircuitBreaker::call), [`try_acquire`](CircuitBreaker::try_acquire) or
-/// [`state`](CircuitBreaker::state) after the open duration: no timer task runs.
+/// Time-driven moves (`Open` to `HalfOpen` once the open duration has passed, `HalfOpen` to
+/// `Open` once a probe outlives the maximum probe duration) are made by the first
+/// [`call`](CircuitBreaker::call), [`try_acquire`](CircuitBreaker::try_acquire),
+/// [`state`](CircuitBreaker::state) or metrics scrape that sees them due, and dated to when
+/// they became due: no timer task runs, and no reader ever sees a stale state.
 ///
 /// # Examples
 ///
@@ -216,12 +218,34 @@ impl CircuitBreaker {
         Ok(Permit::new(Arc::clone(&self.inner), token))
     }
 
-    /// The current state. An open breaker whose open duration has elapsed becomes (and
-    /// reports) `HalfOpen`; this is the only time this method takes a lock.
+    /// The state the next call would see. Time-driven transitions are made (and emitted as
+    /// tracing events and [`Transition`]s) here when they are due, without waiting for a
+    /// call: an open breaker whose open duration has passed becomes and reports `HalfOpen`;
+    /// a half-open breaker whose probe outlived the
+    /// [maximum probe duration](crate::CircuitBreakerBuilder::max_probe_duration) becomes and
+    /// reports `Open`. Those are the only times this method takes a lock; a closed breaker
+    /// costs one atomic load.
     ///
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::{CircuitBreaker, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    /// breaker.try_acquire().unwrap().failure();
+    /// assert_eq!(breaker.state(), State::Open);
+    /// tokio::time::advance(Duration::from_secs(30)).await;
+    /// // No call needed: the state follows the clock.
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # }
+    /// ```
     #[inline]
     pub fn state(&self) -> State {
         self.inner.state()
@@ -233,6 +257,16 @@ impl CircuitBreaker {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// breaker.force_open();
+    /// assert_eq!(breaker.try_acquire().unwrap_err().state, State::ForcedOpen);
+    /// ```
     pub fn force_open(&self) {
         self.inner.manual(State::ForcedOpen, Reason::ForcedOpen);
     }
@@ -243,6 +277,17 @@ impl CircuitBreaker {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    /// breaker.disable();
+    /// breaker.try_acquire().unwrap().failure();
+    /// assert_eq!(breaker.state(), State::Disabled);
+    /// ```
     pub fn disable(&self) {
         self.inner.manual(State::Disabled, Reason::Disabled);
     }
@@ -253,6 +298,17 @@ impl CircuitBreaker {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    /// breaker.try_acquire().unwrap().failure();
+    /// breaker.reset();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// ```
     pub fn reset(&self) {
         self.inner.manual(State::Closed, Reason::Reset);
     }

@@ -24,11 +24,29 @@ pub enum Error<E> {
 
 impl<E> Error<E> {
     /// `true` for [`Error::Open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::Error;
+    ///
+    /// assert!(Error::<()>::Open { retry_after: Duration::from_secs(1) }.is_open());
+    /// assert!(!Error::Inner("down").is_open());
+    /// ```
     pub const fn is_open(&self) -> bool {
         matches!(self, Error::Open { .. })
     }
 
     /// The inner error, or `None` when the call was rejected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::Error;
+    ///
+    /// assert_eq!(Error::Inner("down").into_inner(), Some("down"));
+    /// ```
     pub fn into_inner(self) -> Option<E> {
         match self {
             Error::Inner(e) => Some(e),
@@ -37,6 +55,16 @@ impl<E> Error<E> {
     }
 
     /// The `retry_after` of a rejection, `None` for [`Error::Inner`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::Error;
+    ///
+    /// let e = Error::<()>::Open { retry_after: Duration::from_secs(3) };
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    /// ```
     pub const fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Open { retry_after } => Some(*retry_after),

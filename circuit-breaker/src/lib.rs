@@ -6,9 +6,27 @@
 //! breaker counts the failures; once its trip policy says the dependency is down it *opens*
 //! and rejects calls at once (with a `retry_after`), so the caller can fall back (spool to
 //! disk, serve a cached answer, tell the user). After an open duration it lets a few *probe*
-//! calls through; if they succeed it closes again, if not it stays open longer. A probe that
-//! never reports back (its future dropped, its task killed) frees its slot, so the breaker
-//! can never get stuck half-open.
+//! calls through; if they succeed it closes again, if not it stays open longer.
+//!
+//! # Guarantees
+//!
+//! - **Never stuck half-open, even when callers set no timeout.** A probe that never reports
+//!   back (its future dropped, its task killed) frees its slot at once; a probe that is alive
+//!   but hung counts as failed once it outlives the
+//!   [maximum probe duration](CircuitBreakerBuilder::max_probe_duration) (default 30 s,
+//!   cannot be turned off), which reopens the breaker and frees its slot.
+//! - **A state that follows the clock.** [`state()`](CircuitBreaker::state) and the state
+//!   gauge (computed when the registry is scraped) report what the next call would see: an
+//!   open breaker reads half-open once its open duration has passed, without waiting for a
+//!   call; the transition is emitted then, dated to when it became due.
+//! - **Rate windows trip when they cross the threshold**, on whichever call that is: a
+//!   success that brings the window to `min_calls` at 60 % failures trips a 50 % breaker.
+//! - **Fail fast in tower.** While the breaker would reject, the layer's `poll_ready` is
+//!   ready at once and `call` rejects without touching the inner service, so a saturated
+//!   pool never delays a rejection (see [`layer`](crate#features)).
+//! - **Bounded configuration.** Every setting is checked by `build` against a stated range
+//!   ([`ConfigError`] names the setter); no allocation is sized by an unchecked input and no
+//!   duration arithmetic can overflow or panic.
 //!
 //! # Quick example
 //!
@@ -49,7 +67,7 @@
 //! - Open duration fixed (default 30 s) or from any `Iterator<Item = Duration>` so repeated
 //!   trips back off, with optional jitter.
 //! - Half-open: `probes` concurrent probes (default 1), `successes_to_close` (default 1); any
-//!   failed probe reopens.
+//!   failed or hung probe reopens.
 //! - [`CircuitBreaker::call`] / [`call_with`](CircuitBreaker::call_with) for async code,
 //!   [`try_acquire`](CircuitBreaker::try_acquire) and a [`Permit`] for everything else.
 //! - Manual [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable),
@@ -64,7 +82,7 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker (see its `poll_ready` semantics) |
+//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker; fail-fast: while the breaker would reject, `poll_ready` is ready at once and `call` rejects without touching the inner service (see its readiness contract) |
 //!
 //! # Minimum supported Rust version
 //!

@@ -65,11 +65,25 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the families and registers them in `registry`.
+    /// Creates the families and registers them in `registry`. Register once per registry
+    /// and hand clones to every breaker.
     ///
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use seawall_circuit_breaker::{CircuitBreaker, Metrics};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = Metrics::register(&mut registry);
+    /// let a = CircuitBreaker::builder().name("a").metrics(metrics.clone()).build().unwrap();
+    /// let b = CircuitBreaker::builder().name("b").metrics(metrics).build().unwrap();
+    /// # drop((a, b));
+    /// ```
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {
             state: StateFamily::default(),

@@ -15,8 +15,11 @@ use crate::{Outcome, State};
 /// [`failure`](Permit::failure), [`ignore`](Permit::ignore) or [`record`](Permit::record).
 /// A permit dropped without a verdict (the task was cancelled, the code panicked) counts as
 /// *abandoned*: it says nothing about the dependency, and if it was a half-open probe its slot
-/// is freed at once, so the next call can probe. A breaker can therefore never stay half-open
-/// with every slot held by a probe that no longer exists.
+/// is freed at once, so the next call can probe. A probe that is kept but never reported
+/// counts as failed once it outlives the
+/// [maximum probe duration](crate::CircuitBreakerBuilder::max_probe_duration). A breaker can
+/// therefore never stay half-open with every slot held, whether by a probe that no longer
+/// exists or by one that hangs.
 ///
 /// A permit is `'static` (it holds a reference-counted handle to the breaker), so it can move
 /// into a spawned task.
@@ -74,6 +77,17 @@ impl Permit {
     }
 
     /// Reports `outcome`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, Outcome, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    /// let result: Result<(), u16> = Err(404);
+    /// breaker.try_acquire().unwrap().record(Outcome::of_error(&result, |_| Outcome::Ignored));
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// ```
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let token = std::mem::replace(&mut self.token, Token::SPENT);
@@ -81,7 +95,17 @@ impl Permit {
     }
 
     /// `true` if this permit is a half-open probe: its verdict decides whether the breaker
-    /// closes or reopens.
+    /// closes or reopens (if it comes within the
+    /// [maximum probe duration](crate::CircuitBreakerBuilder::max_probe_duration)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// assert!(!breaker.try_acquire().unwrap().is_probe());
+    /// ```
     #[inline]
     pub fn is_probe(&self) -> bool {
         self.token.state() == State::HalfOpen
