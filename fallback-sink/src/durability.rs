@@ -8,15 +8,26 @@ use std::time::Duration;
 ///
 /// | policy | survives a process crash | survives power loss / kernel panic | cost |
 /// |---|---|---|---|
-/// | [`Sync::Always`] | yes | yes | one `fdatasync` per record |
-/// | [`Sync::Batch`] | yes | yes | one `fdatasync` per group |
-/// | [`Sync::Never`] | yes | **no**: up to the kernel's dirty write-back delay (typically 30 s on Linux) | none |
+/// | [`Durability::Always`] | yes | yes | one `fdatasync` per record |
+/// | [`Durability::Batch`] | yes | yes | one `fdatasync` per group |
+/// | [`Durability::Never`] | yes | **no**: up to the kernel's dirty write-back delay (typically 30 s on Linux) | none |
 ///
 /// With every policy the bytes are handed to the kernel (`write(2)`) before the record is
 /// acknowledged, so killing the process never loses an acknowledged record. Segments are
 /// fsynced when they are sealed and when the spool is closed.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_fallback_sink::Durability;
+///
+/// // Group commit: wait up to 2 ms for up to 128 records to share one fdatasync.
+/// let group = Durability::Batch { max_records: 128, max_delay: Duration::from_millis(2) };
+/// assert_ne!(group, Durability::default());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sync {
+pub enum Durability {
     /// `fdatasync` after each record, before acknowledging it. Records never share a sync.
     Always,
     /// Group commit: the first record of a group waits up to `max_delay` for others (at most
@@ -26,9 +37,10 @@ pub enum Sync {
     /// With `max_delay` zero nothing waits: the group is whatever queued up while the
     /// previous `fdatasync` was running, which is the classic database group commit.
     Batch {
-        /// Largest group; must be at least 1.
+        /// Largest group: `1..=`[`Durability::MAX_GROUP`].
         max_records: usize,
-        /// Longest time the first record of a group waits for company.
+        /// Longest time the first record of a group waits for company: at most
+        /// [`Durability::MAX_DELAY`].
         max_delay: Duration,
     },
     /// Never `fdatasync` while appending (only when a segment is sealed and on close).
@@ -36,10 +48,18 @@ pub enum Sync {
     Never,
 }
 
-impl Default for Sync {
-    /// `Sync::Batch { max_records: 64, max_delay: 0 }`: group commit without added latency.
+impl Durability {
+    /// The largest `Batch::max_records` a builder accepts.
+    pub const MAX_GROUP: usize = 65_536;
+    /// The longest `Batch::max_delay` a builder accepts (a group commit that waits longer
+    /// than this is a misconfiguration, not a policy).
+    pub const MAX_DELAY: Duration = Duration::from_secs(10);
+}
+
+impl Default for Durability {
+    /// `Durability::Batch { max_records: 64, max_delay: 0 }`: group commit without added latency.
     fn default() -> Self {
-        Sync::Batch {
+        Durability::Batch {
             max_records: 64,
             max_delay: Duration::ZERO,
         }

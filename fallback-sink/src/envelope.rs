@@ -50,5 +50,7 @@ pub(crate) fn to_ms(t: SystemTime) -> u64 {
 }
 
 pub(crate) fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH)
 }

@@ -1,5 +1,6 @@
 //! Errors.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -39,6 +40,13 @@ pub enum Error {
     Serde(serde_json::Error),
     /// The spool was closed; no more reads or writes.
     Closed,
+    /// The spool's writer task died (it panicked); the spool is closed. The records it had
+    /// not acknowledged may or may not be on disk (the next open recovers them if they are).
+    /// Logged at `error` level when it happens.
+    WriterFailed {
+        /// Why it died.
+        cause: String,
+    },
     /// A batch was committed out of order (its start is not the current checkpoint).
     StaleBatch,
     /// The configuration was rejected.
@@ -75,6 +83,7 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Serde(_) => "serde",
             Error::Closed => "closed",
+            Error::WriterFailed { .. } => "writer_failed",
             Error::StaleBatch => "stale_batch",
             Error::Config(_) => "config",
             Error::Primary(_) => "primary",
@@ -104,8 +113,11 @@ impl fmt::Display for Error {
             }
             Error::Serde(e) => write!(f, "record (de)serialisation failed: {e}"),
             Error::Closed => f.write_str("spool is closed"),
+            Error::WriterFailed { cause } => {
+                write!(f, "spool is closed: its writer task died: {cause}")
+            }
             Error::StaleBatch => f.write_str("batch does not start at the current checkpoint"),
-            Error::Config(e) => write!(f, "invalid configuration: {e}"),
+            Error::Config(e) => write!(f, "{e}"),
             Error::Primary(e) => write!(f, "primary store failed during replay: {e}"),
             Error::Unavailable { primary, spool } => write!(
                 f,
@@ -134,27 +146,50 @@ impl From<ConfigError> for Error {
     }
 }
 
-/// An invalid setting, naming the field.
+/// An invalid setting, returned by a builder's `open` before anything touches the disk.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use seawall_fallback_sink::{Error, Spool};
+///
+/// let err = Spool::builder("never-created").max_bytes(0).open().await.unwrap_err();
+/// let Error::Config(e) = err else { panic!() };
+/// assert_eq!(e.field(), "max_bytes");
+/// assert_eq!(e.to_string(), "invalid `max_bytes`: must be at least 1, got 0");
+/// assert!(!std::path::Path::new("never-created").exists());
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: &'static str,
-    reason: &'static str,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    pub(crate) fn new(field: &'static str, reason: &'static str) -> Self {
-        ConfigError { field, reason }
+    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
     }
 
-    /// The builder field that was rejected.
+    /// The builder setter's name, e.g. `"max_bytes"`, `"durability"`.
     pub fn field(&self) -> &'static str {
         self.field
+    }
+
+    /// Why, stating the allowed range and the value given, e.g.
+    /// `"must be in 1..=65536, got 0"`.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 

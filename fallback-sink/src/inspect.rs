@@ -7,9 +7,8 @@ use std::time::SystemTime;
 use crate::Error;
 use crate::checkpoint;
 use crate::envelope::from_ms;
+use crate::layout::{LOCK, Position, QUARANTINE, parse_segment_name, segment_name};
 use crate::record;
-use crate::recovery::{LOCK, QUARANTINE};
-use crate::spool::{Position, parse_segment_name, segment_name};
 
 /// What [`inspect`] found in a spool directory.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary, Sync};
+//! use seawall_fallback_sink::{Delivered, Durability, Envelope, FallbackSink, Primary};
 //!
 //! struct Down; // a primary store that is down
 //! impl Primary<String> for Down {
@@ -30,7 +30,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let sink = FallbackSink::builder(dir.path())
 //!     .name("audit")
-//!     .sync(Sync::Always)
+//!     .durability(Durability::Always)
 //!     .open(Down)
 //!     .await?;
 //! assert_eq!(sink.write("user 7 logged in".to_string()).await?, Delivered::Spooled);
@@ -74,24 +74,30 @@
     rust_2018_idioms
 )]
 
+mod builder;
 mod checkpoint;
+mod durability;
 mod envelope;
 mod error;
 mod inspect;
+mod layout;
 mod metrics;
 mod primary;
+mod quarantine;
 mod record;
 mod recovery;
 mod sink;
 mod spool;
-mod sync;
+mod state;
 mod writer;
 
+pub use builder::{FallbackSinkBuilder, SpoolBuilder};
+pub use durability::Durability;
 pub use envelope::Envelope;
 pub use error::{ConfigError, Error};
 pub use inspect::{Inspection, SegmentReport, inspect};
+pub use layout::Position;
 pub use metrics::Metrics;
 pub use primary::Primary;
-pub use sink::{Delivered, FallbackSink, FallbackSinkBuilder};
-pub use spool::{Batch, Position, Spool, SpoolBuilder, SpooledRecord, Stats};
-pub use sync::Sync;
+pub use sink::{Delivered, FallbackSink};
+pub use spool::{Batch, Spool, SpooledRecord, Stats};

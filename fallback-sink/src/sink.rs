@@ -1,7 +1,7 @@
 //! The composition: primary first, spool when it fails, replay when it recovers.
 
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -11,9 +11,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Handles;
-use crate::spool::{Options, SpoolBuilder};
-use crate::sync::Sync as SyncPolicy;
-use crate::{ConfigError, Envelope, Error, Metrics, Primary, Spool, Stats};
+use crate::{Envelope, Error, FallbackSinkBuilder, Primary, Spool, Stats};
 
 type BoxError = Box<dyn std::error::Error + Send + std::marker::Sync>;
 
@@ -22,178 +20,37 @@ type BoxError = Box<dyn std::error::Error + Send + std::marker::Sync>;
 pub enum Delivered {
     /// The primary store acknowledged it.
     Primary,
-    /// The spool made it durable (per its [`Sync`](crate::Sync) policy); replay will deliver
+    /// The spool made it durable (per its [`Durability`](crate::Durability) policy); replay will deliver
     /// it to the primary later.
     Spooled,
 }
 
-/// Builds a [`FallbackSink`].
-///
-/// # Default
-///
-/// | setting | default |
-/// |---|---|
-/// | `name` | `"default"` (the `sink` label and tracing field) |
-/// | `sync` | `Sync::Batch { max_records: 64, max_delay: 0 }` |
-/// | `max_bytes` | 1 GiB of backlog |
-/// | `segment_bytes` | 16 MiB |
-/// | `preserve_order` | `true`: while the spool has a backlog, new records join it |
-/// | `replay_batch` | 256 records |
-/// | `replay_interval` | 1 s between replay attempts while the primary fails |
-/// | `background_replay` | `true` |
-/// | `breaker` | none (feature `circuit-breaker`) |
-/// | `retry` | none (feature `retry`) |
-/// | `metrics` | none |
-#[must_use]
-pub struct FallbackSinkBuilder<T, P: Primary<T>> {
-    dir: PathBuf,
-    opts: Options,
-    preserve_order: bool,
-    replay_batch: usize,
-    replay_interval: Duration,
-    background_replay: bool,
+/// The sink's own settings (the spool's are in `Options`).
+pub(crate) struct Settings<E> {
+    pub(crate) preserve_order: bool,
+    pub(crate) replay_batch: usize,
+    pub(crate) replay_interval: Duration,
+    pub(crate) background_replay: bool,
     #[cfg(feature = "circuit-breaker")]
-    breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
+    pub(crate) breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
     #[cfg(feature = "retry")]
-    retry: Option<seawall_retry::RetryPolicy<P::Error>>,
-    _marker: PhantomData<fn(T, P)>,
+    pub(crate) retry: Option<seawall_retry::RetryPolicy>,
+    pub(crate) _marker: PhantomData<fn(E)>,
 }
 
-impl<T, P: Primary<T>> std::fmt::Debug for FallbackSinkBuilder<T, P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackSinkBuilder")
-            .field("dir", &self.dir)
-            .field("opts", &self.opts)
-            .field("preserve_order", &self.preserve_order)
-            .field("replay_batch", &self.replay_batch)
-            .field("replay_interval", &self.replay_interval)
-            .field("background_replay", &self.background_replay)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, P> FallbackSinkBuilder<T, P>
-where
-    T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
-    P: Primary<T>,
-{
-    /// The `sink` label of the metrics and the `sink` field of tracing events.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.opts.name = name.into();
-        self
-    }
-    /// The spool's durability policy.
-    pub fn sync(mut self, sync: SyncPolicy) -> Self {
-        self.opts.sync = sync;
-        self
-    }
-    /// Cap on the spool's backlog; see [`SpoolBuilder::max_bytes`].
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.opts.max_bytes = bytes;
-        self
-    }
-    /// Spool segment size; see [`SpoolBuilder::segment_bytes`].
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.opts.segment_bytes = bytes;
-        self
-    }
-    /// Whether new records join an existing backlog instead of going to the primary (so the
-    /// primary sees records in order). With `false`, a healthy primary gets new records at
-    /// once and the backlog arrives later, out of order.
-    pub fn preserve_order(mut self, on: bool) -> Self {
-        self.preserve_order = on;
-        self
-    }
-    /// Records per replayed batch (at least 1).
-    pub fn replay_batch(mut self, records: usize) -> Self {
-        self.replay_batch = records;
-        self
-    }
-    /// Pause between replay attempts after a failure, and the background replayer's poll
-    /// period (it is also woken at once when a record is spooled).
-    pub fn replay_interval(mut self, interval: Duration) -> Self {
-        self.replay_interval = interval;
-        self
-    }
-    /// Whether `open` starts the background replayer.
-    pub fn background_replay(mut self, on: bool) -> Self {
-        self.background_replay = on;
-        self
-    }
-    /// Report metrics here; takes `Metrics` or `&Metrics`.
-    pub fn metrics(mut self, metrics: impl Into<Metrics>) -> Self {
-        self.opts.metrics = Some(metrics.into());
-        self
-    }
-    /// Send primary writes (and replayed batches) through this breaker. While it is open,
-    /// records go straight to the spool; once its open duration has passed, the replayer's
-    /// next batch is the half-open probe.
-    #[cfg(feature = "circuit-breaker")]
-    pub fn breaker(mut self, breaker: seawall_circuit_breaker::CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
-        self
-    }
-    /// Retry direct primary writes with this policy before spooling (inside the breaker
-    /// permit: the breaker sees one outcome per record). Replay does not use it: the replayer
-    /// retries at `replay_interval`.
-    #[cfg(feature = "retry")]
-    pub fn retry(mut self, policy: seawall_retry::RetryPolicy<P::Error>) -> Self {
-        self.retry = Some(policy);
-        self
-    }
-
-    /// Opens (and recovers) the spool and starts the background replayer.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the bad field; the errors of [`SpoolBuilder::open`].
-    ///
-    /// # Panics
-    ///
-    /// Never. Must be called within a tokio runtime.
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`SpoolBuilder::open`].
-    pub async fn open(self, primary: P) -> Result<FallbackSink<T, P>, Error> {
-        if self.replay_batch == 0 {
-            return Err(ConfigError::new("replay_batch", "must be at least 1").into());
-        }
-        if self.replay_interval.is_zero() {
-            return Err(ConfigError::new("replay_interval", "must be greater than 0").into());
-        }
-        let metrics = self
-            .opts
-            .metrics
-            .as_ref()
-            .map(|m| m.handles(&self.opts.name));
-        let spool = SpoolBuilder::from_options(self.dir, self.opts)
-            .open()
-            .await?;
-        let (stop_tx, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            name: spool.name().to_owned(),
-            primary,
-            spool,
-            preserve_order: self.preserve_order,
-            replay_batch: self.replay_batch,
-            replay_interval: self.replay_interval,
-            metrics,
-            replay_lock: tokio::sync::Mutex::new(()),
-            wake: Arc::new(Notify::new()),
-            stop: stop_tx,
-            replayer: parking_lot::Mutex::new(None),
+impl<E> Default for Settings<E> {
+    fn default() -> Self {
+        Settings {
+            preserve_order: true,
+            replay_batch: 256,
+            replay_interval: Duration::from_secs(1),
+            background_replay: true,
             #[cfg(feature = "circuit-breaker")]
-            breaker: self.breaker,
+            breaker: None,
             #[cfg(feature = "retry")]
-            retry: self.retry,
+            retry: None,
             _marker: PhantomData,
-        });
-        if self.background_replay {
-            let handle = tokio::spawn(replayer(Arc::downgrade(&inner), inner.stop.subscribe()));
-            *inner.replayer.lock() = Some(handle);
         }
-        Ok(FallbackSink { inner })
     }
 }
 
@@ -212,7 +69,7 @@ struct Inner<T, P: Primary<T>> {
     #[cfg(feature = "circuit-breaker")]
     breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
     #[cfg(feature = "retry")]
-    retry: Option<seawall_retry::RetryPolicy<P::Error>>,
+    retry: Option<seawall_retry::RetryPolicy>,
     _marker: PhantomData<fn(T)>,
 }
 
@@ -225,7 +82,7 @@ struct Inner<T, P: Primary<T>> {
 /// # Guarantees
 ///
 /// - `write` returns `Ok` only once the record is stored: acknowledged by the primary, or
-///   durable in the spool per its [`Sync`](crate::Sync) policy. It returns `Err` only when
+///   durable in the spool per its [`Durability`](crate::Durability) policy. It returns `Err` only when
 ///   both failed; then nothing was stored and the caller decides.
 /// - Replay is at least once and in spool order; a crash re-sends at most the batch that was
 ///   in flight. Records keep their [`Envelope::id`], so an idempotent primary stores each
@@ -297,21 +154,42 @@ where
     T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
     P: Primary<T>,
 {
-    /// Starts building a sink whose spool lives in `dir`.
+    /// Starts building a sink whose spool lives in `dir`; see [`FallbackSinkBuilder`].
     pub fn builder(dir: impl AsRef<Path>) -> FallbackSinkBuilder<T, P> {
-        FallbackSinkBuilder {
-            dir: dir.as_ref().to_path_buf(),
-            opts: Options::default(),
-            preserve_order: true,
-            replay_batch: 256,
-            replay_interval: Duration::from_secs(1),
-            background_replay: true,
+        FallbackSinkBuilder::new(dir)
+    }
+
+    /// Wires an opened spool to the primary and starts the replayer.
+    pub(crate) fn start(
+        spool: Spool,
+        primary: P,
+        settings: Settings<P::Error>,
+        metrics: Option<Handles>,
+    ) -> Self {
+        let (stop_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            name: spool.name().to_owned(),
+            primary,
+            spool,
+            preserve_order: settings.preserve_order,
+            replay_batch: settings.replay_batch,
+            replay_interval: settings.replay_interval,
+            metrics,
+            replay_lock: tokio::sync::Mutex::new(()),
+            wake: Arc::new(Notify::new()),
+            stop: stop_tx,
+            replayer: parking_lot::Mutex::new(None),
             #[cfg(feature = "circuit-breaker")]
-            breaker: None,
+            breaker: settings.breaker,
             #[cfg(feature = "retry")]
-            retry: None,
+            retry: settings.retry,
             _marker: PhantomData,
+        });
+        if settings.background_replay {
+            let handle = tokio::spawn(replayer(Arc::downgrade(&inner), inner.stop.subscribe()));
+            *inner.replayer.lock() = Some(handle);
         }
+        FallbackSink { inner }
     }
 
     /// Stores `record`: in the primary if it takes it, otherwise in the spool.

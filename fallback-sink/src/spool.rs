@@ -1,6 +1,5 @@
 //! The spool: a directory of JSON Lines segments with a checkpoint.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -13,22 +12,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::builder::SpoolBuilder;
 use crate::checkpoint::{self, Checkpoint};
 use crate::envelope::{from_ms, to_ms};
-use crate::metrics::Handles;
+use crate::layout::{Position, QUARANTINE, segment_name};
 use crate::record::{self, LineError};
-use crate::sync::Sync as SyncPolicy;
+use crate::state::{Options, Shared};
 use crate::writer::{self, Msg};
-use crate::{ConfigError, Envelope, Error, Metrics, recovery};
-
-/// A place in the spool: a segment and a byte offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Position {
-    /// Segment number (the file is `segment-<20 digits>.jsonl`).
-    pub segment: u64,
-    /// Byte offset of the next unread line in that segment.
-    pub offset: u64,
-}
+use crate::{Envelope, Error, quarantine, recovery};
 
 /// A record read back from the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,200 +118,6 @@ impl Stats {
     }
 }
 
-/// Settings for [`Spool`].
-#[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) sync: SyncPolicy,
-    pub(crate) max_bytes: u64,
-    pub(crate) segment_bytes: u64,
-    pub(crate) name: String,
-    pub(crate) metrics: Option<Metrics>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            sync: SyncPolicy::default(),
-            max_bytes: 1 << 30,
-            segment_bytes: 16 << 20,
-            name: "default".to_owned(),
-            metrics: None,
-        }
-    }
-}
-
-impl Options {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_bytes == 0 {
-            return Err(ConfigError::new("max_bytes", "must be greater than 0"));
-        }
-        if self.segment_bytes == 0 {
-            return Err(ConfigError::new("segment_bytes", "must be greater than 0"));
-        }
-        if self.segment_bytes > self.max_bytes {
-            return Err(ConfigError::new(
-                "segment_bytes",
-                "must not be larger than max_bytes",
-            ));
-        }
-        if let SyncPolicy::Batch { max_records: 0, .. } = self.sync {
-            return Err(ConfigError::new(
-                "sync",
-                "Batch max_records must be at least 1",
-            ));
-        }
-        if self.name.is_empty() {
-            return Err(ConfigError::new("name", "must not be empty"));
-        }
-        Ok(())
-    }
-}
-
-/// Builds a [`Spool`].
-///
-/// # Default
-///
-/// | setting | default |
-/// |---|---|
-/// | `sync` | `Sync::Batch { max_records: 64, max_delay: 0 }` (every record fsynced before its ack, concurrent records share the fsync) |
-/// | `max_bytes` | 1 GiB of backlog |
-/// | `segment_bytes` | 16 MiB |
-/// | `name` | `"default"` (the `sink` label) |
-/// | `metrics` | none |
-#[derive(Debug)]
-#[must_use]
-pub struct SpoolBuilder {
-    dir: PathBuf,
-    opts: Options,
-}
-
-impl SpoolBuilder {
-    pub(crate) fn from_options(dir: PathBuf, opts: Options) -> Self {
-        SpoolBuilder { dir, opts }
-    }
-
-    /// The durability policy.
-    pub fn sync(mut self, sync: SyncPolicy) -> Self {
-        self.opts.sync = sync;
-        self
-    }
-    /// Cap on the backlog (bytes appended and not yet committed). Disk use can exceed it by
-    /// the consumed part of the active segment (at most `segment_bytes`).
-    pub fn max_bytes(mut self, bytes: u64) -> Self {
-        self.opts.max_bytes = bytes;
-        self
-    }
-    /// Size at which a segment is sealed and a new one started.
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.opts.segment_bytes = bytes;
-        self
-    }
-    /// The `sink` label of the metrics and the `sink` field of tracing events.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.opts.name = name.into();
-        self
-    }
-    /// Report metrics (backlog gauges, quarantined counter) here; takes `Metrics` or
-    /// `&Metrics`.
-    pub fn metrics(mut self, metrics: impl Into<Metrics>) -> Self {
-        self.opts.metrics = Some(metrics.into());
-        self
-    }
-
-    /// Opens (creating if needed) and recovers the spool, then starts its writer task.
-    ///
-    /// Recovery: segments the checkpoint has passed are deleted; every unread line is
-    /// verified; a torn last line is truncated; any other bad line is appended to
-    /// `quarantine.jsonl` (with its segment, offset and reason) and removed from its segment.
-    /// Corruption never makes `open` fail.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for invalid settings, [`Error::Locked`] if another owner holds the
-    /// directory, [`Error::Io`] if the directory cannot be read or written.
-    ///
-    /// # Panics
-    ///
-    /// Never. Must be called within a tokio runtime.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future may leave the recovery half done (it runs on a blocking thread and
-    /// finishes there); it is safe to open again, recovery is idempotent.
-    pub async fn open(self) -> Result<Spool, Error> {
-        self.opts.validate()?;
-        let dir = self.dir;
-        let opts = self.opts;
-        let (writer, state) = {
-            let d = dir.clone();
-            let opts = opts.clone();
-            tokio::task::spawn_blocking(move || recovery::recover(&d, &opts))
-                .await
-                .map_err(|e| Error::io("recover", &dir, std::io::Error::other(e)))??
-        };
-        let shared = Arc::new(Shared {
-            dir,
-            metrics: opts.metrics.as_ref().map(|m| m.handles(&opts.name)),
-            opts,
-            state: parking_lot::Mutex::new(state),
-            commit_lock: parking_lot::Mutex::new(()),
-            inflight: AtomicU64::new(0),
-        });
-        shared.publish(&shared.state.lock());
-        if let Some(m) = &shared.metrics {
-            m.quarantined.inc_by(shared.state.lock().quarantined);
-        }
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer::run(rx, writer, shared.clone()));
-        Ok(Spool { shared, tx })
-    }
-}
-
-/// In-memory view of the spool, guarded by `Shared::state`.
-#[derive(Debug)]
-pub(crate) struct State {
-    /// Segment id -> readable (acknowledged) length.
-    pub(crate) segments: BTreeMap<u64, u64>,
-    pub(crate) active: u64,
-    pub(crate) committed: Position,
-    pub(crate) last_seq: u64,
-    pub(crate) records: u64,
-    pub(crate) bytes: u64,
-    pub(crate) oldest_ms: Option<u64>,
-    pub(crate) quarantined: u64,
-    pub(crate) quarantine_marks: HashSet<Position>,
-    pub(crate) closed: bool,
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) dir: PathBuf,
-    pub(crate) opts: Options,
-    pub(crate) metrics: Option<Handles>,
-    pub(crate) state: parking_lot::Mutex<State>,
-    commit_lock: parking_lot::Mutex<()>,
-    inflight: AtomicU64,
-}
-
-impl Shared {
-    /// Pushes the backlog gauges.
-    pub(crate) fn publish(&self, st: &State) {
-        if let Some(m) = &self.metrics {
-            m.backlog_records
-                .set(i64::try_from(st.records).unwrap_or(i64::MAX));
-            m.backlog_bytes
-                .set(i64::try_from(st.bytes).unwrap_or(i64::MAX));
-            let age = st.oldest_ms.map_or(0.0, |ms| {
-                SystemTime::now()
-                    .duration_since(from_ms(ms))
-                    .unwrap_or(Duration::ZERO)
-                    .as_secs_f64()
-            });
-            m.oldest_age.set(age);
-        }
-    }
-}
-
 /// A durable on-disk queue of JSON records, owned by one process.
 ///
 /// Usable on its own (append, then read and commit batches), and the storage underneath
@@ -343,10 +140,10 @@ impl Shared {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use seawall_fallback_sink::{Envelope, Spool, Sync};
+/// use seawall_fallback_sink::{Durability, Envelope, Spool};
 ///
 /// let dir = tempfile::tempdir()?;
-/// let spool = Spool::builder(dir.path()).sync(Sync::Always).open().await?;
+/// let spool = Spool::builder(dir.path()).durability(Durability::Always).open().await?;
 /// spool.append(&Envelope::new("first")).await?;
 /// spool.append(&Envelope::new("second")).await?;
 ///
@@ -366,11 +163,54 @@ pub struct Spool {
 
 impl Spool {
     /// Starts building a spool in `dir` (created if missing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Durability, Spool};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::builder(dir.path().join("audit"))
+    ///     .name("audit")
+    ///     .durability(Durability::Always)
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(spool.name(), "audit");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(dir: impl AsRef<Path>) -> SpoolBuilder {
-        SpoolBuilder {
-            dir: dir.as_ref().to_path_buf(),
-            opts: Options::default(),
+        SpoolBuilder::new(dir)
+    }
+
+    /// Validates `opts`, recovers `dir` and starts the writer task.
+    pub(crate) async fn start(dir: PathBuf, opts: Options) -> Result<Spool, Error> {
+        opts.validate()?;
+        let (writer, state) = {
+            let d = dir.clone();
+            let opts = opts.clone();
+            tokio::task::spawn_blocking(move || recovery::recover(&d, &opts))
+                .await
+                .map_err(|e| Error::io("recover", &dir, std::io::Error::other(e)))??
+        };
+        let (writer_done, _) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            dir,
+            metrics: opts.metrics.as_ref().map(|m| m.handles(&opts.name)),
+            opts,
+            state: parking_lot::Mutex::new(state),
+            commit_lock: parking_lot::Mutex::new(()),
+            inflight: AtomicU64::new(0),
+            writer_done,
+        });
+        shared.publish(&shared.state.lock());
+        if let Some(m) = &shared.metrics {
+            m.quarantined.inc_by(shared.state.lock().quarantined);
         }
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(writer::run(rx, writer, shared.clone()));
+        tokio::spawn(supervise(task, shared.clone()));
+        Ok(Spool { shared, tx })
     }
 
     /// Opens `dir` with the default settings; see [`SpoolBuilder::open`].
@@ -400,6 +240,24 @@ impl Spool {
         &self.shared.opts.name
     }
 
+    /// The quarantine file, `DIR/quarantine.jsonl`: one JSON object per byte range the spool
+    /// refused to deliver (`segment`, `offset`, `len`, `reason`, `quarantined_at_ms`, and the
+    /// bytes as `line`, or `line_hex` when they are not UTF-8).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = seawall_fallback_sink::Spool::open(dir.path()).await?;
+    /// assert_eq!(spool.quarantine_path(), dir.path().join("quarantine.jsonl"));
+    /// assert!(!spool.quarantine_path().exists()); // nothing was ever damaged
+    /// # Ok(()) }
+    /// ```
+    pub fn quarantine_path(&self) -> PathBuf {
+        self.shared.dir.join(QUARANTINE)
+    }
+
     /// Copies a record that cannot be used (its payload does not decode) to
     /// `quarantine.jsonl`; committing its batch then drops it from the spool.
     pub(crate) async fn quarantine_record(
@@ -410,7 +268,7 @@ impl Spool {
         let shared = self.shared.clone();
         let record = record.clone();
         let reason = format!("payload does not decode: {reason}");
-        tokio::task::spawn_blocking(move || recovery::quarantine_record(&shared, &record, &reason))
+        tokio::task::spawn_blocking(move || quarantine::record(&shared, &record, &reason))
             .await
             .map_err(|e| Error::io("quarantine", &self.shared.dir, std::io::Error::other(e)))?
     }
@@ -451,20 +309,35 @@ impl Spool {
     ) -> Result<u64, Error> {
         let (reply, rx) = oneshot::channel();
         let _inflight = Inflight::new(&self.shared.inflight);
-        self.tx
-            .send(Msg::Append {
+        self.request(
+            Msg::Append {
                 id,
                 ts_ms,
-                crc: crc32c::crc32c(&payload),
                 payload,
                 reply,
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+            },
+            rx,
+        )
+        .await
     }
 
-    /// Makes everything appended so far durable (useful with [`Sync::Never`](crate::Sync::Never)).
+    /// Sends `msg` to the writer and waits for its reply; when the writer is gone, returns
+    /// why ([`Error::Closed`], or [`Error::WriterFailed`] with the cause).
+    async fn request<R>(
+        &self,
+        msg: Msg,
+        rx: oneshot::Receiver<Result<R, Error>>,
+    ) -> Result<R, Error> {
+        if self.tx.send(msg).await.is_err() {
+            return Err(self.shared.writer_gone().await);
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.shared.writer_gone().await),
+        }
+    }
+
+    /// Makes everything appended so far durable (useful with [`Durability::Never`](crate::Durability::Never)).
     ///
     /// # Errors
     ///
@@ -479,11 +352,7 @@ impl Spool {
     /// Cancel safe: the sync may still happen.
     pub async fn sync(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Sync { reply })
-            .await
-            .map_err(|_| Error::Closed)?;
-        rx.await.map_err(|_| Error::Closed)?
+        self.request(Msg::Sync { reply }, rx).await
     }
 
     /// Writes out and syncs everything appended, stops the writer and releases the
@@ -505,11 +374,7 @@ impl Spool {
     /// Cancel safe: the close still happens.
     pub async fn close(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Msg::Close { reply })
-            .await
-            .map_err(|_| Error::Closed)?;
-        let r = rx.await.map_err(|_| Error::Closed)?;
+        let r = self.request(Msg::Close { reply }, rx).await;
         self.shared.state.lock().closed = true;
         r
     }
@@ -590,6 +455,26 @@ impl Spool {
     }
 }
 
+/// Waits for the writer task; if it panicked, leaves the cause for every later call.
+async fn supervise(task: tokio::task::JoinHandle<()>, shared: Arc<Shared>) {
+    /// Marks the writer as gone however this task ends (even if it is cancelled).
+    struct Done(Arc<Shared>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.writer_done.send_replace(true);
+        }
+    }
+    let done = Done(shared);
+    if let Err(e) = task.await
+        && e.is_panic()
+    {
+        done.0.writer_failed(format!(
+            "the writer task panicked: {}",
+            writer::panic_message(e)
+        ));
+    }
+}
+
 struct Inflight<'a>(&'a AtomicU64);
 
 impl<'a> Inflight<'a> {
@@ -605,23 +490,11 @@ impl Drop for Inflight<'_> {
     }
 }
 
-pub(crate) fn segment_name(id: u64) -> String {
-    format!("segment-{id:020}.jsonl")
-}
-
-pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 fn read_batch(shared: &Shared, max: usize) -> Result<Batch, Error> {
     let (start, segs) = {
         let st = shared.state.lock();
         if st.closed {
-            return Err(Error::Closed);
+            return Err(st.closed_error());
         }
         let segs: Vec<(u64, u64)> = st
             .segments
@@ -681,7 +554,7 @@ fn read_batch(shared: &Shared, max: usize) -> Result<Batch, Error> {
                         payload: l.payload.to_vec(),
                     }),
                     Err(e) => {
-                        recovery::quarantine_at_read(shared, id, pos.offset, e, &line)?;
+                        quarantine::at_read(shared, id, pos.offset, e, &line)?;
                         batch.skipped += 1;
                     }
                 }
@@ -716,7 +589,7 @@ fn commit(shared: &Shared, batch: &Commit) -> Result<(), Error> {
     let last_seq = {
         let st = shared.state.lock();
         if st.closed {
-            return Err(Error::Closed);
+            return Err(st.closed_error());
         }
         if st.committed != batch.start {
             return Err(Error::StaleBatch);
@@ -774,4 +647,40 @@ fn commit(shared: &Shared, batch: &Commit) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_writer_leaves_its_cause_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        spool.append(&Envelope::new(1)).await.unwrap();
+        spool.tx.send(Msg::Crash).await.unwrap();
+        let e = spool.append(&Envelope::new(2)).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::WriterFailed { cause } if cause.contains("injected writer crash")),
+            "{e}"
+        );
+        assert_eq!(e.kind(), "writer_failed");
+        // Every later call says why, not just "closed".
+        assert!(matches!(
+            spool.sync().await,
+            Err(Error::WriterFailed { .. })
+        ));
+        assert!(matches!(
+            spool.read_batch(1).await,
+            Err(Error::WriterFailed { .. })
+        ));
+        assert!(matches!(
+            spool.close().await,
+            Err(Error::WriterFailed { .. })
+        ));
+        // The record acknowledged before the crash is found by the next owner.
+        drop(spool);
+        let spool = Spool::open(dir.path()).await.unwrap();
+        assert_eq!(spool.read_batch(10).await.unwrap().records.len(), 1);
+    }
 }

@@ -1,7 +1,7 @@
 //! The spool's single writer: appends lines, rotates segments, group-commits.
 //!
 //! One tokio task owns the active segment. Appends arrive over a channel; the task collects a
-//! group according to the [`Sync`](crate::Sync) policy, then runs the `write` and
+//! group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
 //! `fdatasync` on tokio's blocking pool. While that runs, new appends queue up and form the
 //! next group, so concurrent writers share fdatasyncs without anyone waiting on a timer.
 
@@ -13,11 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
-use crate::Error;
 use crate::checkpoint::sync_dir;
+use crate::layout::segment_name;
 use crate::record;
-use crate::spool::{Shared, segment_name};
-use crate::sync::Sync as SyncPolicy;
+use crate::state::Shared;
+use crate::{Durability, Error};
 
 /// A request to the writer.
 #[derive(Debug)]
@@ -25,10 +25,12 @@ pub(crate) enum Msg {
     Append {
         id: Uuid,
         ts_ms: u64,
-        crc: u32,
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<u64, Error>>,
     },
+    /// Makes the writer panic, to test that a dead writer leaves its cause behind.
+    #[cfg(test)]
+    Crash,
     Sync {
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -55,13 +57,13 @@ const GREEDY_GROUP: usize = 1024;
 
 pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<Shared>) {
     let mut w = Some(w);
-    let policy = shared.opts.sync;
+    let policy = shared.opts.durability;
     let mut closing = false;
     while !closing {
         let Some(first) = rx.recv().await else { break };
         let mut group = vec![first];
         match policy {
-            SyncPolicy::Always | SyncPolicy::Never => {
+            Durability::Always | Durability::Never => {
                 while group.len() < GREEDY_GROUP {
                     match rx.try_recv() {
                         Ok(m) => group.push(m),
@@ -69,11 +71,13 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                     }
                 }
             }
-            SyncPolicy::Batch {
+            Durability::Batch {
                 max_records,
                 max_delay,
             } => {
-                let deadline = Instant::now() + max_delay;
+                // `max_delay` is bounded by the builder; an unrepresentable deadline would
+                // simply mean "no deadline".
+                let deadline = Instant::now().checked_add(max_delay);
                 while group.len() < max_records {
                     if matches!(group.last(), Some(Msg::Close { .. } | Msg::Sync { .. })) {
                         break;
@@ -89,9 +93,13 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                     if max_delay.is_zero() {
                         break;
                     }
-                    match timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => group.push(m),
-                        _ => break,
+                    let next = match deadline {
+                        Some(d) => timeout_at(d, rx.recv()).await.ok().flatten(),
+                        None => rx.recv().await,
+                    };
+                    match next {
+                        Some(m) => group.push(m),
+                        None => break,
                     }
                 }
             }
@@ -112,14 +120,29 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                 let _ = reply.send(result);
                 closing = true;
             }
-            // The blocking closure panicked (it does not, by construction); give up writing,
-            // queued appends then see `Closed`.
-            Err(_) => return,
+            // The blocking closure panicked (it does not, by construction): the segment's
+            // state is unknown, so stop writing, and leave the cause for every later call.
+            Err(e) => {
+                shared.writer_failed(format!("the writer panicked: {}", panic_message(e)));
+                return;
+            }
         }
     }
     if let Some(sw) = w.take() {
         // Dropped without close: make what was written durable before releasing the lock.
         let _ = sw.file.sync_data();
+    }
+}
+
+/// The message of a task's panic (or why it was cancelled).
+pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -134,18 +157,18 @@ type CloseReply = (oneshot::Sender<Result<(), Error>>, Result<(), Error>);
 
 /// Handles one group; returns the close request's reply if the group ended with a close.
 fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseReply> {
-    let policy = shared.opts.sync;
+    let policy = shared.opts.durability;
     let mut p = Pending {
         buf: Vec::new(),
         acks: Vec::new(),
         first_ts: None,
     };
+    let mut line = Vec::new();
     for msg in group {
         match msg {
             Msg::Append {
                 id,
                 ts_ms,
-                crc,
                 payload,
                 reply,
             } => {
@@ -157,11 +180,13 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
                     continue;
                 }
                 let seq = w.next_seq;
-                let len = record::encoded_len(seq, ts_ms, crc, payload.len());
+                line.clear();
+                record::encode(&mut line, id, seq, ts_ms, &payload);
+                let len = line.len() as u64;
                 {
                     let st = shared.state.lock();
-                    let bytes = st.bytes + p.buf.len() as u64;
-                    if bytes + len > shared.opts.max_bytes {
+                    let bytes = st.bytes.saturating_add(p.buf.len() as u64);
+                    if bytes.saturating_add(len) > shared.opts.max_bytes {
                         drop(st);
                         if let Some(m) = &shared.metrics {
                             m.error("full");
@@ -175,32 +200,34 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
                     }
                 }
                 let in_file = w.len + p.buf.len() as u64;
-                if in_file > 0 && in_file + len > shared.opts.segment_bytes {
+                if in_file > 0 && in_file.saturating_add(len) > shared.opts.segment_bytes {
                     flush(w, shared, &mut p, true);
                     if let Err(e) = rotate(w, shared) {
                         let _ = reply.send(Err(e));
                         continue;
                     }
                 }
-                record::encode(&mut p.buf, id, seq, ts_ms, crc, &payload);
-                w.next_seq += 1;
+                p.buf.extend_from_slice(&line);
+                w.next_seq = w.next_seq.saturating_add(1);
                 p.first_ts.get_or_insert(ts_ms);
                 p.acks.push((reply, seq));
-                if policy == SyncPolicy::Always {
+                if policy == Durability::Always {
                     flush(w, shared, &mut p, true);
                 }
             }
             Msg::Sync { reply } => {
-                flush(w, shared, &mut p, policy != SyncPolicy::Never);
+                flush(w, shared, &mut p, policy != Durability::Never);
                 let _ = reply.send(sync(w, shared));
             }
             Msg::Close { reply } => {
-                flush(w, shared, &mut p, policy != SyncPolicy::Never);
+                flush(w, shared, &mut p, policy != Durability::Never);
                 return Some((reply, sync(w, shared)));
             }
+            #[cfg(test)]
+            Msg::Crash => panic!("injected writer crash"),
         }
     }
-    flush(w, shared, &mut p, policy != SyncPolicy::Never);
+    flush(w, shared, &mut p, policy != Durability::Never);
     None
 }
 

@@ -1,4 +1,4 @@
-//! Crash test: a child process appends with `Sync::Always` and replays concurrently; it is
+//! Crash test: a child process appends with `Durability::Always` and replays concurrently; it is
 //! killed with SIGKILL at random moments. After each kill the spool is reopened and drained:
 //! every acknowledged record is there, nothing is invented, and a record is delivered twice
 //! only when the kill fell between delivering a batch and committing it.
@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use seawall_fallback_sink::{Envelope, Spool, Sync};
+use seawall_fallback_sink::{Durability, Envelope, Spool};
 
 const DIR_ENV: &str = "SEAWALL_CRASH_TEST_DIR";
 const REPLAY_BATCH: usize = 16;
@@ -35,7 +35,7 @@ fn crash_child_writer() {
     rt.block_on(async move {
         let spool = std::sync::Arc::new(
             Spool::builder(&dir)
-                .sync(Sync::Always)
+                .durability(Durability::Always)
                 .segment_bytes(8 << 10)
                 .open()
                 .await

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use seawall_fallback_sink::{Envelope, Error, Spool, Sync};
+use seawall_fallback_sink::{Durability, Envelope, Error, Spool};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -25,7 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 async fn open(dir: &std::path::Path) -> Spool {
     Spool::builder(dir)
-        .sync(Sync::Never)
+        .durability(Durability::Never)
         .segment_bytes(300)
         .max_bytes(2000)
         .open()

@@ -455,7 +455,7 @@ async fn an_open_breaker_sends_records_to_the_spool_and_replay_probes() {
 async fn retry_policy_is_used_before_spooling() {
     let dir = tempfile::tempdir().unwrap();
     let mem = Mem::new();
-    let policy = seawall_retry::RetryPolicy::<Down>::builder()
+    let policy = seawall_retry::RetryPolicy::builder()
         .max_attempts(3)
         .constant(Duration::ZERO)
         .build()

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use seawall_fallback_sink::{Envelope, Error, Spool, Sync};
+use seawall_fallback_sink::{Durability, Envelope, Error, Spool};
 use uuid::Uuid;
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -37,7 +37,11 @@ async fn drain(spool: &Spool, batch: usize) -> Vec<u64> {
 }
 
 async fn fill(dir: &Path, n: u64) -> Vec<Uuid> {
-    let spool = Spool::builder(dir).sync(Sync::Never).open().await.unwrap();
+    let spool = Spool::builder(dir)
+        .durability(Durability::Never)
+        .open()
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
         let e = Envelope::new(i);
@@ -52,7 +56,7 @@ async fn fill(dir: &Path, n: u64) -> Vec<Uuid> {
 async fn append_read_commit_in_order_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::builder(dir.path())
-        .sync(Sync::Always)
+        .durability(Durability::Always)
         .open()
         .await
         .unwrap();
@@ -312,13 +316,13 @@ async fn corruption_flipped_bytes() {
 
 #[tokio::test]
 async fn corruption_truncated_mid_line() {
-    // The last line is torn: truncated, not quarantined.
+    // The last line is torn: its bytes are quarantined, then cut off.
     corruption_case(
         |data, r| {
             data.truncate(r[19].0 + 30);
             [19].into()
         },
-        0,
+        1,
     )
     .await;
 }
@@ -351,13 +355,13 @@ async fn corruption_garbage_appended() {
 }
 
 #[tokio::test]
-async fn corruption_garbage_tail_without_newline_is_torn() {
+async fn corruption_garbage_tail_without_newline_is_quarantined() {
     corruption_case(
         |data, _| {
             data.extend_from_slice(b"\x00\x00\x00\x00");
             BTreeSet::new()
         },
-        0,
+        1,
     )
     .await;
 }
@@ -367,7 +371,7 @@ async fn batch_policy_waits_at_most_max_delay_and_groups() {
     let dir = tempfile::tempdir().unwrap();
     let spool = std::sync::Arc::new(
         Spool::builder(dir.path())
-            .sync(Sync::Batch {
+            .durability(Durability::Batch {
                 max_records: 4,
                 max_delay: Duration::from_millis(50),
             })
@@ -449,7 +453,7 @@ async fn invalid_config_names_the_field() {
     let Error::Config(c) = e else { panic!("{e:?}") };
     assert_eq!(c.field(), "segment_bytes");
     let e = Spool::builder(dir.path())
-        .sync(Sync::Batch {
+        .durability(Durability::Batch {
             max_records: 0,
             max_delay: Duration::ZERO,
         })
@@ -457,7 +461,7 @@ async fn invalid_config_names_the_field() {
         .await
         .unwrap_err();
     let Error::Config(c) = e else { panic!("{e:?}") };
-    assert_eq!(c.field(), "sync");
+    assert_eq!(c.field(), "durability");
 }
 
 #[test]

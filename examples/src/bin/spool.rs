@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use seawall_fallback_sink::{Envelope, Inspection, Spool, SpooledRecord, Sync, inspect};
+use seawall_fallback_sink::{Durability, Envelope, Inspection, Spool, SpooledRecord, inspect};
 
 #[derive(Parser)]
 #[command(about = "Inspect, verify or replay a seawall fallback-sink spool")]
@@ -187,9 +187,10 @@ async fn demo() -> anyhow::Result<()> {
     );
     let spool = Spool::builder(dir.path())
         .name("demo")
-        .sync(Sync::Always)
+        .durability(Durability::Always)
         .open()
         .await?;
+    let quarantine = spool.quarantine_path();
     for (i, what) in ["login", "message", "reply", "message", "reply", "logout"]
         .iter()
         .enumerate()
@@ -232,7 +233,7 @@ async fn demo() -> anyhow::Result<()> {
     println!("\n$ cat DIR/quarantine.jsonl");
     print!(
         "{}",
-        std::fs::read_to_string(dir.path().join("quarantine.jsonl"))?
+        std::fs::read_to_string(&quarantine)?
     );
     println!("\n$ spool inspect DIR");
     print_inspection(&inspect(dir.path())?);

@@ -85,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     if quarantined > 0 {
         println!(
             "spool: {quarantined} corrupt line(s) from an earlier run moved to {}",
-            spool_dir.join("quarantine.jsonl").display()
+            parts.sink.spool().quarantine_path().display()
         );
     }
     if inherited > 0 {

@@ -1,0 +1,43 @@
+//! The spool directory's file layout: names, and positions in segments.
+
+/// The lock file, `flock`ed by the owner.
+pub(crate) const LOCK: &str = "spool.lock";
+/// Where corrupt lines go.
+pub(crate) const QUARANTINE: &str = "quarantine.jsonl";
+
+/// A place in the spool: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// Segment number (the file is `segment-<20 digits>.jsonl`).
+    pub segment: u64,
+    /// Byte offset of the next unread line in that segment.
+    pub offset: u64,
+}
+
+pub(crate) fn segment_name(id: u64) -> String {
+    format!("segment-{id:020}.jsonl")
+}
+
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_name(7), "segment-00000000000000000007.jsonl");
+        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_segment_name("segment-7.jsonl"), None);
+        assert_eq!(
+            parse_segment_name("segment-0000000000000000000x.jsonl"),
+            None
+        );
+    }
+}
