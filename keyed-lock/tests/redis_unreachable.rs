@@ -143,12 +143,12 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
             "attempt {attempt} took {took:?}: {err:?}"
         );
         match &err {
-            RedisBackendError::NoAnswer { within, .. } => assert_eq!(*within, COMMAND_TIMEOUT),
+            RedisBackendError::Timeout { after, .. } => assert_eq!(*after, COMMAND_TIMEOUT),
             other => panic!("attempt {attempt}: {other:?}"),
         }
         assert_eq!(
             err.to_string(),
-            format!("redis at 127.0.0.1:{port}: no answer within 200ms")
+            format!("redis at 127.0.0.1:{port} did not answer within 200ms")
         );
     }
     let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
@@ -158,7 +158,7 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
     assert!(
         matches!(
             err,
-            TryLockError::Backend(RedisBackendError::NoAnswer { .. })
+            TryLockError::Backend(RedisBackendError::Timeout { .. })
         ),
         "{err:?}"
     );
@@ -167,6 +167,19 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
         backend_errors(&registry),
         "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 3"
     );
+}
+
+/// A port that accepts connections and never answers.
+fn black_hole() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // keep it open, say nothing
+        }
+    });
+    port
 }
 
 fn closed_port() -> u16 {
@@ -266,7 +279,7 @@ async fn cluster_black_hole_gives_no_answer_within_the_command_timeout() {
     );
     assert_eq!(
         err.to_string(),
-        format!("redis cluster at 127.0.0.1:{port}: no answer within 200ms")
+        format!("redis cluster at 127.0.0.1:{port} did not answer within 200ms")
     );
     assert_eq!(locks.backend().local_len(), 0);
 }
@@ -275,7 +288,10 @@ async fn cluster_black_hole_gives_no_answer_within_the_command_timeout() {
 async fn builder_rejects_invalid_settings() {
     let err = RedisBackend::builder("http://nope").build().unwrap_err();
     assert_eq!(err.field(), "url");
-    assert_eq!(err.reason(), "not a valid redis:// URL");
+    assert_eq!(
+        err.reason(),
+        "must be a valid redis:// or redis+unix:// URL"
+    );
     // TLS is not built in.
     let err = RedisBackend::builder("rediss://127.0.0.1:6380/")
         .build()
@@ -325,6 +341,41 @@ async fn builder_rejects_invalid_settings() {
     assert_eq!(ok.lease_key(&"user:1"), "seawall:lock:{user:1}");
 }
 
+/// The connection manager's stale timeouts (see `src/redis/client.rs`): `lock_timeout` gives
+/// up on a connection attempt to a hung server after 50 ms and leaves it unpolled, its
+/// connect timeout (the command timeout) running. Once that has run out, the next call polls
+/// the attempt and gets its timeout at once, without anything sent: the transport asks again
+/// on a fresh connection, so the call reports `Timeout` only after its own command timeout.
+/// (Without the retry the second call fails within a millisecond; doubling the client's own
+/// timeouts, the cooldown's former workaround, only moves that stale outcome later.)
+#[tokio::test]
+async fn a_stale_timeout_left_by_an_abandoned_connect_is_asked_again() {
+    let port = black_hole();
+    let locks = locks(port, Metrics::register(&mut Registry::default()));
+    let key = "stale".to_owned();
+    let err = tokio::time::timeout(NO_HANG, locks.lock_timeout(&key, Duration::from_millis(50)))
+        .await
+        .expect("lock_timeout() hung")
+        .unwrap_err();
+    assert!(matches!(err, LockTimeoutError::Timeout(_)), "{err:?}");
+    // Past every connect timeout started so far (the abandoned attempt's cleanup too).
+    tokio::time::sleep(COMMAND_TIMEOUT * 3).await;
+    let start = Instant::now();
+    let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
+        .await
+        .expect("try_lock() hung")
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(err, TryLockError::Backend(RedisBackendError::Timeout { after, .. }) if after == COMMAND_TIMEOUT),
+        "{err:?}"
+    );
+    assert!(
+        took >= COMMAND_TIMEOUT - Duration::from_millis(5),
+        "a stale timeout was reported after {took:?}"
+    );
+}
+
 #[test]
 fn build_outside_a_runtime_is_a_config_error() {
     let err = RedisBackend::builder("redis://127.0.0.1/")
@@ -368,7 +419,7 @@ async fn queued_waiters_on_a_black_hole_fail_together() {
         let (elapsed, result) = w.await.unwrap();
         let err = result.expect("lock() hung").unwrap_err();
         assert!(
-            matches!(err, RedisBackendError::NoAnswer { within, .. } if within == COMMAND_TIMEOUT),
+            matches!(err, RedisBackendError::Timeout { after, .. } if after == COMMAND_TIMEOUT),
             "{err:?}"
         );
         took.push(elapsed);

@@ -1,23 +1,15 @@
 //! The Redis backend's builder.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClientBuilder;
-use ::redis::{Client, ConnectionInfo, IntoConnectionInfo};
-
-use super::backend::{Inner, RedisBackend};
-use super::conn::{Conn, LazyCluster};
-use super::error::CLUSTER;
+use super::backend::RedisBackend;
+use super::client::{Client, Target};
+use super::inner::Inner;
 use crate::ConfigError;
 
 /// Default [`command_timeout`](RedisBackendBuilder::command_timeout): 1 second.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
-/// How many times the cluster client retries a command (redirections, a reconnect) within
-/// the command timeout.
-const CLUSTER_RETRIES: u32 = 3;
 
 /// Default [`prefix`](RedisBackendBuilder::prefix) of every Redis key: `seawall:lock:`.
 pub const DEFAULT_PREFIX: &str = "seawall:lock:";
@@ -80,59 +72,17 @@ impl fmt::Debug for RedisBackendBuilder {
     }
 }
 
-/// Where the backend connects.
-enum Target {
-    Node(Client),
-    Cluster(Vec<ConnectionInfo>),
-}
-
-impl Target {
-    /// The server as errors name it: `host:port`, or `cluster host:port,host:port`.
-    fn addr(&self) -> String {
-        match self {
-            Self::Node(client) => client.get_connection_info().addr().to_string(),
-            Self::Cluster(nodes) => {
-                let nodes: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
-                format!("{CLUSTER}{}", nodes.join(","))
-            }
-        }
-    }
-}
-
 impl RedisBackendBuilder {
     pub(crate) fn from_url(url: &str) -> Self {
-        let client = Client::open(url).map(Target::Node).map_err(|_| {
-            let reason = if url.starts_with("rediss://") {
-                "rediss:// (TLS) is not supported: the redis dependency is built without TLS"
-            } else {
-                "not a valid redis:// URL"
-            };
-            ConfigError::new("url", reason)
-        });
-        Self::with(client)
+        Self::with(Target::url(url).map_err(|reason| ConfigError::new("url", reason)))
     }
 
-    pub(crate) fn from_client(client: Client) -> Self {
+    pub(crate) fn from_client(client: ::redis::Client) -> Self {
         Self::with(Ok(Target::Node(client)))
     }
 
     pub(crate) fn from_cluster_urls<S: AsRef<str>>(nodes: impl IntoIterator<Item = S>) -> Self {
-        let nodes: Result<Vec<ConnectionInfo>, _> = nodes
-            .into_iter()
-            .map(|url| url.as_ref().into_connection_info())
-            .collect();
-        let target = match nodes {
-            Err(_) => Err(ConfigError::new(
-                "nodes",
-                "every cluster node must be a valid redis:// URL",
-            )),
-            Ok(nodes) if nodes.is_empty() => Err(ConfigError::new(
-                "nodes",
-                "a cluster needs at least one node URL",
-            )),
-            Ok(nodes) => Ok(Target::Cluster(nodes)),
-        };
-        Self::with(target)
+        Self::with(Target::cluster(nodes).map_err(|reason| ConfigError::new("nodes", reason)))
     }
 
     fn with(target: Result<Target, ConfigError>) -> Self {
@@ -156,7 +106,7 @@ impl RedisBackendBuilder {
 
     /// The longest any one Redis call may take, connecting included (on a cluster also the
     /// redirections and retries it needs); after it the call fails
-    /// with [`RedisBackendError::NoAnswer`](crate::RedisBackendError::NoAnswer) (or
+    /// with [`RedisBackendError::Timeout`](crate::RedisBackendError::Timeout) (or
     /// `Unreachable` if the connection failed first). Must be greater than zero.
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
@@ -214,39 +164,17 @@ impl RedisBackendBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::new("runtime", "build() must be called inside a tokio runtime")
         })?;
-        let addr: Arc<str> = Arc::from(target.addr());
-        let conn = match target {
-            Target::Node(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.command_timeout))
-                    .set_response_timeout(Some(self.command_timeout))
-                    .set_number_of_retries(0);
-                let _enter = runtime.enter();
-                Conn::Node(
-                    ConnectionManager::new_lazy_with_config(client, config)
-                        .map_err(|_| ConfigError::new("url", "the redis client rejected it"))?,
-                )
-            }
-            Target::Cluster(nodes) => {
-                // Each attempt and the whole call (retries and redirections included) are
-                // bounded by the command timeout; the backend's own timeout around every call
-                // bounds the first connect too.
-                let client = ClusterClientBuilder::new(nodes)
-                    .connection_timeout(self.command_timeout)
-                    .response_timeout(self.command_timeout)
-                    .retries(CLUSTER_RETRIES)
-                    .build()
-                    .map_err(|_| {
-                        ConfigError::new("nodes", "the redis cluster client rejected them")
-                    })?;
-                Conn::Cluster(Arc::new(LazyCluster::new(client)))
-            }
+        let field = match target {
+            Target::Node(_) => "url",
+            Target::Cluster(_) => "nodes",
+        };
+        let client = {
+            let _enter = runtime.enter();
+            Client::new(target, self.command_timeout).map_err(|e| ConfigError::new(field, e))?
         };
         Ok(RedisBackend::from_inner(Inner::new(
-            conn,
-            addr,
+            client,
             self.prefix,
-            self.command_timeout,
             self.auto_renew,
             (min, max),
             runtime,

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::client::{At, ClientError};
+
 /// Why a call to Redis failed: the server could not be reached, did not answer in time, or
 /// answered with an error. Never "the key is busy" (that is `Busy` / `Timeout`).
 ///
@@ -21,13 +23,14 @@ pub enum RedisBackendError {
         /// The client's error.
         source: ::redis::RedisError,
     },
-    /// No answer within the backend's command timeout (a hung or overloaded server, or a
-    /// network that drops packets).
-    NoAnswer {
+    /// No answer within the backend's
+    /// [`command_timeout`](crate::RedisBackendBuilder::command_timeout) (a hung or overloaded
+    /// server, or a network that drops packets).
+    Timeout {
         /// The server, as `host:port` (or a socket path; `cluster <node>,…` for a cluster).
         addr: Arc<str>,
         /// The command timeout that ran out.
-        within: Duration,
+        after: Duration,
     },
     /// The server answered with an error (for example `OOM`, `READONLY`, `NOPERM`, a script
     /// error).
@@ -56,29 +59,24 @@ pub enum RedisBackendError {
     },
 }
 
-impl RedisBackendError {
-    pub(crate) fn classify(addr: &Arc<str>, within: Duration, e: ::redis::RedisError) -> Self {
-        let addr = Arc::clone(addr);
-        if e.is_timeout() {
-            Self::NoAnswer { addr, within }
-        } else if e.is_io_error()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_unrecoverable_error()
-        {
-            Self::Unreachable { addr, source: e }
-        } else {
-            Self::Server { addr, source: e }
+impl From<ClientError> for RedisBackendError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable { addr, source } => Self::Unreachable { addr, source },
+            ClientError::Timeout { addr, after } => Self::Timeout { addr, after },
+            ClientError::Server { addr, source } => Self::Server { addr, source },
         }
     }
+}
 
+impl RedisBackendError {
     /// The server this error is about, as `host:port`; for a cluster `cluster ` and its seed
     /// nodes, comma-separated.
     #[must_use]
     pub fn addr(&self) -> &str {
         match self {
             Self::Unreachable { addr, .. }
-            | Self::NoAnswer { addr, .. }
+            | Self::Timeout { addr, .. }
             | Self::Server { addr, .. }
             | Self::InvalidTtl { addr, .. }
             | Self::UnexpectedReply { addr, .. } => addr,
@@ -86,29 +84,14 @@ impl RedisBackendError {
     }
 }
 
-/// `redis at <addr>`, or `redis cluster at <nodes>` for a cluster's `cluster <nodes>`.
-struct At<'a>(&'a str);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.strip_prefix(CLUSTER) {
-            Some(nodes) => write!(f, "redis cluster at {nodes}"),
-            None => write!(f, "redis at {}", self.0),
-        }
-    }
-}
-
-/// How a cluster's `addr` starts (no `host:port` contains a space).
-pub(crate) const CLUSTER: &str = "cluster ";
-
 impl fmt::Display for RedisBackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unreachable { addr, source } => {
                 write!(f, "{} unreachable: {source}", At(addr))
             }
-            Self::NoAnswer { addr, within } => {
-                write!(f, "{}: no answer within {within:?}", At(addr))
+            Self::Timeout { addr, after } => {
+                write!(f, "{} did not answer within {after:?}", At(addr))
             }
             Self::Server { addr, source } => {
                 write!(f, "{} answered with an error: {source}", At(addr))
@@ -130,7 +113,7 @@ impl Error for RedisBackendError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             Self::Unreachable { source, .. } | Self::Server { source, .. } => Some(source),
-            Self::NoAnswer { .. } | Self::InvalidTtl { .. } | Self::UnexpectedReply { .. } => None,
+            Self::Timeout { .. } | Self::InvalidTtl { .. } | Self::UnexpectedReply { .. } => None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until};
 
-use super::backend::{Inner, Renewal};
+use super::inner::{Inner, Renewal};
 use super::lease::RedisLease;
 
 /// Starts the watchdog of `lease`; it stops when the lease is released (its abort handle
