@@ -35,7 +35,7 @@ fn op(fail_first: u32) -> impl FnMut() -> std::future::Ready<Result<u32, Flaky>>
     }
 }
 
-fn seawall_policy() -> RetryPolicy<Flaky> {
+fn seawall_policy() -> RetryPolicy {
     RetryPolicy::builder()
         .name("bench")
         .max_attempts(3)
@@ -44,7 +44,7 @@ fn seawall_policy() -> RetryPolicy<Flaky> {
         .expect("policy")
 }
 
-fn seawall_policy_instrumented() -> RetryPolicy<Flaky> {
+fn seawall_policy_instrumented() -> RetryPolicy {
     // The registry's type is inferred from `Metrics::register` (the benches crate does not
     // depend on prometheus-client itself).
     let metrics = Metrics::register(&mut Default::default());

@@ -1,8 +1,8 @@
 //! Delay schedules: constant, linear and exponential, with jitter.
 //!
-//! A backoff is any `Iterator<Item = Duration>` (see [`BackoffIter`]); [`Backoff`] is the one
-//! this crate ships, built by [`Backoff::constant`], [`Backoff::linear`] or
-//! [`Backoff::exponential`]. It is infinite; the retry policy decides when to stop.
+//! A backoff is any `Iterator<Item = Duration>`; [`Backoff`] is the one this crate ships, built
+//! by [`Backoff::constant`], [`Backoff::linear`] or [`Backoff::exponential`] and
+//! [`BackoffBuilder`]. It is infinite; the retry policy decides when to stop.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -12,15 +12,7 @@ use std::time::Duration;
 
 use rand::{Rng, RngCore};
 
-use crate::ConfigError;
-
-/// Any delay schedule: an iterator of delays, one per retry. Implemented for every
-/// `Iterator<Item = Duration>`, so `std::iter::repeat(d).take(3)` or a hand-written iterator
-/// plug in wherever a schedule is expected (see
-/// [`RetryPolicyBuilder::backoff_fn`](crate::RetryPolicyBuilder::backoff_fn)).
-pub trait BackoffIter: Iterator<Item = Duration> {}
-
-impl<I: Iterator<Item = Duration>> BackoffIter for I {}
+use crate::builder::BackoffBuilder;
 
 /// How random spread is added to the schedule's delays. Let `d` be the schedule's delay for this
 /// retry, already capped at `max_delay`, and `initial` the first delay of the schedule.
@@ -52,7 +44,7 @@ pub enum Jitter {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Constant,
     Linear { step: f64 },
     Exponential { factor: f64 },
@@ -226,7 +218,7 @@ impl Backoff {
     /// # Ok::<(), seawall_retry::ConfigError>(())
     /// ```
     pub fn constant(delay: Duration) -> BackoffBuilder {
-        BackoffBuilder::new(Kind::Constant, delay)
+        BackoffBuilder::with_kind(Kind::Constant, delay)
     }
 
     /// `initial`, then `initial + step`, `initial + 2 × step`, ..., capped at `max_delay`.
@@ -239,7 +231,7 @@ impl Backoff {
     /// # Ok::<(), seawall_retry::ConfigError>(())
     /// ```
     pub fn linear(initial: Duration, step: Duration) -> BackoffBuilder {
-        BackoffBuilder::new(
+        BackoffBuilder::with_kind(
             Kind::Linear {
                 step: nanos(step) as f64,
             },
@@ -258,10 +250,16 @@ impl Backoff {
     /// # Ok::<(), seawall_retry::ConfigError>(())
     /// ```
     pub fn exponential(initial: Duration) -> BackoffBuilder {
-        BackoffBuilder::new(Kind::Exponential { factor: 2.0 }, initial)
+        BackoffBuilder::with_kind(Kind::Exponential { factor: 2.0 }, initial)
     }
 
-    fn new(kind: Kind, initial: u64, max: u64, jitter: Jitter, seed: Option<u64>) -> Self {
+    pub(crate) fn new(
+        kind: Kind,
+        initial: u64,
+        max: u64,
+        jitter: Jitter,
+        seed: Option<u64>,
+    ) -> Self {
         let schedule = Schedule {
             kind,
             initial,
@@ -299,114 +297,6 @@ impl Iterator for Backoff {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (usize::MAX, None)
-    }
-}
-
-/// Builds a [`Backoff`]; start from [`Backoff::constant`], [`Backoff::linear`] or
-/// [`Backoff::exponential`].
-///
-/// # Default
-/// | setting | default |
-/// |---|---|
-/// | `factor` (exponential only) | 2 |
-/// | `max_delay` | 30 s, or the initial delay if that is longer |
-/// | `jitter` | [`Jitter::None`] |
-/// | `seed` | none: every iterator draws from its own fresh seed |
-#[derive(Debug, Clone)]
-pub struct BackoffBuilder {
-    kind: Kind,
-    initial: Duration,
-    max_delay: Option<Duration>,
-    jitter: Jitter,
-    seed: Option<u64>,
-}
-
-impl Default for BackoffBuilder {
-    fn default() -> Self {
-        Backoff::exponential(Duration::from_secs(1))
-    }
-}
-
-impl BackoffBuilder {
-    fn new(kind: Kind, initial: Duration) -> Self {
-        BackoffBuilder {
-            kind,
-            initial,
-            max_delay: None,
-            jitter: Jitter::None,
-            seed: None,
-        }
-    }
-
-    /// The growth factor of an exponential schedule (a finite number >= 1). Setting it on a
-    /// constant or linear schedule turns that schedule exponential from its initial delay.
-    pub fn factor(mut self, factor: f64) -> Self {
-        self.kind = Kind::Exponential { factor };
-        self
-    }
-
-    /// The cap on every delay, jitter included.
-    pub fn max_delay(mut self, max_delay: Duration) -> Self {
-        self.max_delay = Some(max_delay);
-        self
-    }
-
-    /// The jitter kind (see [`Jitter`]).
-    pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.jitter = jitter;
-        self
-    }
-
-    /// Seeds the random number generator: every iterator built from this schedule then yields
-    /// the same sequence. For tests and demos; leave unset in production so that clients that
-    /// failed together spread out.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// The effective cap: the explicit `max_delay`, or 30 s / the initial delay.
-    pub(crate) fn effective_max_delay(&self) -> Duration {
-        self.max_delay
-            .unwrap_or_else(|| DEFAULT_MAX_DELAY.max(self.initial))
-    }
-
-    /// Validates and builds the schedule.
-    ///
-    /// # Errors
-    /// [`ConfigError::Factor`] when the factor is NaN, infinite or below 1;
-    /// [`ConfigError::MaxDelayBelowInitial`] when `max_delay` is below the initial delay.
-    ///
-    /// # Panics
-    /// Never.
-    ///
-    /// # Examples
-    /// ```
-    /// # use std::time::Duration;
-    /// use seawall_retry::Backoff;
-    /// let err = Backoff::exponential(Duration::from_secs(1)).factor(0.5).build().unwrap_err();
-    /// assert_eq!(err.field(), "factor");
-    /// ```
-    pub fn build(&self) -> Result<Backoff, ConfigError> {
-        if let Kind::Exponential { factor } = self.kind
-            && !(factor.is_finite() && factor >= 1.0)
-        {
-            return Err(ConfigError::Factor { value: factor });
-        }
-        let max_delay = self.effective_max_delay();
-        if max_delay < self.initial {
-            return Err(ConfigError::MaxDelayBelowInitial {
-                initial: self.initial,
-                max_delay,
-            });
-        }
-        Ok(Backoff::new(
-            self.kind,
-            nanos(self.initial),
-            nanos(max_delay),
-            self.jitter,
-            self.seed,
-        ))
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ConfigError;
 use crate::backoff::nanos;
+use crate::builder::RetryBudgetBuilder;
 
 /// Fixed-point scale: one token is this many units.
 const UNIT: u64 = 1_000_000;
@@ -91,10 +91,10 @@ impl fmt::Debug for RetryBudget {
 }
 
 impl Default for RetryBudget {
+    /// The budget with the defaults listed on [`RetryBudgetBuilder`].
     fn default() -> Self {
-        RetryBudgetBuilder::default()
-            .build()
-            .unwrap_or_else(|_| unreachable!("the defaults are valid"))
+        let d = RetryBudgetBuilder::new();
+        RetryBudget::from_valid(d.ratio, d.min_per_second, d.max_tokens)
     }
 }
 
@@ -189,77 +189,27 @@ impl RetryBudget {
     }
 }
 
-/// Builds a [`RetryBudget`]. Defaults are listed on [`RetryBudget`].
-#[derive(Debug, Clone)]
-pub struct RetryBudgetBuilder {
-    ratio: f64,
-    min_per_second: u32,
-    max_tokens: u32,
-}
-
-impl Default for RetryBudgetBuilder {
-    fn default() -> Self {
-        RetryBudgetBuilder {
-            ratio: 0.2,
-            min_per_second: 10,
-            max_tokens: 100,
-        }
-    }
-}
-
-impl RetryBudgetBuilder {
-    /// Tokens deposited per call: the long-run ratio of retries to calls (0.2 = 20 %).
-    pub fn ratio(mut self, ratio: f64) -> Self {
-        self.ratio = ratio;
-        self
-    }
-
-    /// Retries per second always allowed, whatever the bucket holds (0 disables the floor).
-    pub fn min_per_second(mut self, min_per_second: u32) -> Self {
-        self.min_per_second = min_per_second;
-        self
-    }
-
-    /// The most tokens the bucket saves up during healthy periods: the largest burst of
-    /// retries (beyond the floor) an outage can set off.
-    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
-        self.max_tokens = max_tokens;
-        self
-    }
-
-    /// Validates and builds the budget.
-    ///
-    /// # Errors
-    /// [`ConfigError::Ratio`] when `ratio` is NaN, negative or above 1000;
-    /// [`ConfigError::ZeroMaxTokens`] when `max_tokens` is 0.
-    ///
-    /// # Panics
-    /// Never.
-    pub fn build(&self) -> Result<RetryBudget, ConfigError> {
-        if !(self.ratio.is_finite() && (0.0..=1000.0).contains(&self.ratio)) {
-            return Err(ConfigError::Ratio { value: self.ratio });
-        }
-        if self.max_tokens == 0 {
-            return Err(ConfigError::ZeroMaxTokens);
-        }
-        let interval = match self.min_per_second {
+impl RetryBudget {
+    /// A budget from validated settings (see [`RetryBudgetBuilder::build`]).
+    pub(crate) fn from_valid(ratio: f64, min_per_second: u32, max_tokens: u32) -> Self {
+        let interval = match min_per_second {
             0 => 0,
             n => nanos(Duration::from_secs(1)) / u64::from(n),
         };
-        Ok(RetryBudget {
+        RetryBudget {
             inner: Arc::new(Inner {
                 balance: AtomicU64::new(0),
-                deposit: (self.ratio * UNIT as f64).round() as u64,
-                cap: u64::from(self.max_tokens) * UNIT,
+                deposit: (ratio * UNIT as f64).round() as u64,
+                cap: u64::from(max_tokens).saturating_mul(UNIT),
                 interval,
-                tolerance: interval * u64::from(self.min_per_second),
+                tolerance: interval.saturating_mul(u64::from(min_per_second)),
                 tat: AtomicU64::new(0),
                 epoch: Instant::now(),
-                ratio: self.ratio,
-                min_per_second: self.min_per_second,
-                max_tokens: self.max_tokens,
+                ratio,
+                min_per_second,
+                max_tokens,
             }),
-        })
+        }
     }
 }
 

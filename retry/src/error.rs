@@ -1,5 +1,6 @@
 //! Errors: what a retry loop returns when it gives up, and invalid configuration.
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
@@ -7,43 +8,78 @@ use std::time::Duration;
 /// Why a single attempt failed: the operation's own error, or the per-attempt timeout.
 ///
 /// A timed-out attempt has no `E` to give back, so the last failure of a retry loop is one of
-/// these. Both are treated as transient unless the predicate (for `Failed`) says otherwise.
+/// these. Both are treated as transient unless the predicate (for `Inner`) says otherwise.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use seawall_retry::AttemptError;
+///
+/// let failed: AttemptError<&str> = AttemptError::Inner("reset");
+/// assert_eq!(failed.error(), Some(&"reset"));
+/// let timed_out: AttemptError<&str> = AttemptError::Timeout { after: Duration::from_secs(1) };
+/// assert!(timed_out.is_timeout());
+/// assert_eq!(timed_out.to_string(), "attempt timed out after 1s");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptError<E> {
-    /// The operation returned this error.
-    Failed(E),
-    /// The attempt did not finish within the policy's `attempt_timeout` (this long).
-    TimedOut(Duration),
+    /// The operation returned this error, unchanged.
+    Inner(E),
+    /// The attempt did not finish within the policy's `attempt_timeout`.
+    Timeout {
+        /// The attempt timeout that ran out.
+        after: Duration,
+    },
 }
 
 impl<E> AttemptError<E> {
     /// The operation's error, if the attempt did not time out.
+    ///
+    /// # Examples
+    /// ```
+    /// # use seawall_retry::AttemptError;
+    /// assert_eq!(AttemptError::Inner(7).error(), Some(&7));
+    /// ```
     pub fn error(&self) -> Option<&E> {
         match self {
-            Self::Failed(e) => Some(e),
-            Self::TimedOut(_) => None,
+            Self::Inner(e) => Some(e),
+            Self::Timeout { .. } => None,
         }
     }
 
     /// Consumes `self`, giving back the operation's error, if the attempt did not time out.
+    ///
+    /// # Examples
+    /// ```
+    /// # use std::time::Duration;
+    /// # use seawall_retry::AttemptError;
+    /// let e = AttemptError::<u8>::Timeout { after: Duration::from_secs(1) };
+    /// assert_eq!(e.into_error(), None);
+    /// ```
     pub fn into_error(self) -> Option<E> {
         match self {
-            Self::Failed(e) => Some(e),
-            Self::TimedOut(_) => None,
+            Self::Inner(e) => Some(e),
+            Self::Timeout { .. } => None,
         }
     }
 
     /// `true` when the attempt was cut short by the per-attempt timeout.
+    ///
+    /// # Examples
+    /// ```
+    /// # use seawall_retry::AttemptError;
+    /// assert!(!AttemptError::Inner("reset").is_timeout());
+    /// ```
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::TimedOut(_))
+        matches!(self, Self::Timeout { .. })
     }
 }
 
 impl<E: fmt::Display> fmt::Display for AttemptError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Failed(e) => e.fmt(f),
-            Self::TimedOut(d) => write!(f, "attempt timed out after {d:?}"),
+            Self::Inner(e) => e.fmt(f),
+            Self::Timeout { after } => write!(f, "attempt timed out after {after:?}"),
         }
     }
 }
@@ -51,8 +87,8 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
 impl<E: Error + 'static> Error for AttemptError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Failed(e) => Some(e),
-            Self::TimedOut(_) => None,
+            Self::Inner(e) => Some(e),
+            Self::Timeout { .. } => None,
         }
     }
 }
@@ -123,16 +159,16 @@ impl<E> RetryError<E> {
         }
     }
 
-    /// The last attempt's failure, borrowed (a permanent error is wrapped in `Failed`).
+    /// The last attempt's failure, borrowed (a permanent error is wrapped in `Inner`).
     pub fn last(&self) -> AttemptError<&E> {
         match self {
-            Self::Permanent { error, .. } => AttemptError::Failed(error),
+            Self::Permanent { error, .. } => AttemptError::Inner(error),
             Self::Exhausted { last, .. }
             | Self::Deadline { last, .. }
             | Self::HintBeyondDeadline { last, .. }
             | Self::Budget { last, .. } => match last {
-                AttemptError::Failed(e) => AttemptError::Failed(e),
-                AttemptError::TimedOut(d) => AttemptError::TimedOut(*d),
+                AttemptError::Inner(e) => AttemptError::Inner(e),
+                AttemptError::Timeout { after } => AttemptError::Timeout { after: *after },
             },
         }
     }
@@ -140,8 +176,8 @@ impl<E> RetryError<E> {
     /// The caller's error from the last attempt, or `None` if that attempt timed out.
     pub fn last_error(&self) -> Option<&E> {
         match self.last() {
-            AttemptError::Failed(e) => Some(e),
-            AttemptError::TimedOut(_) => None,
+            AttemptError::Inner(e) => Some(e),
+            AttemptError::Timeout { .. } => None,
         }
     }
 
@@ -213,74 +249,70 @@ impl<E: Error + 'static> Error for RetryError<E> {
             | Self::Deadline { last, .. }
             | Self::HintBeyondDeadline { last, .. }
             | Self::Budget { last, .. } => match last {
-                AttemptError::Failed(e) => Some(e),
-                AttemptError::TimedOut(_) => None,
+                AttemptError::Inner(e) => Some(e),
+                AttemptError::Timeout { .. } => None,
             },
         }
     }
 }
 
-/// Invalid configuration, returned by a builder's `build()`. [`field`](Self::field) names the
-/// offending setter.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `factor` was NaN, infinite or below 1.
-    Factor {
-        /// The rejected value.
-        value: f64,
-    },
-    /// `max_attempts` was zero (one attempt is the minimum: the call itself).
-    ZeroAttempts,
-    /// `max_delay` was below the initial delay.
-    MaxDelayBelowInitial {
-        /// The initial (or constant) delay.
-        initial: Duration,
-        /// The rejected cap.
-        max_delay: Duration,
-    },
-    /// `ratio` of a retry budget was NaN, negative, or above 1000.
-    Ratio {
-        /// The rejected value.
-        value: f64,
-    },
-    /// `max_tokens` of a retry budget was zero.
-    ZeroMaxTokens,
+/// An invalid setting, returned by a builder's `build()`
+/// ([`RetryPolicyBuilder`](crate::RetryPolicyBuilder), [`BackoffBuilder`](crate::BackoffBuilder),
+/// [`RetryBudgetBuilder`](crate::RetryBudgetBuilder)).
+///
+/// [`field`](Self::field) is the name of the setter whose value was rejected,
+/// [`reason`](Self::reason) states the allowed range and the value given. Displayed as
+/// ``invalid `field`: reason``.
+///
+/// # Examples
+/// ```
+/// use seawall_retry::RetryPolicy;
+///
+/// let err = RetryPolicy::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.field(), "max_attempts");
+/// assert_eq!(err.reason(), "must be at least 1, got 0");
+/// assert_eq!(err.to_string(), "invalid `max_attempts`: must be at least 1, got 0");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: Cow<'static, str>,
 }
 
 impl ConfigError {
-    /// The name of the setter whose value was rejected (`"factor"`, `"max_attempts"`,
-    /// `"max_delay"`, `"ratio"`, `"max_tokens"`).
-    pub fn field(&self) -> &'static str {
-        match self {
-            Self::Factor { .. } => "factor",
-            Self::ZeroAttempts => "max_attempts",
-            Self::MaxDelayBelowInitial { .. } => "max_delay",
-            Self::Ratio { .. } => "ratio",
-            Self::ZeroMaxTokens => "max_tokens",
+    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
         }
+    }
+
+    /// The builder setter's name, e.g. `"max_attempts"`, `"factor"`, `"ratio"`.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = seawall_retry::RetryBudget::builder().max_tokens(0).build().unwrap_err();
+    /// assert_eq!(err.field(), "max_tokens");
+    /// ```
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why: the allowed range and the value given, e.g. `"must be at least 1, got 0"`.
+    ///
+    /// # Examples
+    /// ```
+    /// let err = seawall_retry::RetryBudget::builder().ratio(f64::NAN).build().unwrap_err();
+    /// assert_eq!(err.reason(), "must be a finite number in 0..=1000, got NaN");
+    /// ```
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Factor { value } => {
-                write!(f, "invalid `factor` {value}: must be a finite number >= 1")
-            }
-            Self::ZeroAttempts => f.write_str("invalid `max_attempts` 0: must be at least 1"),
-            Self::MaxDelayBelowInitial { initial, max_delay } => write!(
-                f,
-                "invalid `max_delay` {max_delay:?}: must not be below the initial delay {initial:?}"
-            ),
-            Self::Ratio { value } => {
-                write!(
-                    f,
-                    "invalid `ratio` {value}: must be a finite number in 0..=1000"
-                )
-            }
-            Self::ZeroMaxTokens => f.write_str("invalid `max_tokens` 0: must be at least 1"),
-        }
+        write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 

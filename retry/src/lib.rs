@@ -5,7 +5,7 @@
 //! server's `Retry-After`, overrun the caller's deadline, pay a timer tick even for an
 //! immediate retry, and — across a fleet — multiply the load on a struggling dependency by the
 //! number of attempts. `seawall-retry` is a [`RetryPolicy`] built once and applied to every
-//! call: backoff schedules with jitter that stays spread at the cap ([`Backoff`], [`Jitter`]),
+//! call, whatever the call's error type: backoff schedules with jitter that stays spread at the cap ([`Backoff`], [`Jitter`]),
 //! per-attempt timeouts, a total deadline, transient/permanent classification, server hints,
 //! a shared [`RetryBudget`] (a token bucket as in gRPC and Finagle), Prometheus [`Metrics`],
 //! `tracing` events and a tower layer. Failure returns a [`RetryError`] that says why it
@@ -29,10 +29,13 @@
 //!     .jitter(Jitter::Full)
 //!     .attempt_timeout(Duration::from_secs(1))
 //!     .budget(budget)
-//!     .retry_if(|e: &RedisError| *e == RedisError::ConnectionReset)
 //!     .build()?;
 //!
-//! let err = policy.retry(|| async { Err::<(), _>(RedisError::WrongType) }).await.unwrap_err();
+//! let err = policy
+//!     .retry(|| async { Err::<(), _>(RedisError::WrongType) })
+//!     .retry_if(|e| *e == RedisError::ConnectionReset)
+//!     .await
+//!     .unwrap_err();
 //! assert!(matches!(err, RetryError::Permanent { attempts: 1, error: RedisError::WrongType }));
 //! # Ok(()) }
 //! ```
@@ -53,17 +56,24 @@
 )]
 
 mod backoff;
+mod blocking;
 mod budget;
+mod builder;
 mod error;
+mod hooks;
 #[cfg(feature = "tower")]
 mod layer;
 mod metrics;
 mod policy;
+mod retrying;
 
-pub use backoff::{Backoff, BackoffBuilder, BackoffIter, DEFAULT_MAX_DELAY, Jitter};
-pub use budget::{RetryBudget, RetryBudgetBuilder};
+pub use backoff::{Backoff, DEFAULT_MAX_DELAY, Jitter};
+pub use blocking::RetryingBlocking;
+pub use budget::RetryBudget;
+pub use builder::{BackoffBuilder, RetryBudgetBuilder, RetryPolicyBuilder};
 pub use error::{AttemptError, ConfigError, RetryError};
 #[cfg(feature = "tower")]
 pub use layer::{ResponseFuture, Retry, RetryLayer};
 pub use metrics::Metrics;
-pub use policy::{RetryPolicy, RetryPolicyBuilder, Retrying};
+pub use policy::RetryPolicy;
+pub use retrying::{NoNotify, NoRetryAfter, NoRetryIf, Retrying};

@@ -28,7 +28,7 @@ type Labels1 = [(&'static str, String); 1];
 ///
 /// let mut registry = Registry::default();
 /// let metrics = Metrics::register(&mut registry);
-/// let policy = RetryPolicy::<std::io::Error>::builder()
+/// let policy = RetryPolicy::builder()
 ///     .name("upstream")
 ///     .metrics(metrics)
 ///     .build()?;

@@ -12,9 +12,8 @@ struct NotSend(#[allow(dead_code)] std::rc::Rc<()>);
 
 #[test]
 fn bounds() {
-    send_sync_static::<RetryPolicy<std::io::Error>>();
-    send_sync_static::<RetryPolicy<NotSend>>();
-    send_sync_static::<RetryPolicyBuilder<std::io::Error>>();
+    send_sync_static::<RetryPolicy>();
+    send_sync_static::<RetryPolicyBuilder>();
     send_sync_static::<RetryBudget>();
     send_sync_static::<RetryBudgetBuilder>();
     send_sync_static::<Metrics>();
@@ -27,13 +26,14 @@ fn bounds() {
     #[cfg(feature = "tower")]
     {
         send_sync_static::<RetryLayer<std::io::Error>>();
+        send_sync_static::<RetryLayer<NotSend>>();
         send_sync_static::<Retry<(), std::io::Error>>();
     }
 }
 
 #[test]
 fn retry_future_is_send() {
-    let policy = RetryPolicy::<std::io::Error>::builder()
+    let policy = RetryPolicy::builder()
         .attempt_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
@@ -48,4 +48,17 @@ fn retry_future_is_send() {
     };
     fn is_static_send<F: std::future::Future + Send + 'static>(_: &F) {}
     is_static_send(&owned);
+}
+
+/// A per-call predicate over an error that is neither `Send` nor `Sync` does not stop the
+/// future from being `Send` while no such error is held across an await.
+#[test]
+fn retry_future_with_hooks_is_send() {
+    let policy = RetryPolicy::default();
+    let fut = policy
+        .retry(|| async { Ok::<_, std::io::Error>(1u8) })
+        .retry_if(|e| e.kind() != std::io::ErrorKind::InvalidInput)
+        .retry_after(|_| None)
+        .notify(|_, _, _| {});
+    send(&fut);
 }

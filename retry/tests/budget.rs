@@ -22,7 +22,7 @@ async fn outage(budget: RetryBudget, calls: u32) -> Outcome {
     let attempts = Arc::new(AtomicU32::new(0));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..calls {
-        let policy = RetryPolicy::<Down>::builder()
+        let policy = RetryPolicy::builder()
             .name(format!("svc{}", i % 4))
             .max_attempts(4)
             .constant(Duration::ZERO)

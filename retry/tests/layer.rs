@@ -22,10 +22,7 @@ async fn layer_retries_cloned_requests_until_success() {
             }
         }
     });
-    let policy = RetryPolicy::<String>::builder()
-        .max_attempts(3)
-        .build()
-        .unwrap();
+    let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
     let start = tokio::time::Instant::now();
     let svc = RetryLayer::new(policy).layer(inner);
     assert_eq!(
@@ -47,7 +44,7 @@ async fn layer_retries_cloned_requests_until_success() {
 #[tokio::test(start_paused = true)]
 async fn layer_gives_back_the_services_error() {
     let inner = service_fn(|req: u32| async move { Err::<u32, _>(format!("{req}: down")) });
-    let policy = RetryPolicy::<String>::builder()
+    let policy = RetryPolicy::builder()
         .constant(Duration::from_millis(5))
         .build()
         .unwrap();
@@ -60,7 +57,7 @@ async fn layer_gives_back_the_services_error() {
         err,
         RetryError::Exhausted {
             attempts: 3,
-            last: AttemptError::Failed("7: down".to_owned())
+            last: AttemptError::Inner("7: down".to_owned())
         }
     );
 }

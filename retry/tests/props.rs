@@ -169,18 +169,12 @@ proptest! {
         let (result, got_starts, got_notified) = rt.block_on(async {
             let seen = Arc::new(Mutex::new(vec![]));
             let log = seen.clone();
-            let mut b = RetryPolicy::<Error>::builder()
+            let mut b = RetryPolicy::builder()
                 .max_attempts(max_attempts)
                 .exponential(initial)
                 .max_delay(max_delay)
                 .max_hint(max_hint)
-                .attempt_timeout(timeout)
-                .retry_if(|e| *e != Error::Permanent)
-                .retry_after(|e| match e {
-                    Error::Hint(d) => Some(*d),
-                    _ => None,
-                })
-                .notify(move |a, _, d| log.lock().unwrap().push((a, d)));
+                .attempt_timeout(timeout);
             if let Some(d) = deadline {
                 b = b.max_elapsed(d);
             }
@@ -203,6 +197,12 @@ proptest! {
                         }
                     }
                 })
+                .retry_if(|e| *e != Error::Permanent)
+                .retry_after(|e| match e {
+                    Error::Hint(d) => Some(*d),
+                    _ => None,
+                })
+                .notify(move |a, _, d| log.lock().unwrap().push((a, d)))
                 .await;
             let notified = seen.lock().unwrap().clone();
             (result, starts, notified)
@@ -221,7 +221,7 @@ proptest! {
             (Ending::Deadline(d), Err(RetryError::Deadline { attempts: a, next_delay, last })) => {
                 prop_assert_eq!(*a, attempts);
                 prop_assert_eq!(d, next_delay);
-                if let AttemptError::Failed(e) = last {
+                if let AttemptError::Inner(e) = last {
                     prop_assert_ne!(e, &Error::Permanent);
                 }
             }
@@ -231,7 +231,7 @@ proptest! {
             ) => {
                 prop_assert_eq!(*a, attempts);
                 prop_assert_eq!(h, hint);
-                prop_assert!(matches!(last, AttemptError::Failed(Error::Hint(_))));
+                prop_assert!(matches!(last, AttemptError::Inner(Error::Hint(_))));
             }
             (want, got) => prop_assert!(false, "model {want:?}, got {got:?}"),
         }

@@ -17,12 +17,21 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+type Outcome = (Result<u32, RetryError<ApiError>>, Vec<Duration>, Duration);
+
 /// Runs `policy` against a script of results (one per attempt, `None` = never completes) and
 /// returns the outcome and the offsets (from the start) at which each attempt began.
-async fn run(
-    policy: &RetryPolicy<ApiError>,
+/// `BadRequest` is permanent, `Busy(d)` carries a hint of `d`.
+async fn run(policy: &RetryPolicy, script: Vec<Option<Result<u32, ApiError>>>) -> Outcome {
+    run_with(policy, script, |_, _, _| {}).await
+}
+
+/// [`run`] with a notify hook.
+async fn run_with(
+    policy: &RetryPolicy,
     script: Vec<Option<Result<u32, ApiError>>>,
-) -> (Result<u32, RetryError<ApiError>>, Vec<Duration>, Duration) {
+    notify: impl FnMut(u32, &AttemptError<ApiError>, Duration),
+) -> Outcome {
     let start = Instant::now();
     let starts = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Mutex::new(script.into_iter()));
@@ -39,6 +48,12 @@ async fn run(
                 }
             }
         })
+        .retry_if(|e| *e != ApiError::BadRequest)
+        .retry_after(|e| match e {
+            ApiError::Busy(d) => Some(*d),
+            _ => None,
+        })
+        .notify(notify)
         .await;
     let starts = starts.lock().unwrap().clone();
     (result, starts, start.elapsed())
@@ -50,7 +65,7 @@ fn fail(n: usize) -> Vec<Option<Result<u32, ApiError>>> {
 
 #[tokio::test(start_paused = true)]
 async fn defaults_make_three_attempts_one_then_two_seconds_apart_and_never_sleep_after_the_last() {
-    let policy = RetryPolicy::<ApiError>::builder().build().unwrap();
+    let policy = RetryPolicy::builder().build().unwrap();
     let (result, starts, elapsed) = run(&policy, fail(3)).await;
     assert_eq!(starts, [secs(0.0), secs(1.0), secs(3.0)]);
     assert_eq!(elapsed, secs(3.0), "no 4 s sleep after the final attempt");
@@ -58,17 +73,14 @@ async fn defaults_make_three_attempts_one_then_two_seconds_apart_and_never_sleep
         result,
         Err(RetryError::Exhausted {
             attempts: 3,
-            last: AttemptError::Failed(ApiError::Unavailable)
+            last: AttemptError::Inner(ApiError::Unavailable)
         })
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_after_1_2_4_seconds() {
-    let policy = RetryPolicy::<ApiError>::builder()
-        .max_attempts(4)
-        .build()
-        .unwrap();
+    let policy = RetryPolicy::builder().max_attempts(4).build().unwrap();
     let mut script = fail(3);
     script.push(Some(Ok(7)));
     let (result, starts, elapsed) = run(&policy, script).await;
@@ -79,7 +91,7 @@ async fn retries_after_1_2_4_seconds() {
 
 #[tokio::test(start_paused = true)]
 async fn deadline_stops_before_a_sleep_that_would_overrun_it() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(10)
         .max_elapsed(secs(5.0))
         .build()
@@ -96,14 +108,14 @@ async fn deadline_stops_before_a_sleep_that_would_overrun_it() {
         Err(RetryError::Deadline {
             attempts: 3,
             next_delay: secs(4.0),
-            last: AttemptError::Failed(ApiError::Unavailable)
+            last: AttemptError::Inner(ApiError::Unavailable)
         })
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_sleep_ending_exactly_at_the_deadline_is_allowed() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(10)
         .max_elapsed(secs(3.0))
         .build()
@@ -115,7 +127,7 @@ async fn a_sleep_ending_exactly_at_the_deadline_is_allowed() {
 
 #[tokio::test(start_paused = true)]
 async fn attempt_timeout_is_a_transient_failure() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .attempt_timeout(secs(30.0))
         .build()
         .unwrap();
@@ -131,21 +143,17 @@ async fn attempt_timeout_is_a_transient_failure() {
         result,
         Err(RetryError::Exhausted {
             attempts: 3,
-            last: AttemptError::TimedOut(secs(30.0))
+            last: AttemptError::Timeout { after: secs(30.0) }
         })
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_hint() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(5)
         .max_delay(secs(10.0))
         .max_hint(secs(10.0))
-        .retry_after(|e| match e {
-            ApiError::Busy(d) => Some(*d),
-            _ => None,
-        })
         .build()
         .unwrap();
     let script = vec![
@@ -165,13 +173,9 @@ async fn server_hint_longer_than_backoff_is_honoured_and_capped_at_max_hint() {
 
 #[tokio::test(start_paused = true)]
 async fn hint_past_the_deadline_stops_with_hint_beyond_deadline() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_elapsed(secs(10.0))
         .max_delay(secs(60.0))
-        .retry_after(|e| match e {
-            ApiError::Busy(d) => Some(*d),
-            _ => None,
-        })
         .build()
         .unwrap();
     let (result, starts, elapsed) = run(&policy, vec![Some(Err(ApiError::Busy(secs(20.0))))]).await;
@@ -185,11 +189,7 @@ async fn hint_past_the_deadline_stops_with_hint_beyond_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn permanent_error_stops_at_once() {
-    let policy = RetryPolicy::<ApiError>::builder()
-        .max_attempts(5)
-        .retry_if(|e| *e != ApiError::BadRequest)
-        .build()
-        .unwrap();
+    let policy = RetryPolicy::builder().max_attempts(5).build().unwrap();
     let (result, starts, elapsed) = run(&policy, vec![Some(Err(ApiError::BadRequest))]).await;
     assert_eq!(starts, [secs(0.0)]);
     assert_eq!(elapsed, Duration::ZERO);
@@ -216,7 +216,7 @@ fn zero_delay_never_touches_the_timer() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(50)
         .constant(Duration::ZERO)
         .build()
@@ -236,14 +236,10 @@ fn zero_delay_never_touches_the_timer() {
 
 #[tokio::test(start_paused = true)]
 async fn notify_sees_each_retry_with_attempt_error_and_delay() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let policy = RetryPolicy::<ApiError>::builder()
+    let mut seen = Vec::new();
+    let policy = RetryPolicy::builder()
         .max_attempts(4)
         .attempt_timeout(secs(10.0))
-        .notify(move |attempt, err, delay| {
-            log.lock().unwrap().push((attempt, err.clone(), delay));
-        })
         .build()
         .unwrap();
     let script = vec![
@@ -252,21 +248,24 @@ async fn notify_sees_each_retry_with_attempt_error_and_delay() {
         Some(Err(ApiError::Unavailable)),
         Some(Err(ApiError::Unavailable)),
     ];
-    let (result, _, _) = run(&policy, script).await;
+    let (result, _, _) = run_with(&policy, script, |attempt, err, delay| {
+        seen.push((attempt, err.clone(), delay));
+    })
+    .await;
     assert_eq!(result.unwrap_err().reason(), "exhausted");
     assert_eq!(
-        *seen.lock().unwrap(),
+        seen,
         [
-            (1, AttemptError::Failed(ApiError::Unavailable), secs(1.0)),
-            (2, AttemptError::TimedOut(secs(10.0)), secs(2.0)),
-            (3, AttemptError::Failed(ApiError::Unavailable), secs(4.0)),
+            (1, AttemptError::Inner(ApiError::Unavailable), secs(1.0)),
+            (2, AttemptError::Timeout { after: secs(10.0) }, secs(2.0)),
+            (3, AttemptError::Inner(ApiError::Unavailable), secs(4.0)),
         ]
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn finite_custom_backoff_ends_the_retries() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(10)
         .backoff_fn(|| [100, 300].into_iter().map(Duration::from_millis))
         .build()
@@ -281,10 +280,7 @@ async fn finite_custom_backoff_ends_the_retries() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_future_mid_sleep_stops_all_further_attempts() {
-    let policy = RetryPolicy::<ApiError>::builder()
-        .max_attempts(10)
-        .build()
-        .unwrap();
+    let policy = RetryPolicy::builder().max_attempts(10).build().unwrap();
     let calls = Arc::new(Mutex::new(0));
     let c = calls.clone();
     let fut = policy.retry(move || {
@@ -307,7 +303,7 @@ async fn dropping_the_future_mid_attempt_drops_the_attempt() {
         }
     }
     let dropped = Arc::new(Mutex::new(false));
-    let policy = RetryPolicy::<ApiError>::builder().build().unwrap();
+    let policy = RetryPolicy::builder().build().unwrap();
     let d = dropped.clone();
     let fut = policy.retry(move || {
         let flag = Flag(d.clone());
@@ -322,32 +318,36 @@ async fn dropping_the_future_mid_attempt_drops_the_attempt() {
 
 #[test]
 fn blocking_form_retries_and_classifies() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(4)
         .constant(Duration::ZERO)
-        .retry_if(|e| *e != ApiError::BadRequest)
         .build()
         .unwrap();
     let mut n = 0;
-    let r = policy.retry_blocking(|| {
-        n += 1;
-        if n < 4 {
-            Err(ApiError::Unavailable)
-        } else {
-            Ok(n)
-        }
-    });
+    let r = policy
+        .retry_blocking(|| {
+            n += 1;
+            if n < 4 {
+                Err(ApiError::Unavailable)
+            } else {
+                Ok(n)
+            }
+        })
+        .run();
     assert_eq!(r, Ok(4));
 
     let mut n = 0;
-    let r: Result<(), _> = policy.retry_blocking(|| {
-        n += 1;
-        Err(if n == 1 {
-            ApiError::Unavailable
-        } else {
-            ApiError::BadRequest
+    let r: Result<(), _> = policy
+        .retry_blocking(|| {
+            n += 1;
+            Err(if n == 1 {
+                ApiError::Unavailable
+            } else {
+                ApiError::BadRequest
+            })
         })
-    });
+        .retry_if(|e| *e != ApiError::BadRequest)
+        .run();
     assert_eq!(
         r,
         Err(RetryError::Permanent {
@@ -356,7 +356,7 @@ fn blocking_form_retries_and_classifies() {
         })
     );
 
-    let r: Result<(), _> = policy.retry_blocking(|| Err(ApiError::Unavailable));
+    let r: Result<(), _> = policy.retry_blocking(|| Err(ApiError::Unavailable)).run();
     assert_eq!(
         r.unwrap_err().into_last_error(),
         Some(ApiError::Unavailable)
@@ -365,7 +365,7 @@ fn blocking_form_retries_and_classifies() {
 
 #[test]
 fn config_errors_name_the_field() {
-    let b = || RetryPolicy::<ApiError>::builder();
+    let b = || RetryPolicy::builder();
     assert_eq!(
         b().max_attempts(0).build().unwrap_err().field(),
         "max_attempts"
@@ -392,7 +392,7 @@ fn config_errors_name_the_field() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_setters_apply_in_any_order() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_attempts(4)
         .factor(3.0)
         .exponential(secs(0.5))
@@ -405,7 +405,7 @@ async fn backoff_setters_apply_in_any_order() {
 #[tokio::test(start_paused = true)]
 async fn attempts_that_are_pending_at_first_poll_work_on_the_fast_path_too() {
     // No timeout, budget or deadline: the first attempt is polled on the inline fast path.
-    let policy = RetryPolicy::<ApiError>::builder().build().unwrap();
+    let policy = RetryPolicy::builder().build().unwrap();
     let start = Instant::now();
     let mut n = 0;
     let result = policy
@@ -431,14 +431,7 @@ async fn attempts_that_are_pending_at_first_poll_work_on_the_fast_path_too() {
 /// default `max_delay`): hints have their own, more generous cap (5 min by default).
 #[tokio::test(start_paused = true)]
 async fn hint_beyond_max_delay_is_honoured_up_to_its_own_cap() {
-    let policy = RetryPolicy::<ApiError>::builder()
-        .max_attempts(3)
-        .retry_after(|e| match e {
-            ApiError::Busy(d) => Some(*d),
-            _ => None,
-        })
-        .build()
-        .unwrap();
+    let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
     let script = vec![
         Some(Err(ApiError::Busy(secs(120.0)))), // above max_delay (30 s): 120 s
         Some(Err(ApiError::Busy(secs(3600.0)))), // above the hint cap (5 min): 300 s
@@ -453,12 +446,8 @@ async fn hint_beyond_max_delay_is_honoured_up_to_its_own_cap() {
 /// so, instead of retrying early (before, the hint was cut to `max_delay` and retried at 30 s).
 #[tokio::test(start_paused = true)]
 async fn hint_that_would_overrun_the_deadline_stops_with_a_clear_error() {
-    let policy = RetryPolicy::<ApiError>::builder()
+    let policy = RetryPolicy::builder()
         .max_elapsed(secs(60.0))
-        .retry_after(|e| match e {
-            ApiError::Busy(d) => Some(*d),
-            _ => None,
-        })
         .build()
         .unwrap();
     let (result, starts, elapsed) = run(

@@ -35,11 +35,20 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
-fn policy(
-    budget: Option<RetryBudget>,
-    verbose: bool,
-    start: Instant,
-) -> RetryPolicy<UpstreamError> {
+/// 400 is permanent; everything else is worth retrying (the per-call `retry_if`).
+fn is_transient(e: &UpstreamError) -> bool {
+    *e != UpstreamError::BadRequest
+}
+
+/// The 429's Retry-After (the per-call `retry_after`).
+fn hint(e: &UpstreamError) -> Option<Duration> {
+    match e {
+        UpstreamError::TooBusy { retry_after } => Some(*retry_after),
+        _ => None,
+    }
+}
+
+fn policy(budget: Option<RetryBudget>) -> RetryPolicy {
     let mut b = RetryPolicy::builder()
         .name("upstream")
         .max_attempts(4)
@@ -49,19 +58,7 @@ fn policy(
         .seed(7) // reproducible output; leave unset in production
         .attempt_timeout(Duration::from_millis(50))
         .max_elapsed(Duration::from_millis(300))
-        .retry_if(|e| *e != UpstreamError::BadRequest)
-        .retry_after(|e| match e {
-            UpstreamError::TooBusy { retry_after } => Some(*retry_after),
-            _ => None,
-        });
-    if verbose {
-        b = b.notify(move |attempt, err: &AttemptError<UpstreamError>, delay| {
-            println!(
-                "  [{:>7.3}s] attempt {attempt} failed: {err}; retrying in {delay:?}",
-                start.elapsed().as_secs_f64()
-            );
-        });
-    }
+        .max_hint(Duration::from_secs(3));
     if let Some(budget) = budget {
         b = b.budget(budget);
     }
@@ -79,7 +76,7 @@ fn describe(r: &Result<&'static str, RetryError<UpstreamError>>) -> String {
 async fn scripted(title: &str, script: Vec<Option<Result<&'static str, UpstreamError>>>) {
     let start = Instant::now();
     println!("\n{title}");
-    let policy = policy(None, true, start);
+    let policy = policy(None);
     let script = Arc::new(script);
     let n = AtomicU32::new(0);
     let result = policy
@@ -102,6 +99,14 @@ async fn scripted(title: &str, script: Vec<Option<Result<&'static str, UpstreamE
                 }
             }
         })
+        .retry_if(is_transient)
+        .retry_after(hint)
+        .notify(|attempt, err: &AttemptError<UpstreamError>, delay| {
+            println!(
+                "  [{:>7.3}s] attempt {attempt} failed: {err}; retrying in {delay:?}",
+                start.elapsed().as_secs_f64()
+            );
+        })
         .await;
     println!(
         "  [{:>7.3}s] outcome: {}",
@@ -112,8 +117,7 @@ async fn scripted(title: &str, script: Vec<Option<Result<&'static str, UpstreamE
 
 /// `callers` concurrent calls while the upstream is down; returns (attempts, calls by reason).
 async fn outage(budget: Option<RetryBudget>, callers: u32) -> (u32, Vec<(&'static str, u32)>) {
-    let start = Instant::now();
-    let policy = policy(budget, false, start);
+    let policy = policy(budget);
     let attempts = Arc::new(AtomicU32::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..callers {
@@ -125,6 +129,8 @@ async fn outage(budget: Option<RetryBudget>, callers: u32) -> (u32, Vec<(&'stati
                     attempts.fetch_add(1, Ordering::Relaxed);
                     async { Err::<&'static str, _>(UpstreamError::Reset) }
                 })
+                .retry_if(is_transient)
+                .retry_after(hint)
                 .await
         });
     }
@@ -148,6 +154,7 @@ async fn main() {
     println!("seawall-retry demo (durations are production values / 100, in real time)");
     println!("policy: 4 attempts, exponential 10 ms x2 with equal jitter, max delay 200 ms,");
     println!("        50 ms attempt timeout, 300 ms deadline, 400 permanent, 429 hint honoured");
+    println!("        (up to 3 s; a hint that would end past the deadline stops the call)");
 
     scripted(
         "1. Flaky, then fine:",
@@ -180,7 +187,7 @@ async fn main() {
     )
     .await;
     scripted(
-        "5. Hangs twice, then 429 asking for 500 ms (capped at 200 ms): would end past the 300 ms deadline:",
+        "5. Hangs twice, then 429 asking for 500 ms: the hint would end past the 300 ms deadline, so it stops now:",
         vec![
             None,
             None,
