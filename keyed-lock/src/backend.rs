@@ -153,7 +153,7 @@ pub trait LockBackend<K>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Instant>, Self::Error>> + Send;
 
     /// Checks the lock's default TTL when a [`KeyedLock`](crate::KeyedLock) is built on this
-    /// backend ([`Builder::build_with_backend`](crate::Builder::build_with_backend)). The
+    /// backend ([`KeyedLockBuilder::build_with_backend`](crate::KeyedLockBuilder::build_with_backend)). The
     /// default accepts every TTL (the builder already refuses zero).
     ///
     /// # Errors

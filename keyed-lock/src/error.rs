@@ -38,13 +38,13 @@ impl Error for Busy {}
 /// The waiter has left the queue: it holds nothing and left no entry behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeout {
-    /// How long the caller waited (the timeout it asked for).
-    pub waited: Duration,
+    /// How long the caller waited: the timeout it asked for.
+    pub after: Duration,
 }
 
 impl fmt::Display for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key still locked after waiting {:?}", self.waited)
+        write!(f, "key still locked after {:?}", self.after)
     }
 }
 

@@ -196,6 +196,8 @@
 )]
 
 mod backend;
+mod builder;
+mod enqueued;
 mod error;
 mod guard;
 mod lock;
@@ -211,7 +213,9 @@ pub use error::{
     TryLockError, WithLockError,
 };
 pub use guard::Guard;
-pub use lock::{Builder, DEFAULT_TTL, KeyedLock};
+pub use builder::{DEFAULT_NAME, DEFAULT_TTL, KeyedLockBuilder, MAX_SHARDS};
+pub use enqueued::Enqueued;
+pub use lock::KeyedLock;
 pub use memory::{MemoryBackend, MemoryLease};
 pub use metrics::{LockEvents, Metrics};
 pub use token::FencingToken;

@@ -1,5 +1,6 @@
 //! The keyed lock handle and its builder.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -7,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
-use crate::{Busy, ConfigError, Guard, LeaseLost, LockEvents, MemoryBackend, Metrics, Timeout};
-
-/// Default lease TTL: 5 minutes, the value the bot this replaces used.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+use crate::builder::{DEFAULT_NAME, DEFAULT_TTL, default_shards};
+use crate::{
+    Busy, Enqueued, Guard, KeyedLockBuilder, LeaseLost, LockEvents, MemoryBackend, Timeout,
+};
 
 pub(crate) struct Shared<B> {
     pub(crate) backend: B,
@@ -45,11 +46,13 @@ pub(crate) struct Shared<B> {
 ///     .ttl(Duration::from_secs(60))
 ///     .build()?;
 ///
-/// let guard = locks.lock(&"alice".to_owned()).await;
-/// assert!(locks.try_lock(&"alice".to_owned()).is_err());
+/// // Lookups take any `&Q` the key borrows as: a `&str` for `String` keys, so locking a key
+/// // that is already present allocates nothing.
+/// let guard = locks.lock("alice").await;
+/// assert!(locks.try_lock("alice").is_err());
 /// assert!(locks.try_lock(&"bob".to_owned()).is_ok());
 /// drop(guard);
-/// assert!(locks.try_lock(&"alice".to_owned()).is_ok());
+/// assert!(locks.try_lock("alice").is_ok());
 /// # Ok(())
 /// # }
 /// ```
@@ -90,7 +93,7 @@ impl<K> KeyedLock<K>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    /// An in-memory lock with the default settings (see [`Builder`]).
+    /// An in-memory lock with the default settings (see [`KeyedLockBuilder`]).
     ///
     /// # Examples
     ///
@@ -107,9 +110,17 @@ where
         )
     }
 
-    /// A builder for an in-memory lock.
-    pub fn builder() -> Builder<K> {
-        Builder::new()
+    /// A builder for an in-memory lock; see [`KeyedLockBuilder`] for the settings and their
+    /// defaults.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::builder().name("users").build().unwrap();
+    /// assert_eq!(locks.name(), "users");
+    /// ```
+    pub fn builder() -> KeyedLockBuilder<K> {
+        KeyedLockBuilder::new()
     }
 
     /// Takes the lock on `key` if it is free now, with the lock's default TTL.
@@ -134,7 +145,11 @@ where
     /// let busy = locks.try_lock(&1).unwrap_err();
     /// assert_eq!(busy.held_since, guard.acquired_at());
     /// ```
-    pub fn try_lock(&self, key: &K) -> Result<Guard<K>, Busy> {
+    pub fn try_lock<Q>(&self, key: &Q) -> Result<Guard<K>, Busy>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.try_lock_with_ttl(key, self.shared.ttl)
     }
 
@@ -156,7 +171,11 @@ where
     /// let guard = locks.try_lock_with_ttl(&1, Duration::from_secs(5)).unwrap();
     /// assert_eq!(guard.deadline() - guard.acquired_at(), Duration::from_secs(5));
     /// ```
-    pub fn try_lock_with_ttl(&self, key: &K, ttl: Duration) -> Result<Guard<K>, Busy> {
+    pub fn try_lock_with_ttl<Q>(&self, key: &Q, ttl: Duration) -> Result<Guard<K>, Busy>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let grant = self
             .shared
             .backend
@@ -167,11 +186,28 @@ where
     /// The number of keys with an entry (held or awaited). `0` when nothing is held: entries
     /// never outlive their last holder or waiter (an expired lease whose holder never released
     /// it is cleaned up by the next acquirer of that key, or by [`purge_expired`](Self::purge_expired)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let guard = locks.try_lock(&1).unwrap();
+    /// assert_eq!(locks.len(), 1);
+    /// drop(guard);
+    /// assert_eq!(locks.len(), 0);
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.backend.len()
     }
 
     /// `len() == 0`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// assert!(locks.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.shared.backend.is_empty()
     }
@@ -227,7 +263,11 @@ where
     /// assert!(!guard.is_expired());
     /// # }
     /// ```
-    pub async fn lock(&self, key: &K) -> Guard<K> {
+    pub async fn lock<Q>(&self, key: &Q) -> Guard<K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.lock_with_ttl(key, self.shared.ttl).await
     }
 
@@ -252,12 +292,105 @@ where
     /// assert_eq!(guard.deadline() - guard.acquired_at(), Duration::from_secs(1));
     /// # }
     /// ```
-    pub async fn lock_with_ttl(&self, key: &K, ttl: Duration) -> Guard<K> {
+    pub async fn lock_with_ttl<Q>(&self, key: &Q, ttl: Duration) -> Guard<K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         loop {
-            // A backend must not refuse `Wait::Forever`; if one does, ask again.
-            if let Ok(guard) = self.acquire(key, ttl, Wait::Forever).await {
+            // The in-memory backend never refuses `Wait::Forever`; if it did, ask again.
+            if let Ok(guard) = self.acquire_memory(key, ttl, Wait::Forever).await {
                 return guard;
             }
+        }
+    }
+
+    /// Takes a place in `key`'s FIFO queue now, and returns a future that resolves to the
+    /// guard when the place's turn comes (with the lock's default TTL).
+    ///
+    /// [`lock`](Self::lock) joins the queue when its future is first polled; `enqueue` joins
+    /// it when called, like tokio's `Notified::enable`. Use it to keep arrival order when the
+    /// waits are polled later or in another order, for example when a dispatcher takes each
+    /// message's place in its user's queue and then spawns a task per message. The returned
+    /// [`Enqueued`] is `'static + Send`. If the key is free, it is granted at once (the lease
+    /// starts now). `enqueue` does not need a runtime; awaiting does.
+    ///
+    /// Creating an entry clones the key (as `ToOwned`), and so does queueing (the place
+    /// keeps its own copy of the key, since it does not borrow it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the [`Enqueued`] leaves the queue and leaves no entry behind; a grant it was
+    /// given is passed on to the next waiter.
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::KeyedLock;
+    ///
+    /// let locks = KeyedLock::<String>::new();
+    /// let mut order = Vec::new();
+    /// for message in ["first", "second", "third"] {
+    ///     order.push((message, locks.enqueue("alice"))); // the place is taken here
+    /// }
+    /// // Polled in reverse: still served first, second, third.
+    /// let mut tasks = Vec::new();
+    /// for (message, place) in order.into_iter().rev() {
+    ///     tasks.push(tokio::spawn(async move { (place.await.token(), message) }));
+    /// }
+    /// let mut served = Vec::new();
+    /// for task in tasks {
+    ///     served.push(task.await.unwrap());
+    /// }
+    /// served.sort();
+    /// let served: Vec<_> = served.into_iter().map(|(_, m)| m).collect();
+    /// assert_eq!(served, ["first", "second", "third"]);
+    /// # }
+    /// ```
+    pub fn enqueue<Q>(&self, key: &Q) -> Enqueued<K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.enqueue_with_ttl(key, self.shared.ttl)
+    }
+
+    /// [`enqueue`](Self::enqueue) with a TTL for this lease only.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`enqueue`](Self::enqueue).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let guard = locks.enqueue_with_ttl(&1, Duration::from_secs(5)).await;
+    /// assert_eq!(guard.deadline() - guard.acquired_at(), Duration::from_secs(5));
+    /// # }
+    /// ```
+    pub fn enqueue_with_ttl<Q>(&self, key: &Q, ttl: Duration) -> Enqueued<K>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let backend = &self.shared.backend;
+        match backend.acquire_or_enqueue(key, ttl, None, &self.shared.events) {
+            Ok(grant) => Enqueued::granted(self.clone(), grant),
+            Err(place) => Enqueued::queued(self.clone(), key.to_owned(), ttl, place),
         }
     }
 
@@ -285,10 +418,14 @@ where
     /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
     /// let _held = locks.lock(&1).await;
     /// let err = locks.lock_timeout(&1, Duration::from_secs(2)).await.unwrap_err();
-    /// assert_eq!(err.waited, Duration::from_secs(2));
+    /// assert_eq!(err.after, Duration::from_secs(2));
     /// # }
     /// ```
-    pub async fn lock_timeout(&self, key: &K, timeout: Duration) -> Result<Guard<K>, Timeout> {
+    pub async fn lock_timeout<Q>(&self, key: &Q, timeout: Duration) -> Result<Guard<K>, Timeout>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.lock_timeout_with_ttl(key, timeout, self.shared.ttl)
             .await
     }
@@ -321,20 +458,24 @@ where
     /// assert_eq!(guard.deadline() - guard.acquired_at(), Duration::from_secs(10));
     /// # }
     /// ```
-    pub async fn lock_timeout_with_ttl(
+    pub async fn lock_timeout_with_ttl<Q>(
         &self,
-        key: &K,
+        key: &Q,
         timeout: Duration,
         ttl: Duration,
-    ) -> Result<Guard<K>, Timeout> {
+    ) -> Result<Guard<K>, Timeout>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let wait = if timeout.is_zero() {
             Wait::No
         } else {
             Wait::For(timeout)
         };
-        match self.acquire(key, ttl, wait).await {
+        match self.acquire_memory(key, ttl, wait).await {
             Ok(guard) => Ok(guard),
-            Err(Refused::Busy(_) | Refused::TimedOut) => Err(Timeout { waited: timeout }),
+            Err(Refused::Busy(_) | Refused::TimedOut) => Err(Timeout { after: timeout }),
             Err(Refused::Backend(never)) => match never {},
         }
     }
@@ -377,12 +518,33 @@ where
     /// assert!(lost.is_err());
     /// # }
     /// ```
-    pub async fn with_lock<T, F>(&self, key: &K, work: F) -> Result<T, LeaseLost>
+    pub async fn with_lock<Q, T, F>(&self, key: &Q, work: F) -> Result<T, LeaseLost>
     where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: AsyncFnOnce(&mut Guard<K>) -> T,
     {
         let mut guard = self.lock(key).await;
         guard.run(work).await
+    }
+
+    /// `acquire` on the in-memory backend, with a borrowed key.
+    async fn acquire_memory<Q>(
+        &self,
+        key: &Q,
+        ttl: Duration,
+        wait: Wait,
+    ) -> Result<Guard<K>, Refused>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let grant = self
+            .shared
+            .backend
+            .acquire_inner(key, ttl, wait, &self.shared.events)
+            .await?;
+        Ok(self.guard(grant))
     }
 }
 
@@ -406,17 +568,43 @@ where
         Guard::new(Arc::clone(&self.shared), grant)
     }
 
+    pub(crate) fn shared(&self) -> &Shared<B> {
+        &self.shared
+    }
+
     /// The lock's name (its `lock` metric label).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// assert_eq!(locks.name(), "default");
+    /// ```
     pub fn name(&self) -> &str {
         self.shared.events.name()
     }
 
     /// The default lease TTL of this lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// assert_eq!(locks.ttl(), Duration::from_secs(300));
+    /// ```
     pub fn ttl(&self) -> Duration {
         self.shared.ttl
     }
 
     /// The backend.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::builder().shards(4).build().unwrap();
+    /// assert_eq!(locks.backend().shards(), 4);
+    /// ```
     pub fn backend(&self) -> &B {
         &self.shared.backend
     }
@@ -470,162 +658,5 @@ where
             .acquire(key, ttl, wait, &self.shared.events)
             .await?;
         Ok(self.guard(grant))
-    }
-}
-
-const DEFAULT_NAME: &str = "default";
-
-fn default_shards() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(4, usize::from);
-    (cpus * 4).next_power_of_two()
-}
-
-/// Builds a [`KeyedLock`].
-///
-/// # Default
-///
-/// | setting | default |
-/// | --- | --- |
-/// | [`name`](Self::name) | `"default"` |
-/// | [`ttl`](Self::ttl) | 5 minutes ([`DEFAULT_TTL`]) |
-/// | [`metrics`](Self::metrics) | none |
-/// | [`shards`](Self::shards) | 4 × available CPUs, rounded up to a power of two |
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use seawall_keyed_lock::KeyedLock;
-///
-/// let locks = KeyedLock::<u64>::builder()
-///     .name("users")
-///     .ttl(Duration::from_secs(30))
-///     .shards(16)
-///     .build()
-///     .unwrap();
-/// assert_eq!(locks.name(), "users");
-///
-/// let err = KeyedLock::<u64>::builder().ttl(Duration::ZERO).build().unwrap_err();
-/// assert_eq!(err.field(), "ttl");
-/// ```
-pub struct Builder<K> {
-    name: String,
-    ttl: Duration,
-    metrics: Option<Metrics>,
-    shards: Option<usize>,
-    _key: PhantomData<fn(&K)>,
-}
-
-impl<K> fmt::Debug for Builder<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("name", &self.name)
-            .field("ttl", &self.ttl)
-            .field("metrics", &self.metrics.is_some())
-            .field("shards", &self.shards)
-            .finish()
-    }
-}
-
-impl<K> Default for Builder<K> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<K> Builder<K> {
-    /// A builder with the defaults listed above.
-    pub fn new() -> Self {
-        Self {
-            name: DEFAULT_NAME.to_owned(),
-            ttl: DEFAULT_TTL,
-            metrics: None,
-            shards: None,
-            _key: PhantomData,
-        }
-    }
-
-    /// The lock's name: the `lock` label of its metrics and the `lock` field of its events.
-    /// Must not be empty.
-    #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// The default lease TTL. Must be greater than zero.
-    #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// Report metrics to these families (see [`Metrics`]).
-    #[must_use]
-    pub fn metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// The number of shards of the in-memory backend: a power of two from 1 to 65536.
-    #[must_use]
-    pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = Some(shards);
-        self
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.name.is_empty() {
-            return Err(ConfigError::new("name", "must not be empty"));
-        }
-        if self.ttl.is_zero() {
-            return Err(ConfigError::new(
-                "ttl",
-                format!("must be greater than zero, got {:?}", self.ttl),
-            ));
-        }
-        if let Some(n) = self.shards
-            && (n == 0 || n > 1 << 16 || !n.is_power_of_two())
-        {
-            return Err(ConfigError::new(
-                "shards",
-                format!("must be a power of two in 1..=65536, got {n}"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn events(&self) -> LockEvents {
-        LockEvents::new(Arc::from(self.name.as_str()), self.metrics.as_ref())
-    }
-
-    /// Builds an in-memory lock.
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] naming the first invalid setting.
-    pub fn build(self) -> Result<KeyedLock<K>, ConfigError>
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-    {
-        self.validate()?;
-        let backend = MemoryBackend::new(self.shards.unwrap_or_else(default_shards));
-        Ok(KeyedLock::from_parts(backend, self.ttl, self.events()))
-    }
-
-    /// Builds a lock on another backend (the [`shards`](Self::shards) setting is ignored).
-    ///
-    /// # Errors
-    ///
-    /// [`ConfigError`] naming the first invalid setting, including a `ttl` the backend
-    /// refuses ([`LockBackend::check_ttl`]).
-    pub fn build_with_backend<B>(self, backend: B) -> Result<KeyedLock<K, B>, ConfigError>
-    where
-        K: Send + Sync,
-        B: LockBackend<K>,
-    {
-        self.validate()?;
-        backend.check_ttl(self.ttl)?;
-        Ok(KeyedLock::from_parts(backend, self.ttl, self.events()))
     }
 }

@@ -1,11 +1,12 @@
 //! The in-memory backend: a sharded map of per-key wait queues.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::hash::{BuildHasher, Hash};
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, VacantEntry};
@@ -163,22 +164,26 @@ impl<K> MemoryBackend<K> {
 }
 
 impl<K: Hash + Eq + Clone> MemoryBackend<K> {
-    fn hash(&self, key: &K) -> u64 {
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// Grants without queueing, or says who holds the key.
-    pub(crate) fn try_acquire(
+    pub(crate) fn try_acquire<Q>(
         &self,
-        key: &K,
+        key: &Q,
         ttl: Duration,
         events: &LockEvents,
-    ) -> Result<Grant<MemoryLease>, Busy> {
+    ) -> Result<Grant<MemoryLease>, Busy>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let hash = self.hash(key);
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState { table, next_token } = &mut *state;
-        match table.entry(hash, |s| s.key == *key, |s| s.hash) {
+        match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
@@ -198,18 +203,23 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         }
     }
 
-    /// Grants at once, or queues and returns the queue's receiver with the current deadline.
-    fn acquire_or_enqueue(
+    /// Grants at once, or takes a place at the back of the key's queue.
+    pub(crate) fn acquire_or_enqueue<Q>(
         &self,
-        key: &K,
-        hash: u64,
+        key: &Q,
         ttl: Duration,
+        timeout: Option<Duration>,
         events: &LockEvents,
-    ) -> Result<Grant<MemoryLease>, (GrantRx, Instant, Instant)> {
+    ) -> Result<Grant<MemoryLease>, Place>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let hash = self.hash(key);
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState { table, next_token } = &mut *state;
-        match table.entry(hash, |s| s.key == *key, |s| s.hash) {
+        match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
@@ -227,73 +237,97 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                     since: now,
                 });
                 slot.live += 1;
-                Err((rx, slot.deadline, now))
+                Err(Place {
+                    hash,
+                    rx,
+                    lease_deadline: slot.deadline,
+                    expiry: None,
+                    give_up: timeout.map(|d| (deadline_after(now, d), d)),
+                    give_up_timer: None,
+                    done: false,
+                })
             }
         }
     }
 
-    async fn acquire_inner(
+    pub(crate) async fn acquire_inner<Q>(
         &self,
-        key: &K,
+        key: &Q,
         ttl: Duration,
         wait: Wait,
         events: &LockEvents,
-    ) -> Result<Grant<MemoryLease>, Refused> {
+    ) -> Result<Grant<MemoryLease>, Refused>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let timeout = match wait {
             Wait::No => return self.try_acquire(key, ttl, events).map_err(Refused::Busy),
             Wait::For(d) => Some(d),
             Wait::Forever => None,
         };
-        let hash = self.hash(key);
-        match self.acquire_or_enqueue(key, hash, ttl, events) {
+        match self.acquire_or_enqueue(key, ttl, timeout, events) {
             Ok(grant) => Ok(grant),
             // Boxed so that the uncontended future stays small.
-            Err(queued) => {
-                Box::pin(self.wait_queued(key, hash, ttl, timeout, events, queued)).await
-            }
+            Err(place) => Box::pin(self.wait_queued(key, ttl, timeout, events, place)).await,
         }
     }
 
-    async fn wait_queued(
+    async fn wait_queued<Q>(
         &self,
-        key: &K,
-        hash: u64,
+        key: &Q,
         ttl: Duration,
         timeout: Option<Duration>,
         events: &LockEvents,
-        mut queued: (GrantRx, Instant, Instant),
-    ) -> Result<Grant<MemoryLease>, Refused> {
-        loop {
-            let (rx, lease_deadline, since) = queued;
-            let waiter = Queued {
-                backend: self,
-                key,
-                hash,
-                rx,
-                events,
-                done: false,
-            };
-            let give_up = timeout.map(|d| (deadline_after(since, d), d));
-            match waiter.wait(lease_deadline, give_up).await {
-                Some(result) => return result,
-                // The entry vanished under us (cannot happen while we are counted as live):
-                // start over rather than wait forever.
-                None => match self.acquire_or_enqueue(key, hash, ttl, events) {
-                    Ok(grant) => return Ok(grant),
-                    Err(again) => queued = again,
-                },
+        place: Place,
+    ) -> Result<Grant<MemoryLease>, Refused>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut queued = Queued {
+            backend: self,
+            key,
+            events,
+            place,
+        };
+        poll_fn(|cx| {
+            loop {
+                let Queued {
+                    backend,
+                    key,
+                    events,
+                    place,
+                } = &mut queued;
+                match place.poll_grant(*backend, *key, events, cx) {
+                    Poll::Ready(Some(result)) => return Poll::Ready(result),
+                    Poll::Ready(None) => {
+                        // The entry vanished under us (cannot happen while we are counted as
+                        // live): start over rather than wait forever.
+                        match backend.acquire_or_enqueue(*key, ttl, timeout, events) {
+                            Ok(grant) => return Poll::Ready(Ok(grant)),
+                            Err(again) => *place = again,
+                        }
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
             }
-        }
+        })
+        .await
     }
 
     /// Called by a waiter whose wait reached the holder's deadline: if the lease is indeed
     /// over, hand the key to the first live waiter. Returns the deadline to wait for next, or
     /// `None` if the key was handed over (the caller should look at its channel).
-    fn expire_if_due(&self, key: &K, hash: u64, events: &LockEvents) -> Option<Instant> {
+    fn expire_if_due<Q>(&self, key: &Q, hash: u64, events: &LockEvents) -> Option<Instant>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState { table, next_token } = &mut *state;
-        let slot = table.find_mut(hash, |s| s.key == *key)?;
+        let slot = table.find_mut(hash, |s| s.key.borrow() == key)?;
         if slot.deadline > now {
             return Some(slot.deadline);
         }
@@ -344,21 +378,24 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
     }
 }
 
-fn insert<K: Clone>(
+fn insert<K, Q>(
     vacant: VacantEntry<'_, Slot<K>>,
     next_token: &mut u64,
     hash: u64,
-    key: &K,
+    key: &Q,
     ttl: Duration,
     now: Instant,
     events: &LockEvents,
-) -> Grant<MemoryLease> {
+) -> Grant<MemoryLease>
+where
+    Q: ToOwned<Owned = K> + ?Sized,
+{
     let token = *next_token;
     *next_token += 1;
     let deadline = deadline_after(now, ttl);
     vacant.insert(Slot {
         hash,
-        key: key.clone(),
+        key: key.to_owned(),
         token,
         since: now,
         deadline,
@@ -458,75 +495,129 @@ fn release_locked<K>(state: &mut ShardState<K>, hash: u64, token: u64, events: &
     }
 }
 
-/// A queued acquisition. Dropping it before it resolves leaves the queue (or, if a grant
-/// arrived in the meantime, releases that grant to the next waiter).
-struct Queued<'a, K: Eq> {
-    backend: &'a MemoryBackend<K>,
-    key: &'a K,
+/// A place in a key's FIFO queue, taken when it was created (under the shard lock) and kept
+/// until it is granted, gives up (its timeout) or is [cancelled](Self::cancel).
+///
+/// It holds no borrow: whoever owns it passes the backend, the key and the events to each
+/// call, so both a borrowed wait (`lock`) and an owned one ([`Enqueued`](crate::Enqueued))
+/// use it. The owner must call [`cancel`](Self::cancel) when it drops a place that is not
+/// done; a place dropped without that leaves a closed waiter in the queue, skipped by the
+/// next hand-over, but stays counted as live.
+pub(crate) struct Place {
     hash: u64,
     rx: GrantRx,
-    events: &'a LockEvents,
+    /// The deadline of the lease this place waits behind, when it was created.
+    lease_deadline: Instant,
+    /// Wakes the waiter at the holder's deadline; made on the first poll (a place may be
+    /// created outside a runtime).
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// When to give up, and the timeout asked for.
+    give_up: Option<(Instant, Duration)>,
+    give_up_timer: Option<Pin<Box<Sleep>>>,
     done: bool,
 }
 
-impl<K: Hash + Eq + Clone> Queued<'_, K> {
-    /// Waits for the grant; `None` if the entry disappeared (retry).
-    async fn wait(
-        mut self,
-        lease_deadline: Instant,
-        timeout: Option<(Instant, Duration)>,
-    ) -> Option<Result<Grant<MemoryLease>, Refused>> {
-        let mut expiry = pin!(sleep_until(lease_deadline));
-        let mut give_up: Option<Pin<Box<Sleep>>> = timeout.map(|(at, _)| Box::pin(sleep_until(at)));
-        poll_fn(|cx| {
-            loop {
-                match Pin::new(&mut self.rx).poll(cx) {
-                    Poll::Ready(Ok(grant)) => {
-                        self.done = true;
-                        return Poll::Ready(Some(Ok(grant)));
-                    }
-                    Poll::Ready(Err(_)) => {
-                        self.done = true;
-                        return Poll::Ready(None);
-                    }
-                    Poll::Pending => {}
+impl Place {
+    /// Polls for the grant: `Some(Ok)` granted, `Some(Err(TimedOut))` gave up (and left the
+    /// queue), `None` the key's entry vanished (the caller should take a new place).
+    pub(crate) fn poll_grant<K, Q>(
+        &mut self,
+        backend: &MemoryBackend<K>,
+        key: &Q,
+        events: &LockEvents,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Grant<MemoryLease>, Refused>>>
+    where
+        K: Hash + Eq + Clone + Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut self.rx).poll(cx) {
+                Poll::Ready(Ok(grant)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(grant)));
                 }
-                if let Some(sleep) = give_up.as_mut()
-                    && sleep.as_mut().poll(cx).is_ready()
-                {
-                    let waited = timeout.map(|(_, d)| d).unwrap_or_default();
-                    return Poll::Ready(Some(self.give_up(waited)));
+                Poll::Ready(Err(_)) => {
+                    self.done = true;
+                    return Poll::Ready(None);
                 }
-                if expiry.as_mut().poll(cx).is_ready() {
-                    if let Some(next) = self.backend.expire_if_due(self.key, self.hash, self.events)
-                    {
-                        expiry.as_mut().reset(next);
-                    }
-                    continue;
-                }
-                return Poll::Pending;
+                Poll::Pending => {}
             }
-        })
-        .await
+            if let Some((at, waited)) = self.give_up {
+                let timer = self
+                    .give_up_timer
+                    .get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(self.time_out(backend, key, events, waited)));
+                }
+            }
+            let lease_deadline = self.lease_deadline;
+            let expiry = self
+                .expiry
+                .get_or_insert_with(|| Box::pin(sleep_until(lease_deadline)));
+            if expiry.as_mut().poll(cx).is_ready() {
+                if let Some(next) = backend.expire_if_due(key, self.hash, events) {
+                    expiry.as_mut().reset(next);
+                }
+                continue;
+            }
+            return Poll::Pending;
+        }
     }
 
-    fn give_up(&mut self, waited: Duration) -> Result<Grant<MemoryLease>, Refused> {
+    fn time_out<K, Q>(
+        &mut self,
+        backend: &MemoryBackend<K>,
+        key: &Q,
+        events: &LockEvents,
+        waited: Duration,
+    ) -> Result<Grant<MemoryLease>, Refused>
+    where
+        K: Hash + Eq + Clone + Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         self.done = true;
-        let mut state = self.backend.shard(self.hash);
+        let mut state = backend.shard(self.hash);
         self.rx.close();
         if let Ok(grant) = self.rx.try_recv() {
             return Ok(grant);
         }
-        leave_queue(&mut state, self.hash, self.key);
-        self.events.timed_out(waited);
+        leave_queue(&mut state, self.hash, key);
+        events.timed_out(waited);
         Err(Refused::TimedOut)
+    }
+
+    /// Leaves the queue (or, if a grant arrived in the meantime, releases that grant to the
+    /// next waiter). Does nothing once the place is done.
+    pub(crate) fn cancel<K, Q>(&mut self, backend: &MemoryBackend<K>, key: &Q, events: &LockEvents)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut state = backend.shard(self.hash);
+        self.rx.close();
+        match self.rx.try_recv() {
+            Ok(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
+            Err(_) => leave_queue(&mut state, self.hash, key),
+        }
     }
 }
 
 /// Forgets one cancelled (channel closed, nothing received) waiter of `key`'s slot, compacting
 /// the queue when cancelled waiters outnumber live ones.
-fn leave_queue<K: Eq>(state: &mut ShardState<K>, hash: u64, key: &K) {
-    if let Some(slot) = state.table.find_mut(hash, |s| s.key == *key) {
+fn leave_queue<K, Q>(state: &mut ShardState<K>, hash: u64, key: &Q)
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key) {
         slot.live -= 1;
         if slot.queue.len() > 2 * slot.live + 8 {
             slot.queue.retain(|w| !w.tx.is_closed());
@@ -534,17 +625,26 @@ fn leave_queue<K: Eq>(state: &mut ShardState<K>, hash: u64, key: &K) {
     }
 }
 
-impl<K: Eq> Drop for Queued<'_, K> {
+/// A borrowed queued acquisition (under `lock`, `lock_timeout`, `acquire`). Dropping it before
+/// it resolves leaves the queue.
+struct Queued<'a, K, Q: ?Sized>
+where
+    K: Borrow<Q>,
+    Q: Eq,
+{
+    backend: &'a MemoryBackend<K>,
+    key: &'a Q,
+    events: &'a LockEvents,
+    place: Place,
+}
+
+impl<K, Q> Drop for Queued<'_, K, Q>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let mut state = self.backend.shard(self.hash);
-        self.rx.close();
-        match self.rx.try_recv() {
-            Ok(grant) => release_locked(&mut state, self.hash, grant.token.get(), self.events),
-            Err(_) => leave_queue(&mut state, self.hash, self.key),
-        }
+        self.place.cancel(self.backend, self.key, self.events);
     }
 }
 

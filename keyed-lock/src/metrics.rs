@@ -34,7 +34,7 @@ fn wait_histogram() -> Histogram {
 /// | `seawall_keyed_lock_held{lock}` | gauge | leases currently granted and not yet released or expired-and-taken-over |
 /// | `seawall_keyed_lock_backend_errors_total{lock}` | counter | calls to a remote backend (Redis) that failed: unreachable, no answer in time, or an error reply |
 ///
-/// The `lock` label is the lock's [`name`](crate::Builder::name), never a key.
+/// The `lock` label is the lock's [`name`](crate::KeyedLockBuilder::name), never a key.
 ///
 /// # Examples
 ///

@@ -84,7 +84,7 @@ async fn lock_timeout_gives_up_and_leaves_no_trace() {
         .lock_timeout(&1, Duration::from_secs(3))
         .await
         .unwrap_err();
-    assert_eq!(err.waited, Duration::from_secs(3));
+    assert_eq!(err.after, Duration::from_secs(3));
     assert_eq!(Instant::now() - start, Duration::from_secs(3));
     drop(guard);
     assert_eq!(locks.len(), 0);
@@ -107,7 +107,7 @@ async fn lock_timeout_gives_up_and_leaves_no_trace() {
             .lock_timeout(&1, Duration::ZERO)
             .await
             .unwrap_err()
-            .waited,
+            .after,
         Duration::ZERO
     );
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use std::convert::Infallible;
 
 use seawall_keyed_lock::{
-    Builder, Busy, ConfigError, ExtendError, FencingToken, Guard, KeyedLock, LeaseExpired,
-    LeaseLost, LockEvents, LockTimeoutError, MemoryBackend, MemoryLease, Metrics, Refused, Timeout,
-    TryLockError, Wait, WithLockError,
+    Busy, ConfigError, Enqueued, ExtendError, FencingToken, Guard, KeyedLock, KeyedLockBuilder,
+    LeaseExpired, LeaseLost, LockEvents, LockTimeoutError, MemoryBackend, MemoryLease, Metrics,
+    Refused, Timeout, TryLockError, Wait, WithLockError,
 };
 
 fn send_sync_static<T: Send + Sync + 'static>() {}
@@ -19,7 +19,8 @@ fn types_are_send_sync_static() {
     send_sync_static::<KeyedLock<u64>>();
     send_sync_static::<KeyedLock<String>>();
     send_sync_static::<Guard<String>>();
-    send_sync_static::<Builder<String>>();
+    send_sync_static::<KeyedLockBuilder<String>>();
+    send_sync_static::<Enqueued<String>>();
     send_sync_static::<MemoryBackend<String>>();
     send_sync_static::<MemoryLease>();
     send_sync_static::<Metrics>();
@@ -48,6 +49,11 @@ async fn futures_are_send() {
     send(&locks.lock_timeout_with_ttl(&key, Duration::from_secs(1), Duration::from_secs(1)));
     send(&locks.with_lock(&key, async |g| g.token()));
     send(&locks.acquire(&key, Duration::from_secs(1), Wait::No));
+    // Borrowed keys: `&str` for a `KeyedLock<String>`.
+    send(&locks.lock("k"));
+    send(&locks.lock_timeout("k", Duration::from_secs(1)));
+    send(&locks.with_lock("k", async |g| g.token()));
+    send(&locks.enqueue("k"));
     let mut guard = locks.lock(&key).await;
     send(&guard.lost());
     send(&guard.extend(Duration::from_secs(1)));

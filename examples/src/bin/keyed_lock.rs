@@ -73,7 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let store = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
                 let arrived = ms();
-                let guard = locks.lock(&user.to_owned()).await;
+                let guard = locks.lock(user).await; // a `&str` key: no `String` built
                 let waited = ms() - arrived;
                 let token = guard.token();
                 println!(

@@ -211,7 +211,7 @@ where
         match self.acquire(key, ttl, wait).await {
             Ok(guard) => Ok(guard),
             Err(Refused::Busy(_) | Refused::TimedOut) => {
-                Err(LockTimeoutError::Timeout(Timeout { waited: timeout }))
+                Err(LockTimeoutError::Timeout(Timeout { after: timeout }))
             }
             Err(Refused::Backend(e)) => Err(LockTimeoutError::Backend(e)),
         }
