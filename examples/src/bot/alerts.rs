@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use seawall_circuit_breaker::Transition;
 use seawall_cooldown::{Cooldown, Decision};
 
-use super::report::{AlertReport, TransitionLine};
+use super::report::TransitionLine;
 
 /// Sends alerts (a line in the alerts file, and on stdout), at most one per key per cooldown
 /// window; each alert says how many like it were held back since the last one.
@@ -23,8 +23,6 @@ pub(crate) struct Alerter {
 struct AlertState {
     file: File,
     lines: Vec<String>,
-    fired: u64,
-    suppressed: u64,
     transitions: HashMap<String, Vec<TransitionLine>>,
 }
 
@@ -39,8 +37,6 @@ impl Alerter {
             state: Mutex::new(AlertState {
                 file,
                 lines: Vec::new(),
-                fired: 0,
-                suppressed: 0,
                 transitions: HashMap::new(),
             }),
         })
@@ -58,7 +54,6 @@ impl Alerter {
         match self.cooldown.check(&key.to_string()) {
             Decision::Fire(fire) => {
                 let suppressed_since_last = fire.suppressed_since_last;
-                self.state.lock().fired += 1;
                 let more = if suppressed_since_last > 0 {
                     format!(" ({suppressed_since_last} more like this were suppressed)")
                 } else {
@@ -66,7 +61,8 @@ impl Alerter {
                 };
                 self.send(format!("[{at_secs:>6.2} s] {key}: {message}{more}"));
             }
-            Decision::Suppressed { .. } => self.state.lock().suppressed += 1,
+            // Counted by the cooldown's metrics, which the report reads.
+            Decision::Suppressed { .. } => {}
         }
     }
 
@@ -108,12 +104,8 @@ impl Alerter {
             .unwrap_or_default()
     }
 
-    pub(crate) fn report(&self) -> AlertReport {
-        let st = self.state.lock();
-        AlertReport {
-            fired: st.fired,
-            suppressed: st.suppressed,
-            lines: st.lines.clone(),
-        }
+    /// The alert lines sent so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.state.lock().lines.clone()
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -67,7 +67,6 @@ pub(crate) struct AuditStore {
 struct StoreInner {
     conn: Mutex<Connection>,
     down: AtomicBool,
-    records: AtomicU64,
 }
 
 impl AuditStore {
@@ -94,7 +93,6 @@ impl AuditStore {
             inner: Arc::new(StoreInner {
                 conn: Mutex::new(conn),
                 down: AtomicBool::new(false),
-                records: AtomicU64::new(0),
             }),
         })
     }
@@ -107,11 +105,6 @@ impl AuditStore {
     /// Whether the scripted outage is on.
     pub(crate) fn is_down(&self) -> bool {
         self.inner.down.load(Ordering::SeqCst)
-    }
-
-    /// Records in committed batches so far (a re-sent record counts again).
-    pub(crate) fn records_written(&self) -> u64 {
-        self.inner.records.load(Ordering::Relaxed)
     }
 
     /// Inserts `(id, event)` pairs in one transaction; an id already present is left as it is,
@@ -213,16 +206,11 @@ impl seawall_fallback_sink::Primary<AuditEvent> for AuditStore {
             .map(|r| (r.id.to_string(), r.payload.clone()))
             .collect();
         async move {
-            let n = rows.len() as u64;
-            let result = tokio::task::spawn_blocking(move || {
-                store.insert_batch(rows.iter().map(|(id, e)| (id.clone(), e)))?;
-                Ok::<_, AuditError>(store)
+            tokio::task::spawn_blocking(move || {
+                store.insert_batch(rows.iter().map(|(id, e)| (id.clone(), e)))
             })
             .await
-            .unwrap_or_else(|join| Err(AuditError::Worker(join.to_string())));
-            result.map(|store| {
-                store.inner.records.fetch_add(n, Ordering::Relaxed);
-            })
+            .unwrap_or_else(|join| Err(AuditError::Worker(join.to_string())))
         }
     }
 }

@@ -78,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         )
     })?;
     let spool_dir = args.data_dir.join("spool");
-    let parts = components::build(&mut registry, &s, args.seed, &metrics, &spool_dir, store).await?;
+    let parts = components::build(&mut registry, &s, args.seed, &spool_dir, store).await?;
     let opened = parts.sink.stats();
     let inherited = opened.records;
     let quarantined = opened.quarantined;
@@ -213,4 +213,3 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let _ = server.await;
     Ok(report)
 }
-

@@ -1,8 +1,13 @@
 //! The end-of-run report: what each component did, and the end-to-end checks.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
+
+use super::counters::Readings;
+use super::scenario::{Bot, Outcome};
 
 /// One end-to-end check and its verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -254,6 +259,177 @@ impl Report {
             );
         }
         s
+    }
+}
+
+impl Bot {
+    /// The report: counters from the metrics registry, checks from what the bot recorded and
+    /// from SQL on the audit store.
+    pub(crate) fn report(&self, inherited: u64, quarantined: u64) -> Report {
+        let m = Readings::of(&self.registry);
+        let retry = [("policy", "upstream")];
+        let sink = [("sink", "audit")];
+        let lock = [("lock", "users")];
+        let outcomes = self.outcomes.lock().clone();
+        let mut messages = MessageReport {
+            total: outcomes.len() as u64,
+            ..MessageReport::default()
+        };
+        let mut reasons: HashMap<String, u64> = HashMap::new();
+        let mut unexplained = 0;
+        for o in &outcomes {
+            match o {
+                Some(Outcome::Answered) => messages.answered += 1,
+                Some(Outcome::Failed(r)) => {
+                    messages.failed += 1;
+                    *reasons.entry(r.clone()).or_default() += 1;
+                }
+                Some(Outcome::Cancelled(r)) => {
+                    messages.cancelled += 1;
+                    *reasons.entry(format!("cancelled: {r}")).or_default() += 1;
+                }
+                None => unexplained += 1,
+            }
+        }
+        let mut reasons: Vec<_> = reasons.into_iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        messages.failure_reasons = reasons;
+
+        let mut checks = Vec::new();
+        let stated = outcomes.iter().all(|o| match o {
+            Some(Outcome::Failed(r) | Outcome::Cancelled(r)) => !r.is_empty(),
+            Some(Outcome::Answered) => true,
+            None => false,
+        });
+        checks.push(Check {
+            name: "every message answered or failed with a stated reason".into(),
+            passed: stated && unexplained == 0,
+            detail: format!(
+                "{} answered, {} failed, {} cancelled, {unexplained} without outcome, of {}",
+                messages.answered, messages.failed, messages.cancelled, messages.total
+            ),
+        });
+
+        let order = self.order.lock();
+        let mut out_of_order = 0;
+        let mut token_regressions = 0;
+        for grants in order.values() {
+            out_of_order += grants.windows(2).filter(|w| w[1].0 <= w[0].0).count();
+            token_regressions += grants.windows(2).filter(|w| w[1].1 <= w[0].1).count();
+        }
+        let handled: usize = order.values().map(Vec::len).sum();
+        checks.push(Check {
+            name: "per-user order kept".into(),
+            passed: out_of_order == 0 && token_regressions == 0,
+            detail: format!(
+                "{} users, {handled} messages handled, {out_of_order} out of order, {token_regressions} fencing-token regressions",
+                order.len()
+            ),
+        });
+        drop(order);
+
+        let events = self.events.lock().clone();
+        let check = self.sink.primary().verify(&self.run, &events);
+        checks.push(match check {
+            Ok(c) => Check {
+                name: "every audit event in SQLite exactly once".into(),
+                passed: c.missing == 0 && c.duplicated == 0 && c.rows == events.len() as u64,
+                detail: format!(
+                    "{} events written, {} rows, {} distinct, {} duplicated, {} missing (SQL)",
+                    events.len(),
+                    c.rows,
+                    c.distinct,
+                    c.duplicated,
+                    c.missing
+                ),
+            },
+            Err(e) => Check {
+                name: "every audit event in SQLite exactly once".into(),
+                passed: false,
+                detail: format!("query failed: {e}"),
+            },
+        });
+        let left = self.sink.stats();
+        checks.push(Check {
+            name: "spool empty at the end".into(),
+            passed: left.records == 0,
+            detail: format!("{} records, {} bytes left", left.records, left.bytes),
+        });
+
+        let mut breakers = std::collections::BTreeMap::new();
+        for (name, b, rejected) in [
+            (
+                "upstream",
+                &self.upstream_breaker,
+                m.sum(
+                    "seawall_circuit_breaker_calls_total",
+                    &[("breaker", "upstream"), ("outcome", "rejected")],
+                ),
+            ),
+            ("audit", &self.audit_breaker, 0),
+        ] {
+            breakers.insert(
+                name.to_string(),
+                BreakerReport {
+                    transitions: self.alerter.transitions(name),
+                    rejected,
+                    final_state: b.state().to_string(),
+                },
+            );
+        }
+        Report {
+            run: self.run.clone(),
+            elapsed_secs: self.elapsed(),
+            messages,
+            upstream: UpstreamReport {
+                attempts: self.upstream.calls(),
+                // Every attempt after a call's first is a retry.
+                retries: m
+                    .sum("seawall_retry_attempts_total", &retry)
+                    .saturating_sub(m.sum("seawall_retry_calls_total", &retry)),
+                hinted_retries: m.sum("bot_upstream_hinted_retries_total", &[]),
+                budget_exhausted: m.sum(
+                    "seawall_retry_calls_total",
+                    &[("policy", "upstream"), ("result", "budget")],
+                ),
+                timeouts: m.sum("bot_upstream_attempt_timeouts_total", &[]),
+            },
+            breakers,
+            sink: SinkReport {
+                primary: m.sum(
+                    "seawall_fallback_sink_writes_total",
+                    &[("sink", "audit"), ("destination", "primary")],
+                ),
+                spooled: m.sum(
+                    "seawall_fallback_sink_writes_total",
+                    &[("sink", "audit"), ("destination", "spool")],
+                ),
+                replayed: m
+                    .sum("seawall_fallback_sink_replayed_total", &sink)
+                    .saturating_sub(inherited),
+                inherited,
+                quarantined,
+                failed: m.sum("bot_audit_lost_total", &[]),
+                peak_backlog: self.peak_backlog.load(Ordering::Relaxed),
+            },
+            locks: LockReport {
+                acquired: m.sum("seawall_keyed_lock_acquired_total", &lock),
+                contended: m.sum("seawall_keyed_lock_contended_total", &lock),
+                expired: m.sum("seawall_keyed_lock_expired_total", &lock),
+            },
+            alerts: AlertReport {
+                fired: m.sum(
+                    "seawall_cooldown_decisions_total",
+                    &[("cooldown", "alerts"), ("decision", "fire")],
+                ),
+                suppressed: m.sum(
+                    "seawall_cooldown_decisions_total",
+                    &[("cooldown", "alerts"), ("decision", "suppressed")],
+                ),
+                lines: self.alerter.lines(),
+            },
+            checks,
+        }
     }
 }
 
