@@ -524,6 +524,27 @@ impl Inner {
         }
     }
 
+    /// Stores `to` with the next generation and no failures; returns the word it replaced.
+    /// A read-modify-write, not a load and a store: the lock-free closed path changes the
+    /// word with compare-exchanges outside the lock, and every change of the word must be
+    /// ordered against them (loom's model of a plain store racing a compare-exchange lets
+    /// the compare-exchange win).
+    fn next_generation(&self, to: State) -> u64 {
+        let mut word = self.hot.word.load(Ordering::Acquire);
+        loop {
+            let next = pack(to, gen_of(word).wrapping_add(1), 0);
+            match self.hot.word.compare_exchange_weak(
+                word,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(prev) => return prev,
+                Err(current) => word = current,
+            }
+        }
+    }
+
     /// A manual transition: `reset`, `force_open`, `disable`.
     pub(crate) fn manual(&self, to: State, reason: Reason) {
         let mut core = self.lock();
@@ -532,10 +553,7 @@ impl Inner {
             if to == State::Closed {
                 // Already closed: reset still forgets the failures counted so far.
                 self.clear_counts(&mut core);
-                self.hot.word.store(
-                    pack(State::Closed, gen_of(word).wrapping_add(1), 0),
-                    Ordering::Release,
-                );
+                self.next_generation(State::Closed);
             }
             return;
         }
@@ -554,8 +572,6 @@ impl Inner {
 
     /// Moves to `to`, as of `at`; the caller holds the lock.
     fn transition(&self, core: &mut Core, to: State, reason: Reason, at: Instant) {
-        let word = self.hot.word.load(Ordering::Acquire);
-        let from = state_of(word);
         let mut open_for = None;
         match to {
             State::Open => {
@@ -570,9 +586,7 @@ impl Inner {
             State::HalfOpen | State::ForcedOpen | State::Disabled => {}
         }
         core.successes = 0;
-        self.hot
-            .word
-            .store(pack(to, gen_of(word).wrapping_add(1), 0), Ordering::Release);
+        let from = state_of(self.next_generation(to));
         if let Some(m) = &self.metrics {
             m.transition(from, to);
         }
