@@ -47,6 +47,14 @@ pub enum Error {
         /// Why it died.
         cause: String,
     },
+    /// The sink's background replayer died (the primary's `write_batch` panicked while
+    /// replaying). The sink refuses new records from then on, so a backlog that would never
+    /// drain does not grow silently; the spool keeps what it holds for the next owner. Logged
+    /// at `error` level when it happens.
+    ReplayerFailed {
+        /// Why it died.
+        cause: String,
+    },
     /// A batch was committed out of order (its start is not the current checkpoint).
     StaleBatch,
     /// The configuration was rejected.
@@ -84,6 +92,7 @@ impl Error {
             Error::Serde(_) => "serde",
             Error::Closed => "closed",
             Error::WriterFailed { .. } => "writer_failed",
+            Error::ReplayerFailed { .. } => "replayer_failed",
             Error::StaleBatch => "stale_batch",
             Error::Config(_) => "config",
             Error::Primary(_) => "primary",
@@ -115,6 +124,12 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("spool is closed"),
             Error::WriterFailed { cause } => {
                 write!(f, "spool is closed: its writer task died: {cause}")
+            }
+            Error::ReplayerFailed { cause } => {
+                write!(
+                    f,
+                    "fallback sink refuses records: its replayer died: {cause}"
+                )
             }
             Error::StaleBatch => f.write_str("batch does not start at the current checkpoint"),
             Error::Config(e) => write!(f, "{e}"),

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Handles;
+use crate::writer::panic_message;
 use crate::{Envelope, Error, FallbackSinkBuilder, Primary, Spool, Stats};
 
 type BoxError = Box<dyn std::error::Error + Send + std::marker::Sync>;
@@ -66,6 +67,8 @@ struct Inner<T, P: Primary<T>> {
     wake: Arc<Notify>,
     stop: watch::Sender<bool>,
     replayer: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// Why the background replayer died, if it did.
+    replayer_failure: parking_lot::Mutex<Option<String>>,
     #[cfg(feature = "circuit-breaker")]
     breaker: Option<seawall_circuit_breaker::CircuitBreaker>,
     #[cfg(feature = "retry")]
@@ -179,6 +182,7 @@ where
             wake: Arc::new(Notify::new()),
             stop: stop_tx,
             replayer: parking_lot::Mutex::new(None),
+            replayer_failure: parking_lot::Mutex::new(None),
             #[cfg(feature = "circuit-breaker")]
             breaker: settings.breaker,
             #[cfg(feature = "retry")]
@@ -186,7 +190,9 @@ where
             _marker: PhantomData,
         });
         if settings.background_replay {
-            let handle = tokio::spawn(replayer(Arc::downgrade(&inner), inner.stop.subscribe()));
+            let weak = Arc::downgrade(&inner);
+            let task = tokio::spawn(replayer(weak.clone(), inner.stop.subscribe()));
+            let handle = tokio::spawn(supervise_replayer(task, weak));
             *inner.replayer.lock() = Some(handle);
         }
         FallbackSink { inner }
@@ -230,6 +236,7 @@ where
     /// As [`write`](Self::write).
     pub async fn write_envelope(&self, envelope: Envelope<T>) -> Result<Delivered, Error> {
         let inner = &*self.inner;
+        self.check_replayer()?;
         if inner.preserve_order && !inner.spool.is_empty() {
             return self.to_spool(envelope, None).await;
         }
@@ -348,7 +355,19 @@ where
     /// Cancel safe in the at-least-once sense: a batch delivered but not yet committed when
     /// the future is dropped is sent again by the next replay.
     pub async fn replay_once(&self) -> Result<u64, Error> {
+        self.check_replayer()?;
         self.replay(None).await
+    }
+
+    /// Fails once the background replayer has died: a sink whose backlog would never drain
+    /// must not keep accepting records silently.
+    fn check_replayer(&self) -> Result<(), Error> {
+        match &*self.inner.replayer_failure.lock() {
+            Some(cause) => Err(Error::ReplayerFailed {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Replays batches until the spool is empty, or `stop` is set (checked between batches).
@@ -522,6 +541,20 @@ where
                 tracing::debug!(sink = %sink.inner.name, error = %e, retry_in = ?wait, "replay failed");
                 backoff = Some(wait);
             }
+        }
+    }
+}
+
+/// Waits for the replayer task; if it panicked (a panicking primary), logs the cause and
+/// leaves it for every later call.
+async fn supervise_replayer<T, P: Primary<T>>(task: JoinHandle<()>, sink: Weak<Inner<T, P>>) {
+    if let Err(e) = task.await
+        && e.is_panic()
+    {
+        let cause = format!("the replayer task panicked: {}", panic_message(e));
+        if let Some(inner) = sink.upgrade() {
+            tracing::error!(sink = %inner.name, cause = %cause, "fallback sink replayer died; the sink refuses new records");
+            *inner.replayer_failure.lock() = Some(cause);
         }
     }
 }

@@ -477,3 +477,53 @@ async fn retry_policy_is_used_before_spooling() {
     assert_eq!(mem.calls.load(Ordering::SeqCst), 5);
     s.shutdown().await.unwrap();
 }
+
+/// A primary that is down, then panics on the next batch (a bug in the user's store).
+struct Panicky(std::sync::atomic::AtomicBool);
+
+impl Primary<u64> for Panicky {
+    type Error = Down;
+    async fn write_batch(&self, _: &[Envelope<u64>]) -> Result<(), Down> {
+        if self.0.load(Ordering::SeqCst) {
+            panic!("the store's driver panicked");
+        }
+        Err(Down)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_replayer_is_never_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FallbackSink::builder(dir.path())
+        .replay_interval(Duration::from_millis(10))
+        .open(Panicky(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(s.write(1).await.unwrap(), Delivered::Spooled);
+    s.primary().0.store(true, Ordering::SeqCst);
+    let mut err = None;
+    for i in 2..100 {
+        match s.write(i).await {
+            Ok(d) => assert_eq!(d, Delivered::Spooled, "behind the backlog"),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = err.expect("the replayer died and writes kept succeeding");
+    assert!(
+        matches!(&err, Error::ReplayerFailed { cause } if cause.contains("driver panicked")),
+        "{err}"
+    );
+    assert!(matches!(
+        s.replay_once().await,
+        Err(Error::ReplayerFailed { .. })
+    ));
+    // Everything accepted is still in the spool for the next owner.
+    let stored = s.stats().records;
+    s.shutdown().await.unwrap();
+    let spool = Spool::open(dir.path()).await.unwrap();
+    assert_eq!(spool.stats().records, stored);
+}
