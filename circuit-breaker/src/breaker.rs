@@ -8,7 +8,7 @@ use tokio::sync::broadcast;
 
 use crate::inner::Inner;
 use crate::permit::Guard;
-use crate::{CircuitBreakerBuilder, Error, Outcome, Permit, Reason, Rejected, State, Transition};
+use crate::{Error, Outcome, Permit, Reason, Rejected, State, Transition};
 
 /// A circuit breaker: stops calling a dependency that keeps failing, lets a few probe calls
 /// through once its open duration has elapsed, and closes again when they succeed.
@@ -70,20 +70,6 @@ impl fmt::Debug for CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A builder with the defaults listed on [`CircuitBreakerBuilder`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use seawall_circuit_breaker::CircuitBreaker;
-    ///
-    /// let breaker = CircuitBreaker::builder().name("users-db").build().unwrap();
-    /// # drop(breaker);
-    /// ```
-    pub fn builder() -> CircuitBreakerBuilder {
-        CircuitBreakerBuilder::default()
-    }
-
     /// The breaker's name (default `"default"`).
     ///
     /// # Examples

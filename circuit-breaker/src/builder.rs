@@ -5,17 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::inner::{Config, Inner};
+use crate::limits::{MAX_DURATION, MAX_PROBES};
 use crate::open_duration::OpenDurations;
 use crate::policy::{SlowCalls, TripPolicy, Window, validate_rate};
 use crate::{CircuitBreaker, ConfigError, Metrics};
 
-/// The longest duration any setting accepts: 365 days. Longer open durations, probe
-/// durations, slow-call thresholds or windows make no sense for a breaker, and the bound keeps
-/// every deadline representable.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-
-/// The most concurrent half-open probes.
-const MAX_PROBES: u32 = 10_000;
+// `CircuitBreaker::builder` lives here, not in breaker.rs, so that the handle's module does
+// not depend on its builder's.
+impl CircuitBreaker {
+    /// A builder with the defaults listed on [`CircuitBreakerBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder().name("users-db").build().unwrap();
+    /// # drop(breaker);
+    /// ```
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::default()
+    }
+}
 
 /// Configures a [`CircuitBreaker`]; from [`CircuitBreaker::builder`] or
 /// [`CircuitBreakerBuilder::new`].
@@ -500,7 +511,8 @@ impl CircuitBreakerBuilder {
         };
         let inner = Arc::new(Inner::new(self.name, cfg, self.seed, metrics));
         if let Some(m) = &self.metrics {
-            m.track(&inner);
+            let weak: std::sync::Weak<Inner> = Arc::downgrade(&inner);
+            m.track(weak);
         }
         Ok(CircuitBreaker { inner })
     }

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::metrics::BreakerMetrics;
+use crate::metrics::{BreakerMetrics, Refresh};
 use crate::open_duration::{OpenDurations, Schedule, apply_jitter};
 use crate::outcome::Verdict;
 use crate::policy::{RateWindow, SlowCalls, TripPolicy};
@@ -623,5 +623,11 @@ impl Inner {
         }
         // No receiver is not an error: subscribing is optional.
         let _ = self.events.send(t);
+    }
+}
+
+impl Refresh for Inner {
+    fn refresh(&self) {
+        self.state();
     }
 }

@@ -102,6 +102,7 @@ mod error;
 mod inner;
 #[cfg(feature = "tower")]
 pub mod layer;
+mod limits;
 mod metrics;
 mod open_duration;
 mod outcome;

@@ -1,5 +1,6 @@
 //! Prometheus metrics (OpenMetrics, via `prometheus-client`).
 
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
@@ -10,7 +11,13 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::State;
-use crate::inner::Inner;
+
+/// A breaker whose time-driven transitions a scrape brings up to date. Implemented by the
+/// state machine; a trait so that this module does not depend on it.
+pub(crate) trait Refresh: Send + Sync + fmt::Debug {
+    /// Makes the transitions that are due now.
+    fn refresh(&self);
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -139,7 +146,7 @@ impl Metrics {
 
 impl Metrics {
     /// Remembers `inner` so that each scrape brings its state up to date.
-    pub(crate) fn track(&self, inner: &Arc<Inner>) {
+    pub(crate) fn track(&self, breaker: Weak<dyn Refresh>) {
         let mut tracked = self
             .state
             .breakers
@@ -151,13 +158,13 @@ impl Metrics {
             tracked.list.retain(|w| w.strong_count() > 0);
             tracked.sweep_at = (tracked.list.len() * 2).max(16);
         }
-        tracked.list.push(Arc::downgrade(inner));
+        tracked.list.push(breaker);
     }
 }
 
 #[derive(Debug, Default)]
 struct Tracked {
-    list: Vec<Weak<Inner>>,
+    list: Vec<Weak<dyn Refresh>>,
     sweep_at: usize,
 }
 
@@ -172,12 +179,12 @@ struct StateFamily {
 
 impl StateFamily {
     fn refresh(&self) {
-        let live: Vec<Arc<Inner>> = {
+        let live: Vec<Arc<dyn Refresh>> = {
             let tracked = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
             tracked.list.iter().filter_map(Weak::upgrade).collect()
         };
-        for inner in live {
-            inner.state();
+        for breaker in live {
+            breaker.refresh();
         }
     }
 }

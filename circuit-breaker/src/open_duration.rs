@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::builder::MAX_DURATION;
+use crate::limits::MAX_DURATION;
 
 type MakeIter = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + Sync;
 

@@ -132,7 +132,7 @@ impl Window {
     pub const MAX_BUCKETS: u32 = 1_000;
 
     /// The longest time window: 365 days.
-    pub const MAX_DURATION: Duration = crate::builder::MAX_DURATION;
+    pub const MAX_DURATION: Duration = crate::limits::MAX_DURATION;
 
     /// Checks the window; `field` is the builder setter it was given to. Every reason starts
     /// with `window`.
