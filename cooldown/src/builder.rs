@@ -11,22 +11,27 @@ use crate::{ConfigError, Cooldown, Metrics};
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1800);
 /// Default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
-/// Default instance name (the `cooldown` metric label).
-pub const DEFAULT_NAME: &str = "cooldown";
+/// Default instance name (the `cooldown` metric label), the same in every
+/// seawall crate.
+pub const DEFAULT_NAME: &str = "default";
 /// The longest window accepted: 100 years.
 pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The largest [`max_keys`](CooldownBuilder::max_keys) accepted: 2^30
+/// (about a billion keys, some 100 GiB of state).
+pub const MAX_MAX_KEYS: usize = 1 << 30;
 
-/// Builds a [`Cooldown`]; start with [`Cooldown::builder`].
+/// Builds a [`Cooldown`]; start with [`Cooldown::builder`] or
+/// [`CooldownBuilder::new`].
 ///
 /// # Default
 ///
-/// | setting | default |
-/// |---|---|
-/// | [`name`](Self::name) | `"cooldown"` |
-/// | [`window`](Self::window) | 1800 s |
-/// | [`max_keys`](Self::max_keys) | 100 000 |
-/// | [`metrics`](Self::metrics) | none |
-/// | [`payload`](Self::payload) | `()` (no payload kept) |
+/// | setting | default | accepted |
+/// |---|---|---|
+/// | [`name`](Self::name) | `"default"` ([`DEFAULT_NAME`]) | not empty |
+/// | [`window`](Self::window) | 1800 s ([`DEFAULT_WINDOW`]) | `1ns..=`[`MAX_WINDOW`] (100 years) |
+/// | [`max_keys`](Self::max_keys) | 100 000 ([`DEFAULT_MAX_KEYS`]) | `1..=`[`MAX_MAX_KEYS`] (2^30) |
+/// | [`metrics`](Self::metrics) | none | |
+/// | [`payload`](Self::payload) | `()` (no payload kept) | |
 ///
 /// # Examples
 ///
@@ -42,6 +47,7 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// assert_eq!(cooldown.window(), Duration::from_secs(600));
 /// # Ok::<(), seawall_cooldown::ConfigError>(())
 /// ```
+#[must_use = "a builder does nothing until `build()` is called"]
 pub struct CooldownBuilder<K, P = ()> {
     name: String,
     window: Duration,
@@ -63,6 +69,21 @@ impl<K, P> fmt::Debug for CooldownBuilder<K, P> {
 
 impl<K> Default for CooldownBuilder<K, ()> {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K> CooldownBuilder<K, ()> {
+    /// A builder with the defaults listed above.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_cooldown::{Cooldown, CooldownBuilder};
+    /// let cooldown: Cooldown<String> = CooldownBuilder::new().build().unwrap();
+    /// assert_eq!(cooldown.name(), "default");
+    /// ```
+    pub fn new() -> Self {
         Self {
             name: DEFAULT_NAME.to_owned(),
             window: DEFAULT_WINDOW,
@@ -76,19 +97,38 @@ impl<K> Default for CooldownBuilder<K, ()> {
 impl<K, P> CooldownBuilder<K, P> {
     /// Names the instance: the `cooldown` label of its metrics and the
     /// `cooldown` field of its tracing events. Must not be empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::builder().name("alerts").build().unwrap();
+    /// assert_eq!(cooldown.name(), "alerts");
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// How long a key stays quiet after it fires. Must be greater than zero
-    /// and at most [`MAX_WINDOW`].
+    /// and at most [`MAX_WINDOW`] (100 years).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::builder()
+    ///     .window(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cooldown.window(), Duration::from_secs(60));
+    /// ```
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
     }
 
-    /// The most keys tracked at once. Must be at least 1.
+    /// The most keys tracked at once: `1..=`[`MAX_MAX_KEYS`]. Nothing is
+    /// allocated up front; tables grow with the keys actually tracked.
     ///
     /// Keys live in shards (up to 16, chosen by hash), each holding at most
     /// `max_keys / shards`, so [`Cooldown::len`] never exceeds `max_keys`.
@@ -100,12 +140,34 @@ impl<K, P> CooldownBuilder<K, P> {
     /// would have ended, and its unreported suppressed events are lost: both
     /// are logged at `warn` and counted in `seawall_cooldown_evictions_total`,
     /// which should stay at zero in a well-sized deployment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::builder().max_keys(10).build().unwrap();
+    /// for key in 0..100 {
+    ///     cooldown.check(&key);
+    /// }
+    /// assert!(cooldown.len() <= 10);
+    /// ```
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self
     }
 
     /// Reports decisions, tracked keys and evictions through `metrics`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use seawall_cooldown::{Cooldown, Metrics};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = Metrics::register(&mut registry);
+    /// let cooldown = Cooldown::<u64>::builder().metrics(metrics).build().unwrap();
+    /// # drop(cooldown);
+    /// ```
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -142,7 +204,7 @@ impl<K, P> CooldownBuilder<K, P> {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the first invalid field: an empty `name`, a
-    /// zero or over-long `window`, a zero `max_keys`.
+    /// zero or over-long `window`, a zero or over-large `max_keys`.
     ///
     /// # Panics
     ///
@@ -163,8 +225,11 @@ impl<K, P> CooldownBuilder<K, P> {
                 ),
             ));
         }
-        if self.max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1, got 0"));
+        if self.max_keys == 0 || self.max_keys > MAX_MAX_KEYS {
+            return Err(ConfigError::new(
+                "max_keys",
+                format!("must be in 1..={MAX_MAX_KEYS}, got {}", self.max_keys),
+            ));
         }
         Ok(Cooldown::from_config(
             self.name,

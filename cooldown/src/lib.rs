@@ -24,14 +24,14 @@
 //!     .window(Duration::from_secs(1800))
 //!     .build()
 //!     .unwrap();
-//! let key = "db-down".to_owned();
+//! let key = "db-down";
 //!
 //! // The send may fail: reserve, send, commit.
-//! let reservation = alerts.reserve(&key).expect("first event fires");
+//! let reservation = alerts.reserve(key).expect("first event fires");
 //! reservation.commit(); // sent: the key is quiet for 30 min
 //!
 //! for _ in 0..12 {
-//!     assert!(matches!(alerts.check(&key), Decision::Suppressed(_)));
+//!     assert!(matches!(alerts.check(key), Decision::Suppressed(_)));
 //! }
 //! tokio::time::advance(Duration::from_secs(1800)).await;
 //!
@@ -47,9 +47,11 @@
 //!
 //! The decision for one key is a pure transition of a small record (when it
 //! last fired, the unreported suppressed events, the reservation in flight)
-//! given `now`; the store around it is separate, so a distributed store can
-//! make the same decisions. The in-memory store shards keys over up to 16
-//! `parking_lot` mutexes by hash.
+//! given `now`; the store around it is separate, and the Redis backend (feature
+//! `redis`) makes the same decisions in its scripts. The in-memory store shards
+//! keys over up to 16 `parking_lot` mutexes by hash. Lookups take any `&Q` the
+//! key borrows as (`&str` for `String` keys), so checking a tracked key
+//! allocates nothing.
 //!
 //! Keys with nothing left to remember are forgotten lazily (when room is
 //! needed) and by a sweep that some call runs at most once per window, and
@@ -191,8 +193,11 @@ mod metrics;
 mod redis;
 mod reservation;
 mod state;
+mod store;
 
-pub use builder::{CooldownBuilder, DEFAULT_MAX_KEYS, DEFAULT_NAME, DEFAULT_WINDOW, MAX_WINDOW};
+pub use builder::{
+    CooldownBuilder, DEFAULT_MAX_KEYS, DEFAULT_NAME, DEFAULT_WINDOW, MAX_MAX_KEYS, MAX_WINDOW,
+};
 pub use cooldown::Cooldown;
 pub use decision::{Decision, Digest, Fire, Suppressed};
 pub use error::ConfigError;

@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use crate::Fire;
-use crate::cooldown::Inner;
+use crate::store::Inner;
 
 /// The right to send the next event for one key, won by
 /// [`Cooldown::reserve`](crate::Cooldown::reserve).

@@ -3,10 +3,10 @@
 //! Every decision the cooldown makes is a transition of one small [`KeyState`]
 //! record given `now` and the window length, both in *ticks* (nanoseconds since
 //! an epoch the store chooses). The in-memory store in [`crate::Cooldown`] keeps
-//! one record per key behind a sharded mutex; a distributed store (Redis, a later
-//! backend) can keep the same record in a hash per key and run the same
-//! transitions inside a script or a `WATCH`/`MULTI` transaction, which is why
-//! nothing here reads a clock, allocates, or knows about other keys.
+//! one record per key behind a sharded mutex (`crate::store`). The Redis backend
+//! (feature `redis`) keeps the same fields in a hash per key and makes the same
+//! transitions inside its Lua scripts, on the server's clock; nothing here reads
+//! a clock, allocates, or knows about other keys.
 //!
 //! The record answers four questions:
 //! - is a window open (`fired_at + window > now`)?

@@ -267,9 +267,7 @@ async fn a_full_store_drops_finished_keys_before_evicting() {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         text.lines()
-            .find_map(|l| {
-                l.strip_prefix("seawall_cooldown_evictions_total{cooldown=\"cooldown\"} ")
-            })
+            .find_map(|l| l.strip_prefix("seawall_cooldown_evictions_total{cooldown=\"default\"} "))
             .unwrap()
             .to_owned()
     };
@@ -318,7 +316,7 @@ fn invalid_config_names_the_field() {
     let e = err(Cooldown::builder().max_keys(0));
     assert_eq!(
         (e.field(), e.reason()),
-        ("max_keys", "must be at least 1, got 0")
+        ("max_keys", "must be in 1..=1073741824, got 0")
     );
     let e = err(Cooldown::builder().name(""));
     assert_eq!((e.field(), e.reason()), ("name", "must not be empty"));
@@ -326,6 +324,30 @@ fn invalid_config_names_the_field() {
     let c: Cooldown<u8> = Cooldown::builder().build().unwrap();
     assert_eq!(
         (c.name(), c.window(), c.max_keys()),
-        ("cooldown", WINDOW, 100_000)
+        ("default", WINDOW, 100_000)
     );
+}
+
+/// Every lookup takes a borrowed form of the key: `&str` for a `Cooldown<String>` (this
+/// compiling is the API proof), and a key already tracked is found without building a
+/// `String`. The owned form still works.
+#[tokio::test(start_paused = true)]
+async fn string_keys_are_looked_up_by_str() {
+    let c: Cooldown<String, &str> = Cooldown::builder().payload::<&str>().build().unwrap();
+    let key: &str = "db-down";
+    assert!(c.check(key).is_fire());
+    assert!(c.check_with(key, &"again").is_suppressed());
+    assert!(c.check(&"db-down".to_owned()).is_suppressed());
+    assert!(c.reserve(key).is_err());
+    assert!(c.reserve_with(key, &"and again").is_err());
+    assert!(c.check_critical(key).bypassed);
+    tokio::time::advance(WINDOW).await;
+    let sending = c.reserve("disk-full").unwrap();
+    assert_eq!(sending.key(), "disk-full");
+    sending.commit();
+    let Decision::Fire(fire) = c.check(key) else {
+        panic!("the window ended")
+    };
+    assert_eq!(fire.suppressed_since_last, 0); // the critical fire reported them
+    assert_eq!(c.len(), 2);
 }

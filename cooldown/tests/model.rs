@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use seawall_cooldown::{Cooldown, Decision, Digest, Fire, Reservation};
 use tokio::time::Instant;
 
@@ -286,14 +287,41 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// The proptest settings: 512 cases, and failing seeds persisted in (and replayed first from)
+/// `proptest-regressions/model.txt`, relative to the crate root (where `cargo test` runs the
+/// test binary).
+fn config() -> ProptestConfig {
+    ProptestConfig {
         cases: 512,
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/model.txt"),
-        )),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/model.txt",
+        ))),
         ..ProptestConfig::default()
-    })]
+    }
+}
+
+/// The committed seeds are where the runner looks: the seed of a past failure
+/// (`[Reserve(1), Reserve(1), Drop(0), Check(1)]`) is loaded, so it is replayed before any new
+/// case. Before, the file sat at `tests/model.proptest-regressions`, where nothing read it
+/// (this test failed: no seed loaded).
+#[test]
+fn committed_seeds_are_replayed() {
+    let persistence = config().failure_persistence.expect("persistence is on");
+    let seeds: Vec<String> = persistence
+        .load_persisted_failures2(None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        seeds.contains(
+            &"cc 1e2cae2a5f4553609ab863adc9c8484077faec28142e207ce39515b7e29f8bea".to_owned()
+        ),
+        "{seeds:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(config())]
 
     #[test]
     fn cooldown_matches_reference_model(ops in proptest::collection::vec(op(), 1..80)) {
