@@ -381,14 +381,16 @@ where
     /// # Cancel safety
     ///
     /// As [`SpoolBuilder::open`].
-    pub async fn open(self, primary: P) -> Result<FallbackSink<T, P>, Error> {
+    pub async fn open(self, primary: P) -> Result<FallbackSink<T, P>, Error<P::Error>> {
         self.validate()?;
         let metrics = self
             .opts
             .metrics
             .as_ref()
             .map(|m| m.handles(&self.opts.name));
-        let spool = Spool::start(self.dir, self.opts).await?;
+        let spool = Spool::start(self.dir, self.opts)
+            .await
+            .map_err(Error::widen)?;
         Ok(FallbackSink::start(spool, primary, self.settings, metrics))
     }
 }

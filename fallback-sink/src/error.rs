@@ -1,16 +1,46 @@
 //! Errors.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything that can go wrong in the spool or the sink.
 ///
-/// The primary store's own error is kept as the boxed original in [`Error::Unavailable`] and
-/// [`Error::Primary`] (get it back with `<dyn std::error::Error>::downcast_ref`).
+/// `E` is the primary store's error type ([`Primary::Error`](crate::Primary::Error)); it comes
+/// back unchanged in [`Error::Inner`] (also inside [`Error::Unavailable`]). The spool on its
+/// own has no primary: its calls return `Error` (that is, `Error<Infallible>`).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use seawall_fallback_sink::{Envelope, Error, FallbackSink, Primary};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Refused(u16);
+/// impl std::fmt::Display for Refused {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "refused {}", self.0) }
+/// }
+/// impl std::error::Error for Refused {}
+///
+/// struct Db;
+/// impl Primary<u32> for Db {
+///     type Error = Refused;
+///     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Refused> { Err(Refused(503)) }
+/// }
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Db).await.unwrap();
+/// sink.write(7).await.unwrap(); // spooled
+/// // Replay hands back the store's own error, typed.
+/// assert!(matches!(sink.replay_once().await, Err(Error::Inner(Refused(503)))));
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Error {
+pub enum Error<E = Infallible> {
     /// The spool holds `max_bytes` already: the record was not written. Nothing was dropped
     /// silently; the caller decides what to do with it.
     Full {
@@ -59,15 +89,26 @@ pub enum Error {
     StaleBatch,
     /// The configuration was rejected.
     Config(ConfigError),
-    /// The primary store failed during replay; everything before the failing batch is
-    /// checkpointed, the failing batch stays in the spool.
-    Primary(Box<dyn std::error::Error + Send + Sync>),
+    /// The primary store's own error, unchanged: from a replayed batch (everything before it
+    /// is checkpointed, the failing batch stays in the spool), or inside
+    /// [`Unavailable`](Error::Unavailable) for a direct write.
+    Inner(E),
+    /// The circuit breaker refused the call without calling the primary (feature
+    /// `circuit-breaker`); it admits a probe after `retry_after`.
+    BreakerOpen {
+        /// How long until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// The retry policy gave up on a direct write (feature `retry`); the primary's last error
+    /// is inside, unchanged.
+    #[cfg(feature = "retry")]
+    Retry(seawall_retry::RetryError<E>),
     /// Both destinations failed: the primary (or its breaker) refused the record and the spool
     /// could not take it either. The record was not stored anywhere.
     Unavailable {
-        /// Why the primary did not take the record (the primary's own error, or the breaker's
-        /// rejection).
-        primary: Box<dyn std::error::Error + Send + Sync>,
+        /// Why the primary did not take the record: [`Error::Inner`] (the store's own
+        /// error), [`Error::BreakerOpen`] or `Error::Retry`.
+        primary: Box<Error<E>>,
         /// Why the spool did not take it.
         spool: Box<Error>,
     },
@@ -82,6 +123,43 @@ impl Error {
         }
     }
 
+    /// The same spool error, typed for a sink whose primary fails with `E`.
+    pub(crate) fn widen<E>(self) -> Error<E> {
+        match self {
+            Error::Full {
+                bytes,
+                record_bytes,
+                max_bytes,
+            } => Error::Full {
+                bytes,
+                record_bytes,
+                max_bytes,
+            },
+            Error::Locked { dir } => Error::Locked { dir },
+            Error::Io { op, path, source } => Error::Io { op, path, source },
+            Error::Serde(e) => Error::Serde(e),
+            Error::Closed => Error::Closed,
+            Error::WriterFailed { cause } => Error::WriterFailed { cause },
+            Error::ReplayerFailed { cause } => Error::ReplayerFailed { cause },
+            Error::StaleBatch => Error::StaleBatch,
+            Error::Config(e) => Error::Config(e),
+            Error::Inner(never) => match never {},
+            Error::BreakerOpen { retry_after } => Error::BreakerOpen { retry_after },
+            // The spool never builds this variant; its error type has no values anyway.
+            #[cfg(feature = "retry")]
+            Error::Retry(e) => match e.into_last_error() {
+                Some(never) => match never {},
+                None => Error::Closed,
+            },
+            Error::Unavailable { primary, spool } => Error::Unavailable {
+                primary: Box::new(primary.widen()),
+                spool,
+            },
+        }
+    }
+}
+
+impl<E> Error<E> {
     /// A short stable name for the error, used as the `kind` label of
     /// `seawall_fallback_sink_errors_total`.
     pub fn kind(&self) -> &'static str {
@@ -95,13 +173,16 @@ impl Error {
             Error::ReplayerFailed { .. } => "replayer_failed",
             Error::StaleBatch => "stale_batch",
             Error::Config(_) => "config",
-            Error::Primary(_) => "primary",
+            Error::Inner(_) => "primary",
+            Error::BreakerOpen { .. } => "breaker_open",
+            #[cfg(feature = "retry")]
+            Error::Retry(_) => "retry",
             Error::Unavailable { .. } => "unavailable",
         }
     }
 }
 
-impl fmt::Display for Error {
+impl<E: fmt::Display> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Full {
@@ -133,7 +214,13 @@ impl fmt::Display for Error {
             }
             Error::StaleBatch => f.write_str("batch does not start at the current checkpoint"),
             Error::Config(e) => write!(f, "{e}"),
-            Error::Primary(e) => write!(f, "primary store failed during replay: {e}"),
+            Error::Inner(e) => write!(f, "primary store failed: {e}"),
+            Error::BreakerOpen { retry_after } => write!(
+                f,
+                "circuit breaker open: the primary was not called (probe in {retry_after:?})"
+            ),
+            #[cfg(feature = "retry")]
+            Error::Retry(e) => write!(f, "primary store failed after retries: {e}"),
             Error::Unavailable { primary, spool } => write!(
                 f,
                 "record not stored: primary failed ({primary}) and spool failed ({spool})"
@@ -142,20 +229,22 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Serde(e) => Some(e),
             Error::Config(e) => Some(e),
-            Error::Primary(e) => Some(e.as_ref()),
-            Error::Unavailable { spool, .. } => Some(spool.as_ref()),
+            Error::Inner(e) => Some(e),
+            #[cfg(feature = "retry")]
+            Error::Retry(e) => Some(e),
+            Error::Unavailable { primary, .. } => Some(primary.as_ref()),
             _ => None,
         }
     }
 }
 
-impl From<ConfigError> for Error {
+impl<E> From<ConfigError> for Error<E> {
     fn from(e: ConfigError) -> Self {
         Error::Config(e)
     }

@@ -38,7 +38,8 @@ use crate::Envelope;
 /// }
 /// ```
 pub trait Primary<T>: Send + std::marker::Sync + 'static {
-    /// The store's error, passed through to the caller unchanged (boxed).
+    /// The store's error, passed through to the caller unchanged, typed, as
+    /// [`Error::Inner`](crate::Error::Inner).
     type Error: std::error::Error + Send + std::marker::Sync + 'static;
 
     /// Stores `records`, all or nothing from the sink's point of view: on `Err`, every record

@@ -1,5 +1,6 @@
 //! The composition: primary first, spool when it fails, replay when it recovers.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -13,8 +14,6 @@ use tokio::task::JoinHandle;
 use crate::metrics::Handles;
 use crate::writer::panic_message;
 use crate::{Envelope, Error, FallbackSinkBuilder, Primary, Spool, Stats};
-
-type BoxError = Box<dyn std::error::Error + Send + std::marker::Sync>;
 
 /// Where a record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -217,7 +216,7 @@ where
     ///
     /// Not cancel safe: dropping the future before it completes may leave the record stored
     /// or not. Nothing was acknowledged, so nothing promised is lost.
-    pub async fn write(&self, record: T) -> Result<Delivered, Error> {
+    pub async fn write(&self, record: T) -> Result<Delivered, Error<P::Error>> {
         self.write_envelope(Envelope::new(record)).await
     }
 
@@ -234,7 +233,10 @@ where
     /// # Cancel safety
     ///
     /// As [`write`](Self::write).
-    pub async fn write_envelope(&self, envelope: Envelope<T>) -> Result<Delivered, Error> {
+    pub async fn write_envelope(
+        &self,
+        envelope: Envelope<T>,
+    ) -> Result<Delivered, Error<P::Error>> {
         let inner = &*self.inner;
         self.check_replayer()?;
         if inner.preserve_order && !inner.spool.is_empty() {
@@ -265,8 +267,8 @@ where
     async fn to_spool(
         &self,
         envelope: Envelope<T>,
-        cause: Option<BoxError>,
-    ) -> Result<Delivered, Error> {
+        cause: Option<Error<P::Error>>,
+    ) -> Result<Delivered, Error<P::Error>> {
         let inner = &*self.inner;
         match inner.spool.append(&envelope).await {
             Ok(_) => {
@@ -283,54 +285,64 @@ where
                 tracing::error!(sink = %inner.name, error = %e, "record could not be stored");
                 Err(match cause {
                     Some(primary) => Error::Unavailable {
-                        primary,
+                        primary: Box::new(primary),
                         spool: Box::new(e),
                     },
-                    None => e,
+                    None => e.widen(),
                 })
             }
         }
     }
 
     /// One record to the primary, through the breaker and the retry policy.
-    async fn try_primary(&self, envelope: &Envelope<T>) -> Result<(), (&'static str, BoxError)> {
+    async fn try_primary(
+        &self,
+        envelope: &Envelope<T>,
+    ) -> Result<(), (&'static str, Error<P::Error>)> {
         let inner = &*self.inner;
-        #[cfg(feature = "circuit-breaker")]
-        let permit = match &inner.breaker {
-            Some(b) => match b.try_acquire() {
-                Ok(p) => Some(p),
-                Err(rejected) => return Err(("breaker_open", Box::new(rejected))),
-            },
-            None => None,
-        };
         let records = std::slice::from_ref(envelope);
-        #[cfg(feature = "retry")]
-        let result: Result<(), BoxError> = match &inner.retry {
-            Some(policy) => policy
-                .retry(|| inner.primary.write_batch(records))
-                .await
-                .map_err(|e| Box::new(e) as BoxError),
-            None => inner
+        self.guarded(async {
+            #[cfg(feature = "retry")]
+            if let Some(policy) = &inner.retry {
+                return policy
+                    .retry(|| inner.primary.write_batch(records))
+                    .await
+                    .map_err(|e| ("primary", Error::Retry(e)));
+            }
+            inner
                 .primary
                 .write_batch(records)
                 .await
-                .map_err(|e| Box::new(e) as BoxError),
-        };
-        #[cfg(not(feature = "retry"))]
-        let result: Result<(), BoxError> = inner
-            .primary
-            .write_batch(records)
-            .await
-            .map_err(|e| Box::new(e) as BoxError);
+                .map_err(|e| ("primary", Error::Inner(e)))
+        })
+        .await
+    }
+
+    /// Runs a call to the primary under the breaker (if any): refused at once while it is
+    /// open, its outcome recorded otherwise.
+    async fn guarded(
+        &self,
+        call: impl Future<Output = Result<(), (&'static str, Error<P::Error>)>>,
+    ) -> Result<(), (&'static str, Error<P::Error>)> {
         #[cfg(feature = "circuit-breaker")]
-        if let Some(p) = permit {
+        if let Some(b) = &self.inner.breaker {
+            let permit = b.try_acquire().map_err(|rejected| {
+                (
+                    "breaker_open",
+                    Error::BreakerOpen {
+                        retry_after: rejected.retry_after,
+                    },
+                )
+            })?;
+            let result = call.await;
             if result.is_ok() {
-                p.success();
+                permit.success();
             } else {
-                p.failure();
+                permit.failure();
             }
+            return result;
         }
-        result.map_err(|e| ("primary", e))
+        call.await
     }
 
     /// Drains the spool to the primary now: batches of `replay_batch` records, in order, each
@@ -342,9 +354,9 @@ where
     ///
     /// # Errors
     ///
-    /// [`Error::Primary`] when the primary failed or the breaker refused (the failing batch
-    /// stays in the spool; earlier batches are committed); spool errors ([`Error::Io`],
-    /// [`Error::Closed`]).
+    /// [`Error::Inner`] with the primary's own error, or [`Error::BreakerOpen`] (the failing
+    /// batch stays in the spool; earlier batches are committed); spool errors
+    /// ([`Error::Io`], [`Error::Closed`]); [`Error::ReplayerFailed`].
     ///
     /// # Panics
     ///
@@ -354,14 +366,14 @@ where
     ///
     /// Cancel safe in the at-least-once sense: a batch delivered but not yet committed when
     /// the future is dropped is sent again by the next replay.
-    pub async fn replay_once(&self) -> Result<u64, Error> {
+    pub async fn replay_once(&self) -> Result<u64, Error<P::Error>> {
         self.check_replayer()?;
         self.replay(None).await
     }
 
     /// Fails once the background replayer has died: a sink whose backlog would never drain
     /// must not keep accepting records silently.
-    fn check_replayer(&self) -> Result<(), Error> {
+    fn check_replayer(&self) -> Result<(), Error<P::Error>> {
         match &*self.inner.replayer_failure.lock() {
             Some(cause) => Err(Error::ReplayerFailed {
                 cause: cause.clone(),
@@ -371,7 +383,7 @@ where
     }
 
     /// Replays batches until the spool is empty, or `stop` is set (checked between batches).
-    async fn replay(&self, stop: Option<&watch::Receiver<bool>>) -> Result<u64, Error> {
+    async fn replay(&self, stop: Option<&watch::Receiver<bool>>) -> Result<u64, Error<P::Error>> {
         let inner = &*self.inner;
         let _serial = inner.replay_lock.lock().await;
         let mut total = 0u64;
@@ -379,7 +391,11 @@ where
             if stop.is_some_and(|s| *s.borrow()) {
                 return Ok(total);
             }
-            let batch = inner.spool.read_batch(inner.replay_batch).await?;
+            let batch = inner
+                .spool
+                .read_batch(inner.replay_batch)
+                .await
+                .map_err(Error::widen)?;
             if batch.is_noop() {
                 return Ok(total);
             }
@@ -387,18 +403,30 @@ where
             for r in &batch.records {
                 match r.decode::<T>() {
                     Ok(e) => envelopes.push(e),
-                    Err(e) => inner.spool.quarantine_record(r, &e.to_string()).await?,
+                    Err(e) => inner
+                        .spool
+                        .quarantine_record(r, &e.to_string())
+                        .await
+                        .map_err(Error::widen)?,
                 }
             }
             if !envelopes.is_empty()
-                && let Err((kind, e)) = self.replay_batch(&envelopes).await
+                && let Err((kind, e)) = self
+                    .guarded(async {
+                        inner
+                            .primary
+                            .write_batch(&envelopes)
+                            .await
+                            .map_err(|e| ("replay", Error::Inner(e)))
+                    })
+                    .await
             {
                 if let Some(m) = &inner.metrics {
                     m.error(kind);
                 }
-                return Err(Error::Primary(e));
+                return Err(e);
             }
-            inner.spool.commit(&batch).await?;
+            inner.spool.commit(&batch).await.map_err(Error::widen)?;
             let n = envelopes.len() as u64;
             total += n;
             if let Some(m) = &inner.metrics {
@@ -406,31 +434,6 @@ where
             }
             tracing::debug!(sink = %inner.name, records = n, "replayed a batch");
         }
-    }
-
-    async fn replay_batch(
-        &self,
-        envelopes: &[Envelope<T>],
-    ) -> Result<(), (&'static str, BoxError)> {
-        let inner = &*self.inner;
-        #[cfg(feature = "circuit-breaker")]
-        let permit = match &inner.breaker {
-            Some(b) => match b.try_acquire() {
-                Ok(p) => Some(p),
-                Err(rejected) => return Err(("breaker_open", Box::new(rejected))),
-            },
-            None => None,
-        };
-        let result = inner.primary.write_batch(envelopes).await;
-        #[cfg(feature = "circuit-breaker")]
-        if let Some(p) = permit {
-            if result.is_ok() {
-                p.success();
-            } else {
-                p.failure();
-            }
-        }
-        result.map_err(|e| ("replay", Box::new(e) as BoxError))
     }
 
     /// The spool's backlog (records, bytes, oldest record), for a health endpoint.
@@ -470,14 +473,14 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: if dropped, the replayer may still be stopping; call again to finish.
-    pub async fn shutdown(&self) -> Result<(), Error> {
+    pub async fn shutdown(&self) -> Result<(), Error<P::Error>> {
         let inner = &*self.inner;
         inner.stop.send_replace(true);
         let handle = inner.replayer.lock().take();
         if let Some(h) = handle {
             let _ = h.await;
         }
-        inner.spool.close().await
+        inner.spool.close().await.map_err(Error::widen)
     }
 }
 
@@ -560,13 +563,9 @@ async fn supervise_replayer<T, P: Primary<T>>(task: JoinHandle<()>, sink: Weak<I
 }
 
 /// When replay was refused by an open breaker, how long until it admits a probe.
-fn breaker_retry_after(e: &Error) -> Option<Duration> {
-    #[cfg(feature = "circuit-breaker")]
-    if let Error::Primary(cause) = e
-        && let Some(r) = cause.downcast_ref::<seawall_circuit_breaker::Rejected>()
-    {
-        return Some(r.retry_after.max(Duration::from_millis(1)));
+fn breaker_retry_after<E>(e: &Error<E>) -> Option<Duration> {
+    match e {
+        Error::BreakerOpen { retry_after } => Some((*retry_after).max(Duration::from_millis(1))),
+        _ => None,
     }
-    let _ = e;
-    None
 }

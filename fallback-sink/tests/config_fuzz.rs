@@ -110,9 +110,9 @@ impl Primary<u64> for Flaky {
     }
 }
 
-fn check_rejection(e: &Error, dir: &Path) -> Result<(), String> {
+fn check_rejection<E: std::fmt::Debug>(e: &Error<E>, dir: &Path) -> Result<(), String> {
     let Error::Config(c) = e else {
-        return Err(format!("open failed with a non-config error: {e}"));
+        return Err(format!("open failed with a non-config error: {e:?}"));
     };
     let known = [
         "durability",
@@ -183,7 +183,7 @@ async fn sink_case(rng: &mut Rng, dir: PathBuf) -> Result<bool, String> {
         }
     }
     match sink.replay_once().await {
-        Ok(_) | Err(Error::Primary(_)) => {}
+        Ok(_) | Err(Error::Inner(_)) => {}
         Err(e) => return Err(format!("replay: {e}")),
     }
     sink.shutdown().await.map_err(|e| e.to_string())?;
