@@ -120,8 +120,7 @@ fn cooldown(c: &mut Criterion, rt: &Runtime, con: &ConnectionManager, url: &str,
     floor_ping(&mut group, rt, con);
     for (name, keys) in [("1_key", 1), ("10k_keys", MANY)] {
         let cooldown: RedisCooldown<u64> = rt.block_on(async {
-            RedisCooldown::builder()
-                .url(url)
+            RedisCooldown::builder(url)
                 .name(format!("bench-{id}-{name}"))
                 .window(Duration::from_secs(60))
                 .build()
@@ -175,8 +174,7 @@ fn cluster(c: &mut Criterion, rt: &Runtime, urls: &[String], id: u128) {
             .ttl(Duration::from_secs(30))
             .build_with_backend(backend)
             .unwrap();
-        let cooldown: RedisCooldown<u64> = RedisCooldown::builder()
-            .cluster_urls(urls)
+        let cooldown: RedisCooldown<u64> = RedisCooldown::cluster(urls)
             .name(format!("bench-{id}-cluster"))
             .window(Duration::from_secs(60))
             .build()

@@ -204,7 +204,7 @@ pub use error::ConfigError;
 pub use metrics::Metrics;
 #[cfg(feature = "redis")]
 pub use redis::{
-    DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, DEFAULT_TIMEOUT, MAX_REDIS_DURATION,
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_PREFIX, DEFAULT_RESERVATION_TIMEOUT, MAX_REDIS_DURATION,
     MIN_DEFAULT_RETENTION, MIN_RETENTION, RedisCooldown, RedisCooldownBuilder, RedisCooldownError,
     RedisReservation, UnreachablePolicy,
 };

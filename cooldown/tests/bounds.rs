@@ -77,8 +77,7 @@ mod redis {
     #[tokio::test]
     async fn futures_of_async_fns_are_send() {
         // Type checks only; never called with a live reservation.
-        let c: RedisCooldown<String> = RedisCooldown::builder()
-            .url("redis://127.0.0.1:1/")
+        let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:1/")
             .build()
             .unwrap();
         let _ = (futures_are_send, reservation_futures_are_send);

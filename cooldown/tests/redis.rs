@@ -337,11 +337,10 @@ async fn a_member_the_key_type_cannot_parse_is_left_for_others() {
     let window = Duration::from_millis(200);
     let name = unique_name();
     let strings = builder(window).name(name.clone()).build().unwrap();
-    let numbers: RedisCooldown<u64> = RedisCooldown::builder()
-        .url(url())
+    let numbers: RedisCooldown<u64> = RedisCooldown::builder(url())
         .name(name)
         .window(window)
-        .timeout(Duration::from_secs(2))
+        .command_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     for key in ["db-down", "7"] {
@@ -528,11 +527,10 @@ async fn a_lost_fire_reply_is_retried_with_the_same_answer() {
     use seawall_cooldown::UnreachablePolicy;
     for policy in [UnreachablePolicy::Fire, UnreachablePolicy::Suppress] {
         let (port, drop_next) = lossy_proxy();
-        let c: RedisCooldown<String> = RedisCooldown::builder()
-            .url(format!("redis://127.0.0.1:{port}/"))
+        let c: RedisCooldown<String> = RedisCooldown::builder(format!("redis://127.0.0.1:{port}/"))
             .name(unique_name())
             .window(Duration::from_millis(300))
-            .timeout(Duration::from_millis(900))
+            .command_timeout(Duration::from_millis(900))
             .unreachable(policy)
             .build()
             .unwrap();

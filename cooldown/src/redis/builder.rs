@@ -4,20 +4,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClientBuilder;
-use ::redis::{Client, ConnectionInfo, IntoConnectionInfo};
-
-use super::conn::{Conn, LazyCluster};
-use super::cooldown::{RedisCooldown, RedisInner};
-use super::error::CLUSTER;
+use super::client::{Client, Target, check_prefix};
+use super::cooldown::RedisCooldown;
+use super::inner::RedisInner;
 use super::policy::UnreachablePolicy;
 use crate::{ConfigError, DEFAULT_NAME, DEFAULT_WINDOW, Metrics};
 
-/// Default bound on every Redis call: 1 s.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default [`command_timeout`](RedisCooldownBuilder::command_timeout), the
+/// bound on every Redis call: 1 s.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default lifetime of a reservation a replica never committed nor rolled
 /// back (it crashed mid-send): 60 s.
 pub const DEFAULT_RESERVATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,32 +32,22 @@ pub const MAX_REDIS_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
 /// shorter one would let the state hash (the suppressed count) expire as
 /// the window ends, before a drain or the next fire can report it.
 pub const MIN_RETENTION: Duration = Duration::from_secs(1);
-/// Default key prefix; the cooldown's name follows it as a hash tag.
-pub const DEFAULT_PREFIX: &str = "seawall:cooldown";
+/// Default [`prefix`](RedisCooldownBuilder::prefix) of every Redis key:
+/// `seawall:cooldown:`; the cooldown's name follows it as a hash tag.
+pub const DEFAULT_PREFIX: &str = "seawall:cooldown:";
 
-/// How many times the cluster client retries a command (redirections, a
-/// reconnect) within the timeout.
-const CLUSTER_RETRIES: u32 = 3;
-
-/// Where the builder connects.
-enum Target {
-    None,
-    Url(String),
-    Client(Client),
-    Cluster(Vec<String>),
-}
-
-/// Builds a [`RedisCooldown`]; start with [`RedisCooldown::builder`].
+/// Builds a [`RedisCooldown`]; start with [`RedisCooldown::builder`] (one
+/// server), [`RedisCooldown::cluster`] (a Redis Cluster) or
+/// [`RedisCooldown::builder_with_client`] (a `redis::Client` you configured).
 ///
 /// # Default
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`url`](Self::url) / [`client`](Self::client) / [`cluster_urls`](Self::cluster_urls) | none: required |
-/// | [`name`](Self::name) | `"cooldown"` (also the Redis Cluster hash tag) |
+/// | [`name`](Self::name) | [`DEFAULT_NAME`](crate::DEFAULT_NAME) (also the Redis Cluster hash tag) |
 /// | [`window`](Self::window) | 1800 s (at most [`MAX_REDIS_DURATION`], 10 years) |
-/// | [`prefix`](Self::prefix) | `"seawall:cooldown"` |
-/// | [`timeout`](Self::timeout) | 1 s |
+/// | [`prefix`](Self::prefix) | `"seawall:cooldown:"` ([`DEFAULT_PREFIX`]) |
+/// | [`command_timeout`](Self::command_timeout) | 1 s ([`DEFAULT_COMMAND_TIMEOUT`]) |
 /// | [`reservation_timeout`](Self::reservation_timeout) | 60 s (at most [`MAX_REDIS_DURATION`]) |
 /// | [`retention`](Self::retention) | the window, at least 10 min (accepted: [`MIN_RETENTION`] 1 s ..= [`MAX_REDIS_DURATION`]) |
 /// | [`unreachable`](Self::unreachable) | [`UnreachablePolicy::Fire`] |
@@ -76,31 +61,34 @@ enum Target {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // Connects lazily: building needs a runtime, not a server.
-/// let alerts: RedisCooldown<String> = RedisCooldown::builder()
-///     .url("redis://127.0.0.1:6379/")
+/// let alerts: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:6379/")
 ///     .name("alerts")
 ///     .window(Duration::from_secs(1800))
-///     .timeout(Duration::from_millis(250))
+///     .command_timeout(Duration::from_millis(250))
 ///     .unreachable(UnreachablePolicy::Fire)
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(alerts.addr(), "127.0.0.1:6379");
 ///
 /// // A Redis Cluster: some of its nodes, also connected on first use.
-/// let alerts: RedisCooldown<String> = RedisCooldown::builder()
-///     .cluster_urls(["redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"])
-///     .name("alerts")
-///     .build()
-///     .unwrap();
+/// let alerts: RedisCooldown<String> =
+///     RedisCooldown::cluster(["redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"])
+///         .name("alerts")
+///         .build()
+///         .unwrap();
 /// assert_eq!(alerts.addr(), "cluster 127.0.0.1:7001,127.0.0.1:7002");
+///
+/// let err = RedisCooldown::<String>::builder("not a url").build().unwrap_err();
+/// assert_eq!(err.field(), "url");
 /// # }
 /// ```
+#[must_use]
 pub struct RedisCooldownBuilder<K> {
-    target: Target,
+    target: Result<Target, ConfigError>,
     name: String,
     prefix: String,
     window: Duration,
-    timeout: Duration,
+    command_timeout: Duration,
     reservation_timeout: Duration,
     retention: Option<Duration>,
     policy: UnreachablePolicy,
@@ -110,18 +98,12 @@ pub struct RedisCooldownBuilder<K> {
 
 impl<K> fmt::Debug for RedisCooldownBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let target = match &self.target {
-            Target::None => "none".to_owned(),
-            Target::Url(url) => url.clone(),
-            Target::Client(c) => c.get_connection_info().addr().to_string(),
-            Target::Cluster(urls) => format!("{CLUSTER}{}", urls.join(",")),
-        };
         f.debug_struct("RedisCooldownBuilder")
-            .field("target", &target)
+            .field("target", &self.target.as_ref().map(Target::addr))
             .field("name", &self.name)
             .field("prefix", &self.prefix)
             .field("window", &self.window)
-            .field("timeout", &self.timeout)
+            .field("command_timeout", &self.command_timeout)
             .field("reservation_timeout", &self.reservation_timeout)
             .field("retention", &self.retention)
             .field("unreachable", &self.policy)
@@ -130,52 +112,32 @@ impl<K> fmt::Debug for RedisCooldownBuilder<K> {
     }
 }
 
-impl<K> Default for RedisCooldownBuilder<K> {
-    fn default() -> Self {
+impl<K> RedisCooldownBuilder<K> {
+    pub(crate) fn from_url(url: &str) -> Self {
+        Self::with(Target::url(url).map_err(|reason| ConfigError::new("url", reason)))
+    }
+
+    pub(crate) fn from_client(client: ::redis::Client) -> Self {
+        Self::with(Ok(Target::Node(client)))
+    }
+
+    pub(crate) fn from_cluster_urls<S: AsRef<str>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        Self::with(Target::cluster(nodes).map_err(|reason| ConfigError::new("nodes", reason)))
+    }
+
+    fn with(target: Result<Target, ConfigError>) -> Self {
         Self {
-            target: Target::None,
+            target,
             name: DEFAULT_NAME.to_owned(),
             prefix: DEFAULT_PREFIX.to_owned(),
             window: DEFAULT_WINDOW,
-            timeout: DEFAULT_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
             reservation_timeout: DEFAULT_RESERVATION_TIMEOUT,
             retention: None,
             policy: UnreachablePolicy::default(),
             metrics: None,
             _key: PhantomData,
         }
-    }
-}
-
-impl<K> RedisCooldownBuilder<K> {
-    /// The Redis server, e.g. `redis://127.0.0.1:6379/0` (any URL the
-    /// `redis` crate accepts). Parsed by [`build`](Self::build).
-    pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.target = Target::Url(url.into());
-        self
-    }
-
-    /// The Redis server, as a `redis::Client` configured by the caller (TLS,
-    /// credentials). Replaces a [`url`](Self::url).
-    pub fn client(mut self, client: Client) -> Self {
-        self.target = Target::Client(client);
-        self
-    }
-
-    /// A Redis Cluster, given the URLs of some of its nodes (the client
-    /// discovers the others). Replaces a [`url`](Self::url) or
-    /// [`client`](Self::client); parsed by [`build`](Self::build).
-    ///
-    /// Each script goes to the master that owns the cooldown's slot,
-    /// following `MOVED`/`ASK` redirections: all keys of one cooldown share
-    /// its [`name`](Self::name) as hash tag, so one cooldown lives in one
-    /// slot, and cooldowns with different names spread over the masters.
-    /// Connects on first use, like a URL; the [`timeout`](Self::timeout)
-    /// bounds every call, connecting, redirections and retries included. See
-    /// [the crate docs](crate#redis-cluster) for what a failover does.
-    pub fn cluster_urls<S: AsRef<str>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
-        self.target = Target::Cluster(urls.into_iter().map(|u| u.as_ref().to_owned()).collect());
-        self
     }
 
     /// Names the cooldown: the `cooldown` metric label, and the part of its
@@ -187,10 +149,10 @@ impl<K> RedisCooldownBuilder<K> {
         self
     }
 
-    /// The start of every Redis key; keys are
-    /// `<prefix>:{<name>}:w:<key>` (window), `<prefix>:{<name>}:s:<key>`
-    /// (state) and `<prefix>:{<name>}:idx` (digest index). Must not contain
-    /// `{` or `}`, so the name is the keys' hash tag.
+    /// The start of every Redis key; keys are `<prefix>{<name>}:w:<key>`
+    /// (window), `<prefix>{<name>}:s:<key>` (state) and
+    /// `<prefix>{<name>}:idx` (digest index). Must end with `:` and must not
+    /// contain `{` or `}` (the name is the keys' hash tag).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -198,19 +160,22 @@ impl<K> RedisCooldownBuilder<K> {
 
     /// How long a key stays quiet after it fires. Must be at least 1 µs and
     /// at most [`MAX_REDIS_DURATION`] (10 years, shorter than the in-memory
-    /// [`MAX_WINDOW`](crate::MAX_WINDOW); see [`MAX_REDIS_DURATION`] for why); kept in Redis with millisecond
-    /// expiries (rounded up) and decided to the microsecond.
+    /// [`MAX_WINDOW`](crate::MAX_WINDOW); see [`MAX_REDIS_DURATION`] for why);
+    /// kept in Redis with millisecond expiries (rounded up) and decided to
+    /// the microsecond.
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
     }
 
-    /// The bound on every Redis call, connecting included. A call that gets
-    /// no answer in time fails with [`RedisCooldownError::Timeout`](crate::RedisCooldownError::Timeout)
+    /// The bound on every Redis call, connecting included (on a cluster also
+    /// the redirections and retries it needs). A call that gets no answer in
+    /// time fails with
+    /// [`RedisCooldownError::Timeout`](crate::RedisCooldownError::Timeout)
     /// and the [`unreachable`](Self::unreachable) policy decides. Must be
     /// greater than zero.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
         self
     }
 
@@ -251,23 +216,23 @@ impl<K> RedisCooldownBuilder<K> {
     }
 
     /// Checks the settings and builds the cooldown. Does not connect: the
-    /// connection is made by the first call (and re-made after failures) by
-    /// a `redis` connection manager.
+    /// connection is made by the first call (and re-made after failures).
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming the first invalid field: an empty `name` or
-    /// one with `{`/`}`, a `prefix` with `{`/`}`, a window under 1 µs or
-    /// over [`MAX_REDIS_DURATION`], a zero `timeout`, a zero
-    /// `reservation_timeout` or one over [`MAX_REDIS_DURATION`], a
-    /// `retention` under [`MIN_RETENTION`] or over [`MAX_REDIS_DURATION`], no or an
-    /// invalid `url`, empty or invalid `cluster_urls`, or no tokio runtime
-    /// (`runtime`).
+    /// A [`ConfigError`] naming the first invalid setting: `url` (or `nodes`
+    /// for a cluster), `name` (empty, or with `{`/`}`), `prefix` (not ending
+    /// in `:`, or with `{`/`}`), `window` (under 1 µs or over
+    /// [`MAX_REDIS_DURATION`]), `command_timeout` (zero),
+    /// `reservation_timeout` (zero or over [`MAX_REDIS_DURATION`]),
+    /// `retention` (under [`MIN_RETENTION`] or over [`MAX_REDIS_DURATION`]),
+    /// or `runtime` when called outside a tokio runtime.
     ///
     /// # Panics
     ///
     /// Never.
     pub fn build(self) -> Result<RedisCooldown<K>, ConfigError> {
+        let target = self.target?;
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "must not be empty"));
         }
@@ -280,15 +245,7 @@ impl<K> RedisCooldownBuilder<K> {
                 ),
             ));
         }
-        if self.prefix.contains(['{', '}']) {
-            return Err(ConfigError::new(
-                "prefix",
-                format!(
-                    "must not contain `{{` or `}}` (the name is the Redis Cluster hash tag), got {:?}",
-                    self.prefix
-                ),
-            ));
-        }
+        check_prefix(&self.prefix).map_err(|reason| ConfigError::new("prefix", reason))?;
         if self.window.as_micros() == 0 {
             return Err(ConfigError::new(
                 "window",
@@ -309,9 +266,9 @@ impl<K> RedisCooldownBuilder<K> {
             }
         };
         range("window", self.window, Duration::from_micros(1))?;
-        if self.timeout.is_zero() {
+        if self.command_timeout.is_zero() {
             return Err(ConfigError::new(
-                "timeout",
+                "command_timeout",
                 "must be greater than zero, got 0ns",
             ));
         }
@@ -329,85 +286,28 @@ impl<K> RedisCooldownBuilder<K> {
         if let Some(retention) = self.retention {
             range("retention", retention, MIN_RETENTION)?;
         }
-        // Each call is bounded by `timeout` around it. The connection's own
-        // timeouts are longer, so a hung server reports our `Timeout` (not a
-        // race between two equal timers), while they still make the client
-        // drop a connection attempt or a request that hangs for good.
-        let inner_timeout = self.timeout.saturating_mul(2);
-        let (conn, addr) = match self.target {
-            Target::None => {
-                return Err(ConfigError::new(
-                    "url",
-                    "must be set (or `client`, or `cluster_urls`)",
-                ));
-            }
-            Target::Url(url) => {
-                let client = Client::open(url.as_str())
-                    .map_err(|e| ConfigError::new("url", e.to_string()))?;
-                node(client, inner_timeout)?
-            }
-            Target::Client(client) => node(client, inner_timeout)?,
-            Target::Cluster(urls) => cluster(&urls, inner_timeout)?,
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::new("runtime", "build() must be called inside a tokio runtime")
+        })?;
+        let field = match target {
+            Target::Node(_) => "url",
+            Target::Cluster(_) => "nodes",
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
+        let client =
+            Client::new(target, self.command_timeout).map_err(|e| ConfigError::new(field, e))?;
         let retention = self
             .retention
             .unwrap_or(self.window.max(MIN_DEFAULT_RETENTION));
         Ok(RedisCooldown::from_inner(RedisInner::new(
-            conn,
+            client,
             handle,
-            addr,
-            format!("{}:{{{}}}:", self.prefix, self.name),
+            self.prefix,
             self.name,
             self.window,
-            self.timeout,
             self.reservation_timeout,
             retention,
             self.policy,
             self.metrics,
         )))
     }
-}
-
-/// `build` was called outside a tokio runtime.
-fn no_runtime() -> ConfigError {
-    ConfigError::new("runtime", "build() must be called inside a tokio runtime")
-}
-
-/// A lazy connection manager on one server, and its `host:port`.
-fn node(client: Client, inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
-    tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
-    let addr = client.get_connection_info().addr().to_string();
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(inner_timeout))
-        .set_response_timeout(Some(inner_timeout))
-        // One attempt per call: the caller's timeout bounds the call, and the
-        // next call reconnects.
-        .set_number_of_retries(0);
-    let conn = ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| ConfigError::new("url", e.to_string()))?;
-    Ok((Conn::Node(conn), addr))
-}
-
-/// A cluster connection made on first use, and `cluster <seed nodes>`.
-fn cluster(urls: &[String], inner_timeout: Duration) -> Result<(Conn, String), ConfigError> {
-    let invalid = |reason: String| ConfigError::new("cluster_urls", reason);
-    let nodes = urls
-        .iter()
-        .map(|u| u.as_str().into_connection_info())
-        .collect::<Result<Vec<ConnectionInfo>, _>>()
-        .map_err(|e| invalid(e.to_string()))?;
-    if nodes.is_empty() {
-        return Err(invalid("no node URL given".to_owned()));
-    }
-    tokio::runtime::Handle::try_current().map_err(|_| no_runtime())?;
-    let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
-    let addr = format!("{CLUSTER}{}", addrs.join(","));
-    let client = ClusterClientBuilder::new(nodes)
-        .connection_timeout(inner_timeout)
-        .response_timeout(inner_timeout)
-        .retries(CLUSTER_RETRIES)
-        .build()
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok((Conn::Cluster(Arc::new(LazyCluster::new(client))), addr))
 }

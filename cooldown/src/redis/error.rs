@@ -1,7 +1,11 @@
 //! What can go wrong talking to Redis.
 
+use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::client::{At, ClientError};
 
 /// A Redis cooldown call that got no usable answer from Redis.
 ///
@@ -10,36 +14,85 @@ use std::time::Duration;
 /// [`RedisReservation::rollback`](crate::RedisReservation::rollback); the
 /// other calls apply the [`UnreachablePolicy`](crate::UnreachablePolicy)
 /// instead (the outage is logged at `warn` when it begins). Every variant
-/// names the server; for a [Redis Cluster](crate::RedisCooldownBuilder::cluster_urls)
+/// names the server; for a [Redis Cluster](crate::RedisCooldown::cluster)
 /// the seed nodes, as `cluster <host:port>,<host:port>,…` (displayed
-/// `redis cluster at <host:port>,…`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `redis cluster at <host:port>,…`). [`source`](Error::source) is the
+/// `redis` crate's error where there is one.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::error::Error as _;
+/// use std::time::Duration;
+/// use seawall_cooldown::{RedisCooldown, RedisCooldownError};
+///
+/// let c: RedisCooldown<&str> = RedisCooldown::builder("redis://127.0.0.1:1/")
+///     .command_timeout(Duration::from_millis(200))
+///     .build()
+///     .unwrap();
+/// match c.try_check(&"db-down").await.unwrap_err() {
+///     err @ RedisCooldownError::Unreachable { .. } => {
+///         assert!(err.to_string().starts_with("redis at 127.0.0.1:1 unreachable: "));
+///         assert!(err.source().is_some()); // the redis crate's error
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RedisCooldownError {
     /// The connection failed or broke: refused, reset, DNS, authentication.
     Unreachable {
         /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
-        addr: String,
-        /// What the `redis` crate reported.
-        reason: String,
+        addr: Arc<str>,
+        /// The `redis` crate's error.
+        source: ::redis::RedisError,
     },
     /// Redis did not answer within the configured
-    /// [`timeout`](crate::RedisCooldownBuilder::timeout) (a hung server, a
-    /// black-holed network, a connect that never completes).
+    /// [`command_timeout`](crate::RedisCooldownBuilder::command_timeout) (a
+    /// hung server, a black-holed network, a connect that never completes).
     Timeout {
         /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
-        addr: String,
-        /// The timeout that expired.
+        addr: Arc<str>,
+        /// The command timeout that ran out.
         after: Duration,
     },
-    /// Redis answered with an error or a reply the cooldown did not expect
-    /// (out of memory, a read-only replica, a script error).
+    /// Redis answered with an error (out of memory, a read-only replica, a
+    /// script error).
     Server {
         /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
-        addr: String,
-        /// What Redis (or the `redis` crate) said.
-        reason: String,
+        addr: Arc<str>,
+        /// The `redis` crate's error.
+        source: ::redis::RedisError,
     },
+    /// Redis answered something the cooldown scripts never return (another
+    /// program wrote the cooldown's keys with another layout).
+    UnexpectedReply {
+        /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
+        addr: Arc<str>,
+        /// The reply, as the client decoded it.
+        reply: String,
+    },
+    /// The task that made the call did not finish: its runtime shut down,
+    /// or it panicked. Whether the call reached Redis is unknown.
+    Interrupted {
+        /// The server, `host:port` (or a socket path; `cluster <node>,…` for a cluster).
+        addr: Arc<str>,
+        /// Why the task did not finish.
+        source: Arc<tokio::task::JoinError>,
+    },
+}
+
+impl From<ClientError> for RedisCooldownError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable { addr, source } => Self::Unreachable { addr, source },
+            ClientError::Timeout { addr, after } => Self::Timeout { addr, after },
+            ClientError::Server { addr, source } => Self::Server { addr, source },
+        }
+    }
 }
 
 impl RedisCooldownError {
@@ -57,53 +110,14 @@ impl RedisCooldownError {
     /// assert_eq!(err.addr(), "10.0.0.7:6379");
     /// assert_eq!(err.to_string(), "redis at 10.0.0.7:6379 did not answer within 500ms");
     /// ```
+    #[must_use]
     pub fn addr(&self) -> &str {
         match self {
-            RedisCooldownError::Unreachable { addr, .. }
-            | RedisCooldownError::Timeout { addr, .. }
-            | RedisCooldownError::Server { addr, .. } => addr,
-        }
-    }
-
-    /// Classifies an error of the `redis` crate; `timeout` is the call's
-    /// bound, reported for the crate's own (longer) connection and response
-    /// timeouts too, since either means the server did not answer in time.
-    pub(crate) fn from_redis(addr: &str, timeout: Duration, err: &::redis::RedisError) -> Self {
-        let addr = addr.to_owned();
-        if err.is_timeout() {
-            RedisCooldownError::Timeout {
-                addr,
-                after: timeout,
-            }
-        } else if err.is_io_error()
-            || err.is_connection_refusal()
-            || err.is_connection_dropped()
-            || err.is_unrecoverable_error()
-        {
-            RedisCooldownError::Unreachable {
-                addr,
-                reason: err.to_string(),
-            }
-        } else {
-            RedisCooldownError::Server {
-                addr,
-                reason: err.to_string(),
-            }
-        }
-    }
-}
-
-/// How a cluster's `addr` starts (no `host:port` contains a space).
-pub(crate) const CLUSTER: &str = "cluster ";
-
-/// `redis at <addr>`, or `redis cluster at <nodes>` for a cluster's `cluster <nodes>`.
-struct At<'a>(&'a str);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.strip_prefix(CLUSTER) {
-            Some(nodes) => write!(f, "redis cluster at {nodes}"),
-            None => write!(f, "redis at {}", self.0),
+            Self::Unreachable { addr, .. }
+            | Self::Timeout { addr, .. }
+            | Self::Server { addr, .. }
+            | Self::UnexpectedReply { addr, .. }
+            | Self::Interrupted { addr, .. } => addr,
         }
     }
 }
@@ -111,17 +125,31 @@ impl fmt::Display for At<'_> {
 impl fmt::Display for RedisCooldownError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RedisCooldownError::Unreachable { addr, reason } => {
-                write!(f, "{} unreachable: {reason}", At(addr))
+            Self::Unreachable { addr, source } => {
+                write!(f, "{} unreachable: {source}", At(addr))
             }
-            RedisCooldownError::Timeout { addr, after } => {
+            Self::Timeout { addr, after } => {
                 write!(f, "{} did not answer within {after:?}", At(addr))
             }
-            RedisCooldownError::Server { addr, reason } => {
-                write!(f, "{} failed the cooldown script: {reason}", At(addr))
+            Self::Server { addr, source } => {
+                write!(f, "{} answered with an error: {source}", At(addr))
+            }
+            Self::UnexpectedReply { addr, reply } => {
+                write!(f, "{} sent an unexpected reply: {reply}", At(addr))
+            }
+            Self::Interrupted { addr, source } => {
+                write!(f, "{}: the call's task did not finish: {source}", At(addr))
             }
         }
     }
 }
 
-impl std::error::Error for RedisCooldownError {}
+impl Error for RedisCooldownError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Self::Unreachable { source, .. } | Self::Server { source, .. } => Some(source),
+            Self::Interrupted { source, .. } => Some(&**source),
+            Self::Timeout { .. } | Self::UnexpectedReply { .. } => None,
+        }
+    }
+}

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::cooldown::RedisInner;
 use super::error::RedisCooldownError;
+use super::inner::RedisInner;
 use crate::Fire;
 
 /// The digest a reservation took out of Redis, in server µs, so a rollback
@@ -111,8 +111,7 @@ impl<K> RedisReservation<K> {
     /// ```no_run
     /// # #[tokio::main] async fn main() {
     /// use seawall_cooldown::RedisCooldown;
-    /// let c: RedisCooldown<String> = RedisCooldown::builder()
-    ///     .url("redis://127.0.0.1:6379/")
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:6379/")
     ///     .build()
     ///     .unwrap();
     /// if let Ok(reservation) = c.reserve(&"db-down".to_owned()).await {
@@ -165,8 +164,7 @@ impl<K> RedisReservation<K> {
     /// ```no_run
     /// # #[tokio::main] async fn main() {
     /// use seawall_cooldown::RedisCooldown;
-    /// let c: RedisCooldown<String> = RedisCooldown::builder()
-    ///     .url("redis://127.0.0.1:6379/")
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:6379/")
     ///     .build()
     ///     .unwrap();
     /// let key = "db-down".to_owned();
@@ -212,9 +210,9 @@ async fn join(
 ) -> Result<(), RedisCooldownError> {
     match task.await {
         Ok(result) => result,
-        Err(e) => Err(RedisCooldownError::Server {
-            addr: inner.addr().to_owned(),
-            reason: format!("the cooldown task did not finish: {e}"),
+        Err(e) => Err(RedisCooldownError::Interrupted {
+            addr: Arc::clone(inner.addr()),
+            source: Arc::new(e),
         }),
     }
 }

@@ -29,11 +29,10 @@ pub(crate) fn unique_name() -> String {
 
 /// A builder on the test server with a unique name.
 pub(crate) fn builder(window: Duration) -> RedisCooldownBuilder<String> {
-    RedisCooldown::builder()
-        .url(url())
+    RedisCooldown::builder(url())
         .name(unique_name())
         .window(window)
-        .timeout(Duration::from_secs(2))
+        .command_timeout(Duration::from_secs(2))
 }
 
 /// A fresh cooldown on the test server.
@@ -63,11 +62,10 @@ pub(crate) fn cluster_urls() -> Vec<String> {
 
 /// A builder on the test cluster with a unique name.
 pub(crate) fn cluster_builder(window: Duration) -> RedisCooldownBuilder<String> {
-    RedisCooldown::builder()
-        .cluster_urls(cluster_urls())
+    RedisCooldown::cluster(cluster_urls())
         .name(unique_name())
         .window(window)
-        .timeout(Duration::from_secs(2))
+        .command_timeout(Duration::from_secs(2))
 }
 
 /// A fresh cooldown on the test cluster.

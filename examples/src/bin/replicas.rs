@@ -47,8 +47,7 @@ fn replica(name: &'static str, url: &str, run: &str) -> anyhow::Result<Replica> 
         .name("users")
         .ttl(Duration::from_secs(10))
         .build_with_backend(backend)?;
-    let alerts = RedisCooldown::builder()
-        .url(url)
+    let alerts = RedisCooldown::builder(url)
         .name(format!("demo-{run}"))
         .window(WINDOW)
         .build()?;

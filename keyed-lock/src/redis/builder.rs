@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::backend::RedisBackend;
-use super::client::{Client, Target};
+use super::client::{Client, Target, check_prefix};
 use super::inner::Inner;
 use crate::ConfigError;
 
@@ -96,7 +96,7 @@ impl RedisBackendBuilder {
     }
 
     /// The prefix of every Redis key the backend writes: a key `k` becomes `<prefix>{k}` (the
-    /// lease) and `<prefix>{k}:fence` (the fencing counter). Must not be empty and must not
+    /// lease) and `<prefix>{k}:fence` (the fencing counter). Must end with `:` and must not
     /// contain `{` or `}` (the hash tag is the key's).
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -145,12 +145,7 @@ impl RedisBackendBuilder {
     /// `command_timeout`, `backoff`, or `runtime` when called outside a tokio runtime.
     pub fn build(self) -> Result<RedisBackend, ConfigError> {
         let target = self.target?;
-        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
-            return Err(ConfigError::new(
-                "prefix",
-                "must not be empty nor contain `{` or `}`",
-            ));
-        }
+        check_prefix(&self.prefix).map_err(|reason| ConfigError::new("prefix", reason))?;
         if self.command_timeout.is_zero() {
             return Err(ConfigError::new(
                 "command_timeout",

@@ -103,6 +103,23 @@ impl Target {
     }
 }
 
+/// The rule for a key prefix, the same in both crates: it ends with `:` (the separator
+/// before the hash tag is the prefix's own) and holds no `{` or `}` (the hash tag that follows
+/// must be the key's first).
+///
+/// # Errors
+///
+/// Why not, with the prefix given.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.ends_with(':') && !prefix.contains(['{', '}']) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must end with `:` and contain no `{{` or `}}`, got {prefix:?}"
+        ))
+    }
+}
+
 /// `redis at <addr>`, or `redis cluster at <nodes>` for a cluster's address: how every error
 /// message names the server.
 pub(crate) struct At<'a>(pub(crate) &'a str);
