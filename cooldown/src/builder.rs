@@ -209,6 +209,18 @@ impl<K, P> CooldownBuilder<K, P> {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_cooldown::Cooldown;
+    /// let cooldown = Cooldown::<String>::builder().window(Duration::from_secs(60)).build()?;
+    /// assert!(cooldown.is_empty());
+    /// let err = Cooldown::<String>::builder().max_keys(0).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid `max_keys`: must be in 1..=1073741824, got 0");
+    /// # Ok::<(), seawall_cooldown::ConfigError>(())
+    /// ```
     pub fn build(self) -> Result<Cooldown<K, P>, ConfigError>
     where
         K: Hash + Eq + Clone,

@@ -120,6 +120,13 @@ impl<K: Hash + Eq + Clone> Default for Cooldown<K, ()> {
 
 impl<K, P> Cooldown<K, P> {
     /// The instance name (the `cooldown` metric label).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::new();
+    /// assert_eq!(cooldown.name(), "default");
+    /// ```
     pub fn name(&self) -> &str {
         self.inner.name()
     }
@@ -130,6 +137,13 @@ impl<K, P> Cooldown<K, P> {
     }
 
     /// The cap on tracked keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::builder().max_keys(500).build().unwrap();
+    /// assert_eq!(cooldown.max_keys(), 500);
+    /// ```
     pub fn max_keys(&self) -> usize {
         self.inner.max_keys()
     }
@@ -137,6 +151,15 @@ impl<K, P> Cooldown<K, P> {
     /// Number of keys tracked right now, never more than
     /// [`max_keys`](Self::max_keys). Keys with nothing left to remember are
     /// counted until a sweep, a drain or a full shard forgets them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<u64>::new();
+    /// cooldown.check(&1);
+    /// cooldown.check(&2);
+    /// assert_eq!(cooldown.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.len()
     }

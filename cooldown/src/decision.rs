@@ -35,11 +35,28 @@ impl<P> Decision<P> {
     }
 
     /// True for [`Decision::Suppressed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<&str>::new();
+    /// assert!(!cooldown.check(&"k").is_suppressed());
+    /// assert!(cooldown.check(&"k").is_suppressed());
+    /// ```
     pub fn is_suppressed(&self) -> bool {
         matches!(self, Decision::Suppressed(_))
     }
 
     /// The fire, if this decision is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<&str>::new();
+    /// let fire = cooldown.check(&"k").fire().expect("first event fires");
+    /// assert_eq!(fire.suppressed_since_last, 0);
+    /// assert!(cooldown.check(&"k").fire().is_none());
+    /// ```
     pub fn fire(self) -> Option<Fire<P>> {
         match self {
             Decision::Fire(fire) => Some(fire),
@@ -48,6 +65,14 @@ impl<P> Decision<P> {
     }
 
     /// The suppression, if this decision is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<&str>::new();
+    /// assert!(cooldown.check(&"k").suppressed().is_none());
+    /// assert_eq!(cooldown.check(&"k").suppressed().unwrap().suppressed, 1);
+    /// ```
     pub fn suppressed(&self) -> Option<Suppressed> {
         match self {
             Decision::Fire(_) => None,

@@ -65,6 +65,21 @@ impl Metrics {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use seawall_cooldown::{Cooldown, Metrics};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = Metrics::register(&mut registry);
+    /// let cooldown = Cooldown::<u64>::builder().name("alerts").metrics(metrics).build().unwrap();
+    /// cooldown.check(&1);
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("cooldown=\"alerts\""), "{text}");
+    /// ```
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             decisions: Family::default(),

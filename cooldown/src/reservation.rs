@@ -46,11 +46,28 @@ impl<K: Hash + Eq + Clone, P> Reservation<K, P> {
 
     /// What this send should report: the suppressed events since the key
     /// last fired, and when that was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<String>::new();
+    /// let r = cooldown.reserve("disk").unwrap();
+    /// assert_eq!(r.fire().suppressed_since_last, 0);
+    /// r.commit();
+    /// ```
     pub fn fire(&self) -> &Fire<P> {
         &self.fire
     }
 
     /// The key this reservation is for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cooldown = seawall_cooldown::Cooldown::<String>::new();
+    /// let r = cooldown.reserve("disk").unwrap();
+    /// assert_eq!(r.key(), "disk");
+    /// ```
     pub fn key(&self) -> &K {
         &self.key
     }

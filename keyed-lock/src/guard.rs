@@ -83,17 +83,42 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
 
     /// The fencing token of this lease: larger than that of every earlier lease on the key.
     /// Send it with every write made under the lock (see [`FencingToken`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let first = locks.try_lock(&1).unwrap().token();
+    /// let second = locks.try_lock(&1).unwrap().token();
+    /// assert!(second > first);
+    /// ```
     pub fn token(&self) -> FencingToken {
         self.token
     }
 
     /// When this lease was granted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let guard = locks.try_lock(&1).unwrap();
+    /// assert!(guard.acquired_at() <= tokio::time::Instant::now());
+    /// ```
     pub fn acquired_at(&self) -> Instant {
         self.acquired_at
     }
 
     /// When this lease ends unless extended (by `extend`, [`try_extend`](Self::try_extend),
     /// or a backend's background renewal).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let guard = locks.try_lock(&1).unwrap();
+    /// assert_eq!(guard.deadline() - guard.acquired_at(), locks.ttl());
+    /// ```
     pub fn deadline(&self) -> Instant {
         self.shared
             .backend
@@ -102,6 +127,19 @@ impl<K, B: LockBackend<K>> Guard<K, B> {
     }
 
     /// The time left before the deadline (zero once expired).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let guard = locks.lock_with_ttl(&1, Duration::from_secs(10)).await;
+    /// tokio::time::advance(Duration::from_secs(4)).await;
+    /// assert_eq!(guard.remaining(), Duration::from_secs(6));
+    /// # }
+    /// ```
     pub fn remaining(&self) -> Duration {
         self.deadline().saturating_duration_since(Instant::now())
     }

@@ -35,6 +35,36 @@
 //! # }
 //! ```
 //!
+//! # Order across tasks, and borrowed keys
+//!
+//! [`KeyedLock::lock`] joins the key's queue when its future is first polled. To keep
+//! arrival order when each message is handled in its own spawned task, take the place when
+//! the message arrives with [`KeyedLock::enqueue`]: the returned [`Enqueued`] holds its place
+//! in the FIFO from the call and is `'static + Send`.
+//!
+//! Lookups take any `&Q` the key borrows as: `locks.lock("alice")` on a `KeyedLock<String>`
+//! allocates nothing when the key is present (creating an entry clones it once).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use seawall_keyed_lock::KeyedLock;
+//!
+//! let locks = KeyedLock::<String>::new();
+//! let mut tasks = Vec::new();
+//! for seq in 0..3 {
+//!     let place = locks.enqueue("alice"); // arrival order is decided here
+//!     tasks.push(tokio::spawn(async move { (place.await.token(), seq) }));
+//! }
+//! let mut served = Vec::new();
+//! for t in tasks {
+//!     served.push(t.await.unwrap());
+//! }
+//! served.sort();
+//! assert_eq!(served.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), [0, 1, 2]);
+//! # }
+//! ```
+//!
 //! # Features
 //!
 //! | feature | default | what |

@@ -100,6 +100,14 @@ impl<K> fmt::Debug for MemoryBackend<K> {
 
 impl<K> MemoryBackend<K> {
     /// A backend with `shards` shards, rounded up to a power of two (at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_keyed_lock::MemoryBackend;
+    /// assert_eq!(MemoryBackend::<u64>::new(5).shards(), 8);
+    /// assert_eq!(MemoryBackend::<u64>::new(0).shards(), 1);
+    /// ```
     #[must_use]
     pub fn new(shards: usize) -> Self {
         let n = shards.clamp(1, 1 << 16).next_power_of_two();
@@ -123,6 +131,14 @@ impl<K> MemoryBackend<K> {
     ///
     /// Cancelled and timed-out waiters leave no entry behind, so this is `0` whenever nobody
     /// holds or waits for any key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::new();
+    /// let _guard = locks.try_lock(&1).unwrap();
+    /// assert_eq!(locks.backend().len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.0.lock().table.len()).sum()
     }
@@ -153,6 +169,13 @@ impl<K> MemoryBackend<K> {
     }
 
     /// The number of shards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::builder().shards(2).build().unwrap();
+    /// assert_eq!(locks.backend().shards(), 2);
+    /// ```
     pub fn shards(&self) -> usize {
         self.shards.len()
     }

@@ -66,6 +66,21 @@ impl Metrics {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// use seawall_keyed_lock::{KeyedLock, Metrics};
+    ///
+    /// let mut registry = Registry::default();
+    /// let metrics = Metrics::register(&mut registry);
+    /// let locks = KeyedLock::<u64>::builder().name("users").metrics(metrics).build().unwrap();
+    /// drop(locks.try_lock(&1).unwrap());
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("seawall_keyed_lock_acquired_total{lock=\"users\"} 1"), "{text}");
+    /// ```
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             acquired: Family::default(),
@@ -164,6 +179,13 @@ impl LockEvents {
     }
 
     /// The lock's name (the `lock` label).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = seawall_keyed_lock::KeyedLock::<u64>::builder().name("users").build().unwrap();
+    /// assert_eq!(locks.name(), "users");
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name

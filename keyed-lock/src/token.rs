@@ -40,12 +40,25 @@ pub struct FencingToken(u64);
 
 impl FencingToken {
     /// Wraps a raw token value (for backends and for tokens read back from a store).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_keyed_lock::FencingToken;
+    /// assert!(FencingToken::new(2) > FencingToken::new(1));
+    /// ```
     #[must_use]
     pub const fn new(value: u64) -> Self {
         Self(value)
     }
 
     /// The raw value, to store next to the data it fences.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(seawall_keyed_lock::FencingToken::new(7).get(), 7);
+    /// ```
     #[must_use]
     pub const fn get(self) -> u64 {
         self.0
