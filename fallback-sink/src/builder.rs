@@ -303,11 +303,53 @@ where
     /// Whether new records join an existing backlog instead of going to the primary (so the
     /// primary sees records in order). With `false`, a healthy primary gets new records at
     /// once and the backlog arrives later, out of order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path())
+    ///     .preserve_order(false) // a healthy primary gets new records before the backlog
+    ///     .open(Down)
+    ///     .await?;
+    /// # let _ = sink;
+    /// # Ok(()) }
+    /// ```
     pub fn preserve_order(mut self, on: bool) -> Self {
         self.settings.preserve_order = on;
         self
     }
     /// Records per replayed batch, `1..=65536`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path())
+    ///     .replay_batch(1000) // fewer, larger transactions against the store
+    ///     .open(Down)
+    ///     .await?;
+    /// # let _ = sink;
+    /// # Ok(()) }
+    /// ```
     pub fn replay_batch(mut self, records: usize) -> Self {
         self.settings.replay_batch = records;
         self

@@ -38,6 +38,13 @@ impl<T> Envelope<T> {
     }
 
     /// Milliseconds since the Unix epoch (0 for times before it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = seawall_fallback_sink::Envelope::new(());
+    /// assert!(e.timestamp_ms() > 1_700_000_000_000);
+    /// ```
     pub fn timestamp_ms(&self) -> u64 {
         to_ms(self.timestamp)
     }

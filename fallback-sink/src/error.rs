@@ -162,6 +162,14 @@ impl Error {
 impl<E> Error<E> {
     /// A short stable name for the error, used as the `kind` label of
     /// `seawall_fallback_sink_errors_total`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_fallback_sink::Error;
+    /// let e: Error = Error::Closed;
+    /// assert_eq!(e.kind(), "closed");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Full { .. } => "full",
@@ -280,12 +288,32 @@ impl ConfigError {
     }
 
     /// The builder setter's name, e.g. `"max_bytes"`, `"durability"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let err = seawall_fallback_sink::Spool::builder("unused").segment_bytes(0).open().await.unwrap_err();
+    /// let seawall_fallback_sink::Error::Config(e) = err else { panic!() };
+    /// assert_eq!(e.field(), "segment_bytes");
+    /// # }
+    /// ```
     pub fn field(&self) -> &'static str {
         self.field
     }
 
     /// Why, stating the allowed range and the value given, e.g.
     /// `"must be in 1..=65536, got 0"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let err = seawall_fallback_sink::Spool::builder("unused").name("").open().await.unwrap_err();
+    /// let seawall_fallback_sink::Error::Config(e) = err else { panic!() };
+    /// assert_eq!(e.reason(), "must be 1..=256 bytes long, got 0");
+    /// # }
+    /// ```
     pub fn reason(&self) -> &str {
         &self.reason
     }

@@ -8,7 +8,7 @@ use crate::Error;
 use crate::checkpoint;
 use crate::envelope::from_ms;
 use crate::layout::{LOCK, Position, QUARANTINE, parse_segment_name, segment_name};
-use crate::record;
+use crate::record::{self, LineError, Piece};
 
 /// What [`inspect`] found in a spool directory.
 #[derive(Debug, Clone)]
@@ -30,6 +30,19 @@ pub struct Inspection {
 
 impl Inspection {
     /// Valid records after the checkpoint (what replay would deliver).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// spool.append(&Envelope::new(1)).await?;
+    /// spool.close().await?;
+    /// assert_eq!(seawall_fallback_sink::inspect(dir.path())?.backlog_records(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn backlog_records(&self) -> u64 {
         self.segments.iter().map(|s| s.unread_records).sum()
     }
@@ -38,6 +51,18 @@ impl Inspection {
         self.segments.iter().map(|s| s.unread_bytes).sum()
     }
     /// Lines that fail verification (the owner's next open quarantines them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// std::fs::write(dir.path().join("segment-00000000000000000001.jsonl"), "not a record\n")?;
+    /// let report = seawall_fallback_sink::inspect(dir.path())?;
+    /// assert_eq!(report.bad_lines(), 1);
+    /// assert_eq!(report.backlog_records(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn bad_lines(&self) -> u64 {
         self.segments.iter().map(|s| s.bad_lines.len() as u64).sum()
     }
@@ -67,10 +92,25 @@ pub struct SegmentReport {
     pub oldest_unread: Option<SystemTime>,
     /// Sequence numbers of the first and last valid record.
     pub seq_range: Option<(u64, u64)>,
-    /// Lines that fail verification: offset and reason.
+    /// Byte ranges that are not part of a verified record (the owner's next open quarantines
+    /// them): offset and reason. Records found inside damaged lines are counted as records.
     pub bad_lines: Vec<(u64, &'static str)>,
-    /// Bytes after the last newline (a torn write; the owner's next open truncates them).
+    /// Bytes of an incomplete last line (a torn write; the owner's next open quarantines and
+    /// truncates them).
     pub torn_tail: u64,
+}
+
+/// A record's bytes on disk, with its newline when it has one.
+fn piece_end(piece: &Piece, data: &[u8]) -> usize {
+    match *piece {
+        Piece::Record { end, .. } | Piece::Bad { end, .. } => {
+            if data.get(end) == Some(&b'\n') {
+                end + 1
+            } else {
+                end
+            }
+        }
+    }
 }
 
 /// Reads a spool directory without changing anything and without taking its lock (so it
@@ -140,30 +180,32 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection, Error> {
             bad_lines: Vec::new(),
             torn_tail: 0,
         };
-        let mut off = 0usize;
-        while off < data.len() {
-            let Some(end) = data[off..].iter().position(|b| *b == b'\n') else {
-                rep.torn_tail = (data.len() - off) as u64;
-                break;
-            };
-            let end = off + end + 1;
-            let unread = id > ckpt.segment || (id == ckpt.segment && off as u64 >= ckpt.offset);
-            match record::decode(&data[off..end - 1]) {
-                Ok(l) => {
+        for piece in record::scan(&data, 0) {
+            match piece {
+                Piece::Record {
+                    start, seq, ts_ms, ..
+                } => {
+                    let end = piece_end(&piece, &data);
                     rep.records += 1;
                     rep.seq_range = Some(match rep.seq_range {
-                        None => (l.seq, l.seq),
-                        Some((a, _)) => (a, l.seq),
+                        None => (seq, seq),
+                        Some((a, _)) => (a, seq),
                     });
+                    let unread =
+                        id > ckpt.segment || (id == ckpt.segment && start as u64 >= ckpt.offset);
                     if unread {
                         rep.unread_records += 1;
-                        rep.unread_bytes += (end - off) as u64;
-                        rep.oldest_unread.get_or_insert(from_ms(l.ts_ms));
+                        rep.unread_bytes += (end - start) as u64;
+                        rep.oldest_unread.get_or_insert(from_ms(ts_ms));
                     }
                 }
-                Err(e) => rep.bad_lines.push((off as u64, e.as_str())),
+                Piece::Bad {
+                    start,
+                    end,
+                    why: LineError::Torn,
+                } => rep.torn_tail = (end - start) as u64,
+                Piece::Bad { start, why, .. } => rep.bad_lines.push((start as u64, why.as_str())),
             }
-            off = end;
         }
         segments.push(rep);
     }

@@ -50,6 +50,16 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates the families and registers them in `registry`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus_client::registry::Registry;
+    /// let mut registry = Registry::default();
+    /// let metrics = seawall_fallback_sink::Metrics::register(&mut registry);
+    /// let builder = seawall_fallback_sink::Spool::builder("spool").metrics(&metrics);
+    /// # let _ = builder;
+    /// ```
     pub fn register(registry: &mut Registry) -> Self {
         let m = Metrics {
             writes: Family::default(),

@@ -157,6 +157,24 @@ where
     P: Primary<T>,
 {
     /// Starts building a sink whose spool lives in `dir`; see [`FallbackSinkBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// assert_eq!(sink.name(), "default");
+    /// # Ok(()) }
+    /// ```
     pub fn builder(dir: impl AsRef<Path>) -> FallbackSinkBuilder<T, P> {
         FallbackSinkBuilder::new(dir)
     }
@@ -216,6 +234,24 @@ where
     ///
     /// Not cancel safe: dropping the future before it completes may leave the record stored
     /// or not. Nothing was acknowledged, so nothing promised is lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// assert_eq!(sink.write(7).await?, Delivered::Spooled); // the primary is down
+    /// # Ok(()) }
+    /// ```
     pub async fn write(&self, record: T) -> Result<Delivered, Error<P::Error>> {
         self.write_envelope(Envelope::new(record)).await
     }
@@ -233,6 +269,27 @@ where
     /// # Cancel safety
     ///
     /// As [`write`](Self::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// let event = Envelope::new(7);
+    /// let id = event.id; // keep it to deduplicate your own retries
+    /// sink.write_envelope(event).await?;
+    /// assert_eq!(sink.spool().read_batch(1).await?.records[0].id, id);
+    /// # Ok(()) }
+    /// ```
     pub async fn write_envelope(
         &self,
         envelope: Envelope<T>,
@@ -366,6 +423,27 @@ where
     ///
     /// Cancel safe in the at-least-once sense: a batch delivered but not yet committed when
     /// the future is dropped is sent again by the next replay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// sink.write(1).await?;
+    /// // Still down: the batch stays in the spool and the store's own error comes back.
+    /// assert!(matches!(sink.replay_once().await, Err(seawall_fallback_sink::Error::Inner(_))));
+    /// assert_eq!(sink.stats().records, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn replay_once(&self) -> Result<u64, Error<P::Error>> {
         self.check_replayer()?;
         self.replay(None).await
@@ -437,6 +515,25 @@ where
     }
 
     /// The spool's backlog (records, bytes, oldest record), for a health endpoint.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// sink.write(1).await?;
+    /// assert_eq!(sink.stats().records, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> Stats {
         self.inner.spool.stats()
     }
@@ -473,6 +570,27 @@ where
     /// # Cancel safety
     ///
     /// Cancel safe: if dropped, the replayer may still be stopping; call again to finish.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// sink.write(1).await?;
+    /// sink.shutdown().await?;
+    /// // The backlog stays on disk for the next owner.
+    /// assert_eq!(seawall_fallback_sink::Spool::open(dir.path()).await?.stats().records, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) -> Result<(), Error<P::Error>> {
         let inner = &*self.inner;
         inner.stop.send_replace(true);

@@ -1,122 +1,20 @@
 //! The spool: a directory of JSON Lines segments with a checkpoint.
 
-use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::batch::{self, Commit};
 use crate::builder::SpoolBuilder;
-use crate::checkpoint::{self, Checkpoint};
-use crate::envelope::{from_ms, to_ms};
-use crate::layout::{Position, QUARANTINE, segment_name};
-use crate::record::{self, LineError};
+use crate::envelope::from_ms;
+use crate::layout::QUARANTINE;
 use crate::state::{Options, Shared};
 use crate::writer::{self, Msg};
-use crate::{Envelope, Error, quarantine, recovery};
-
-/// A record read back from the spool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpooledRecord {
-    /// The idempotency key given when it was appended.
-    pub id: Uuid,
-    /// The spool's sequence number (strictly increasing in append order).
-    pub seq: u64,
-    /// The record's wall-clock creation time (millisecond precision).
-    pub timestamp: SystemTime,
-    /// Where the line starts.
-    pub position: Position,
-    /// The payload's JSON, exactly as appended (its CRC32C verified).
-    pub payload: Vec<u8>,
-}
-
-impl SpooledRecord {
-    /// Decodes the payload into the record type, as an [`Envelope`] with the original id and
-    /// timestamp.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Serde`] if the JSON does not fit `T`.
-    ///
-    /// # Panics
-    ///
-    /// Never.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<Envelope<T>, Error> {
-        Ok(Envelope {
-            id: self.id,
-            timestamp: self.timestamp,
-            payload: serde_json::from_slice(&self.payload).map_err(Error::Serde)?,
-        })
-    }
-}
-
-/// Records read from the checkpoint onward; hand it back to [`Spool::commit`] once the
-/// primary has acknowledged them.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// The records, in spool order.
-    pub records: Vec<SpooledRecord>,
-    start: Position,
-    end: Position,
-    bytes: u64,
-    skipped: u64,
-    next_ts_ms: Option<u64>,
-}
-
-impl Batch {
-    /// The checkpoint this batch was read from.
-    pub fn start(&self) -> Position {
-        self.start
-    }
-    /// The checkpoint committing this batch will write.
-    pub fn end(&self) -> Position {
-        self.end
-    }
-    /// True when nothing was read (the batch may still skip quarantined lines).
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-    /// True when committing it would not move the checkpoint.
-    pub fn is_noop(&self) -> bool {
-        self.start == self.end
-    }
-}
-
-/// A snapshot of the spool's backlog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Records appended and not yet committed.
-    pub records: u64,
-    /// Their bytes on disk.
-    pub bytes: u64,
-    /// Creation time of the oldest of them (an upper bound on its age when it was appended
-    /// after the last read).
-    pub oldest: Option<SystemTime>,
-    /// Segment files on disk.
-    pub segments: u64,
-    /// Lines moved to `quarantine.jsonl` since this spool was opened.
-    pub quarantined: u64,
-    /// The committed checkpoint.
-    pub checkpoint: Position,
-}
-
-impl Stats {
-    /// How long the oldest record has waited, by the wall clock (`None` when empty).
-    pub fn oldest_age(&self) -> Option<Duration> {
-        self.oldest.map(|t| {
-            SystemTime::now()
-                .duration_since(t)
-                .unwrap_or(Duration::ZERO)
-        })
-    }
-}
+use crate::{Batch, Envelope, Error, SpooledRecord, Stats, quarantine, recovery};
 
 /// A durable on-disk queue of JSON records, owned by one process.
 ///
@@ -129,12 +27,13 @@ impl Stats {
 /// DIR/spool.lock                       flock'ed by the owner (freed by the OS when it dies)
 /// DIR/segment-00000000000000000001.jsonl   one JSON object per line, see below
 /// DIR/checkpoint.json                  {"segment":1,"offset":4096,"last_seq":17,"crc":...}
-/// DIR/quarantine.jsonl                 corrupt lines found by recovery or reads
+/// DIR/quarantine.jsonl                 damaged byte ranges found by recovery or reads
 /// ```
 ///
 /// Each segment line is
-/// `{"id":"<uuidv7>","seq":17,"ts":<unix ms>,"crc":<crc32c of payload>,"payload":<the record>}`,
-/// so `jq .payload DIR/segment-*.jsonl` prints the records.
+/// `{"v":2,"id":"<uuidv7>","seq":17,"ts":<unix ms>,"payload":<the record>,"crc":<crc32c>}`,
+/// where the CRC32C covers every byte before `,"crc":`, so `jq .payload DIR/segment-*.jsonl`
+/// prints the records and a damaged line is never read back as another record.
 ///
 /// # Examples
 ///
@@ -226,11 +125,33 @@ impl Spool {
     /// # Cancel safety
     ///
     /// As [`SpoolBuilder::open`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path().join("spool")).await?; // created if missing
+    /// assert_eq!(spool.stats().records, 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn open(dir: impl AsRef<Path>) -> Result<Spool, Error> {
         Spool::builder(dir).open().await
     }
 
     /// The spool directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// assert_eq!(spool.dir(), dir.path());
+    /// # Ok(()) }
+    /// ```
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
@@ -295,6 +216,19 @@ impl Spool {
     /// Dropping the future before it completes may or may not store the record (it is then
     /// stored but unacknowledged). Retrying with the same envelope is safe: replay is
     /// idempotent by id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// let first = spool.append(&Envelope::new("login")).await?;
+    /// let second = spool.append(&Envelope::new("logout")).await?;
+    /// assert!(second > first); // sequence numbers follow append order
+    /// # Ok(()) }
+    /// ```
     pub async fn append<T: Serialize>(&self, record: &Envelope<T>) -> Result<u64, Error> {
         let payload = serde_json::to_vec(&record.payload).map_err(Error::Serde)?;
         self.append_raw(record.id, record.timestamp_ms(), payload)
@@ -350,6 +284,18 @@ impl Spool {
     /// # Cancel safety
     ///
     /// Cancel safe: the sync may still happen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Durability, Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::builder(dir.path()).durability(Durability::Never).open().await?;
+    /// spool.append(&Envelope::new(1)).await?;
+    /// spool.sync().await?; // now it survives a power loss too
+    /// # Ok(()) }
+    /// ```
     pub async fn sync(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         self.request(Msg::Sync { reply }, rx).await
@@ -372,6 +318,21 @@ impl Spool {
     /// # Cancel safety
     ///
     /// Cancel safe: the close still happens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// spool.append(&Envelope::new(1)).await?;
+    /// spool.close().await?;
+    /// assert!(spool.append(&Envelope::new(2)).await.is_err());
+    /// let reopened = Spool::open(dir.path()).await?; // the lock is free again
+    /// assert_eq!(reopened.stats().records, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) -> Result<(), Error> {
         let (reply, rx) = oneshot::channel();
         let r = self.request(Msg::Close { reply }, rx).await;
@@ -381,6 +342,20 @@ impl Spool {
 
     /// The backlog right now. Cheap (a mutex-protected snapshot, no I/O); also refreshes
     /// the backlog gauges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// spool.append(&Envelope::new("x")).await?;
+    /// let st = spool.stats();
+    /// assert_eq!(st.records, 1);
+    /// assert!(st.bytes > 0 && st.oldest.is_some());
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> Stats {
         let st = self.shared.state.lock();
         self.shared.publish(&st);
@@ -395,6 +370,19 @@ impl Spool {
     }
 
     /// True when nothing is waiting and no append is in flight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// assert!(spool.is_empty());
+    /// spool.append(&Envelope::new(1)).await?;
+    /// assert!(!spool.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.shared.inflight.load(Ordering::Acquire) == 0 && self.shared.state.lock().records == 0
     }
@@ -415,9 +403,26 @@ impl Spool {
     /// # Cancel safety
     ///
     /// Cancel safe: reading has no effect besides quarantining.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// for i in 0..5 {
+    ///     spool.append(&Envelope::new(i)).await?;
+    /// }
+    /// let batch = spool.read_batch(3).await?;
+    /// assert_eq!(batch.records.len(), 3);
+    /// // Without a commit, the same records come back.
+    /// assert_eq!(spool.read_batch(3).await?.records, batch.records);
+    /// # Ok(()) }
+    /// ```
     pub async fn read_batch(&self, max_records: usize) -> Result<Batch, Error> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || read_batch(&shared, max_records.max(1)))
+        tokio::task::spawn_blocking(move || batch::read(&shared, max_records.max(1)))
             .await
             .map_err(|e| Error::io("read", &self.shared.dir, std::io::Error::other(e)))?
     }
@@ -439,17 +444,26 @@ impl Spool {
     /// # Cancel safety
     ///
     /// The commit finishes on a blocking thread even if the future is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Envelope, Spool};
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::open(dir.path()).await?;
+    /// spool.append(&Envelope::new(1)).await?;
+    /// let batch = spool.read_batch(10).await?;
+    /// spool.commit(&batch).await?;
+    /// assert!(spool.read_batch(10).await?.is_empty());
+    /// // Committing the same batch twice is refused.
+    /// assert!(spool.commit(&batch).await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(&self, batch: &Batch) -> Result<(), Error> {
         let shared = self.shared.clone();
-        let c = Commit {
-            start: batch.start,
-            end: batch.end,
-            bytes: batch.bytes,
-            consumed: batch.records.len() as u64 + batch.skipped,
-            last: batch.records.last().map(|r| (r.seq, to_ms(r.timestamp))),
-            next_ts_ms: batch.next_ts_ms,
-        };
-        tokio::task::spawn_blocking(move || commit(&shared, &c))
+        let c = Commit::of(batch);
+        tokio::task::spawn_blocking(move || batch::commit(&shared, &c))
             .await
             .map_err(|e| Error::io("commit", &self.shared.dir, std::io::Error::other(e)))?
     }
@@ -488,165 +502,6 @@ impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn read_batch(shared: &Shared, max: usize) -> Result<Batch, Error> {
-    let (start, segs) = {
-        let st = shared.state.lock();
-        if st.closed {
-            return Err(st.closed_error());
-        }
-        let segs: Vec<(u64, u64)> = st
-            .segments
-            .range(st.committed.segment..)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        (st.committed, segs)
-    };
-    let mut batch = Batch {
-        records: Vec::new(),
-        start,
-        end: start,
-        bytes: 0,
-        skipped: 0,
-        next_ts_ms: None,
-    };
-    let mut pos = start;
-    let mut line = Vec::new();
-    'segments: for (i, &(id, readable)) in segs.iter().enumerate() {
-        if id > pos.segment {
-            pos = Position {
-                segment: id,
-                offset: 0,
-            };
-        }
-        if pos.offset < readable {
-            let path = shared.dir.join(segment_name(id));
-            let mut f = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            f.seek(SeekFrom::Start(pos.offset))
-                .map_err(|e| Error::io("seek", &path, e))?;
-            let mut r = BufReader::with_capacity(64 << 10, f.take(readable - pos.offset));
-            loop {
-                line.clear();
-                let n = r
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| Error::io("read", &path, e))?;
-                if n == 0 {
-                    break;
-                }
-                let complete = line.last() == Some(&b'\n');
-                let body = if complete { &line[..n - 1] } else { &line[..] };
-                let decoded = if complete {
-                    record::decode(body)
-                } else {
-                    Err(LineError::Malformed)
-                };
-                if batch.records.len() >= max {
-                    batch.next_ts_ms = decoded.ok().map(|l| l.ts_ms);
-                    break 'segments;
-                }
-                match decoded {
-                    Ok(l) => batch.records.push(SpooledRecord {
-                        id: l.id,
-                        seq: l.seq,
-                        timestamp: from_ms(l.ts_ms),
-                        position: pos,
-                        payload: l.payload.to_vec(),
-                    }),
-                    Err(e) => {
-                        quarantine::at_read(shared, id, pos.offset, e, &line)?;
-                        batch.skipped += 1;
-                    }
-                }
-                pos.offset += n as u64;
-                batch.bytes += n as u64;
-                batch.end = pos;
-            }
-        }
-        // Only move past a segment once a later one exists (it is sealed then).
-        if i + 1 < segs.len() {
-            batch.end = Position {
-                segment: segs[i + 1].0,
-                offset: 0,
-            };
-        }
-    }
-    Ok(batch)
-}
-
-/// What committing a batch needs (not its payloads).
-struct Commit {
-    start: Position,
-    end: Position,
-    bytes: u64,
-    consumed: u64,
-    last: Option<(u64, u64)>,
-    next_ts_ms: Option<u64>,
-}
-
-fn commit(shared: &Shared, batch: &Commit) -> Result<(), Error> {
-    let _g = shared.commit_lock.lock();
-    let last_seq = {
-        let st = shared.state.lock();
-        if st.closed {
-            return Err(st.closed_error());
-        }
-        if st.committed != batch.start {
-            return Err(Error::StaleBatch);
-        }
-        if batch.start == batch.end {
-            return Ok(());
-        }
-        batch.last.map_or(st.last_seq, |(seq, _)| seq)
-    };
-    checkpoint::write(
-        &shared.dir,
-        &Checkpoint {
-            segment: batch.end.segment,
-            offset: batch.end.offset,
-            last_seq,
-        },
-    )?;
-    let doomed: Vec<u64> = {
-        let mut st = shared.state.lock();
-        st.committed = batch.end;
-        st.last_seq = last_seq;
-        st.records = st.records.saturating_sub(batch.consumed);
-        st.bytes = st.bytes.saturating_sub(batch.bytes);
-        st.oldest_ms = if st.records == 0 {
-            None
-        } else {
-            batch
-                .next_ts_ms
-                .or(batch.last.map(|(_, ts)| ts))
-                .or(st.oldest_ms)
-        };
-        let active = st.active;
-        let doomed: Vec<u64> = st
-            .segments
-            .range(..batch.end.segment)
-            .map(|(k, _)| *k)
-            .filter(|k| *k != active)
-            .collect();
-        for k in &doomed {
-            st.segments.remove(k);
-        }
-        st.quarantine_marks.retain(|p| *p >= batch.end);
-        shared.publish(&st);
-        doomed
-    };
-    for id in doomed {
-        let path = shared.dir.join(segment_name(id));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // Harmless: the next open deletes segments the checkpoint has passed.
-            Err(e) => {
-                tracing::warn!(sink = %shared.opts.name, path = %path.display(), error = %e, "could not delete a replayed segment")
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
