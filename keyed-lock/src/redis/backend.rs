@@ -42,7 +42,7 @@ use crate::{ExtendError, FencingToken, LeaseExpired, LockEvents};
 ///     .ttl(Duration::from_secs(30))
 ///     .build_with_backend(backend)?;
 ///
-/// let guard = locks.lock(&"alice".to_owned()).await?;     // FIFO in this process
+/// let guard = locks.lock("alice").await?;                  // FIFO in this process
 /// let token = guard.token();                               // pass it to the store
 /// # let _ = token;
 /// drop(guard);                                             // released in the background
@@ -73,11 +73,35 @@ impl RedisBackend {
     /// use a TLS proxy or tunnel.
     ///
     /// An invalid URL is reported by [`build`](RedisBackendBuilder::build) (field `url`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0").build().unwrap();
+    /// assert_eq!(backend.addr(), "127.0.0.1:6379");
+    /// assert_eq!(RedisBackend::builder("http://nope").build().unwrap_err().field(), "url");
+    /// # }
+    /// ```
     pub fn builder(url: impl AsRef<str>) -> RedisBackendBuilder {
         RedisBackendBuilder::from_url(url.as_ref())
     }
 
     /// A builder for a backend on an already configured `redis::Client`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    /// let backend = RedisBackend::builder_with_client(client).build().unwrap();
+    /// assert_eq!(backend.addr(), "127.0.0.1:6379");
+    /// # }
+    /// ```
     pub fn builder_with_client(client: ::redis::Client) -> RedisBackendBuilder {
         RedisBackendBuilder::from_client(client)
     }
@@ -132,24 +156,68 @@ impl RedisBackend {
 
     /// The server, as `host:port` (as errors name it); for a cluster `cluster ` followed by
     /// the seed nodes, comma-separated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://10.0.0.7:6380/").build().unwrap();
+    /// assert_eq!(backend.addr(), "10.0.0.7:6380");
+    /// # }
+    /// ```
     #[must_use]
     pub fn addr(&self) -> &str {
         self.inner.addr()
     }
 
     /// The prefix of every Redis key this backend writes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").prefix("app:lock:").build().unwrap();
+    /// assert_eq!(backend.prefix(), "app:lock:");
+    /// # }
+    /// ```
     #[must_use]
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
     }
 
     /// The bound on every Redis call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::{DEFAULT_COMMAND_TIMEOUT, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(backend.command_timeout(), DEFAULT_COMMAND_TIMEOUT);
+    /// # }
+    /// ```
     #[must_use]
     pub fn command_timeout(&self) -> Duration {
         self.inner.client.command_timeout()
     }
 
     /// Whether guards renew their lease in the background.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").auto_renew(true).build().unwrap();
+    /// assert!(backend.auto_renew());
+    /// # }
+    /// ```
     #[must_use]
     pub fn auto_renew(&self) -> bool {
         self.inner.auto_renew
@@ -183,12 +251,24 @@ impl RedisBackend {
     /// `0` when no guard of this backend is alive and nobody waits: cancelled waiters leave
     /// nothing behind. Releases run in the background, so it drops to `0` shortly after the
     /// last guard is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(backend.local_len(), 0);
+    /// # }
+    /// ```
     #[must_use]
     pub fn local_len(&self) -> usize {
         self.inner.local.len()
     }
 
-    async fn acquire_inner(
+    /// Acquires a lease on the key that displays as `key`.
+    pub(crate) async fn acquire_by(
         &self,
         key: &(dyn Display + Sync),
         ttl: Duration,
@@ -254,7 +334,7 @@ where
         wait: Wait,
         events: &LockEvents,
     ) -> impl Future<Output = Result<Grant<RedisLease>, Refused<RedisBackendError>>> + Send {
-        self.acquire_inner(key, ttl, wait, events)
+        self.acquire_by(key, ttl, wait, events)
     }
 
     fn check_ttl(&self, ttl: Duration) -> Result<(), crate::ConfigError> {

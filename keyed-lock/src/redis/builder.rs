@@ -98,6 +98,19 @@ impl RedisBackendBuilder {
     /// The prefix of every Redis key the backend writes: a key `k` becomes `<prefix>{k}` (the
     /// lease) and `<prefix>{k}:fence` (the fencing counter). Must end with `:` and must not
     /// contain `{` or `}` (the hash tag is the key's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").prefix("app:lock:").build().unwrap();
+    /// assert_eq!(backend.lease_key(&"alice"), "app:lock:{alice}");
+    /// let err = RedisBackend::builder("redis://127.0.0.1/").prefix("app").build().unwrap_err();
+    /// assert_eq!(err.field(), "prefix"); // must end with `:`
+    /// # }
+    /// ```
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -108,6 +121,21 @@ impl RedisBackendBuilder {
     /// redirections and retries it needs); after it the call fails
     /// with [`RedisBackendError::Timeout`](crate::RedisBackendError::Timeout) (or
     /// `Unreachable` if the connection failed first). Must be greater than zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/")
+    ///     .command_timeout(Duration::from_millis(250))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(backend.command_timeout(), Duration::from_millis(250));
+    /// # }
+    /// ```
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
@@ -118,6 +146,17 @@ impl RedisBackendBuilder {
     /// by its TTL every TTL/3. If a renewal finds the lease gone (another holder, or Redis
     /// lost its data), [`Guard::lost`](crate::Guard::lost) resolves at once; if Redis cannot
     /// be reached it keeps trying until the local deadline, then `lost()` resolves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let backend = RedisBackend::builder("redis://127.0.0.1/").auto_renew(true).build().unwrap();
+    /// assert!(backend.auto_renew());
+    /// # }
+    /// ```
     #[must_use]
     pub fn auto_renew(mut self, on: bool) -> Self {
         self.auto_renew = on;
@@ -127,6 +166,20 @@ impl RedisBackendBuilder {
     /// The bounds of the jittered exponential backoff between attempts on a key another
     /// process holds: the first wait is up to `min`, each next one up to twice as long, capped
     /// at `max`, and never past the holder's remaining TTL. Requires `0 < min <= max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::RedisBackend;
+    /// let ms = Duration::from_millis;
+    /// assert!(RedisBackend::builder("redis://127.0.0.1/").backoff(ms(5), ms(50)).build().is_ok());
+    /// let err = RedisBackend::builder("redis://127.0.0.1/").backoff(ms(50), ms(5)).build().unwrap_err();
+    /// assert_eq!(err.field(), "backoff");
+    /// # }
+    /// ```
     #[must_use]
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff = (min, max);
@@ -143,6 +196,18 @@ impl RedisBackendBuilder {
     ///
     /// [`ConfigError`] naming the first invalid setting: `url`, `nodes` (a cluster's), `prefix`,
     /// `command_timeout`, `backoff`, or `runtime` when called outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::RedisBackend;
+    /// // Nothing is connected here: the first lock call connects.
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// assert_eq!(backend.local_len(), 0);
+    /// # }
+    /// ```
     pub fn build(self) -> Result<RedisBackend, ConfigError> {
         let target = self.target?;
         check_prefix(&self.prefix).map_err(|reason| ConfigError::new("prefix", reason))?;

@@ -72,6 +72,23 @@ impl From<ClientError> for RedisBackendError {
 impl RedisBackendError {
     /// The server this error is about, as `host:port`; for a cluster `cluster ` and its seed
     /// nodes, comma-separated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.lock("alice").await.unwrap_err();
+    /// assert_eq!(err.addr(), "127.0.0.1:1");
+    /// # }
+    /// ```
     #[must_use]
     pub fn addr(&self) -> &str {
         match self {

@@ -32,6 +32,21 @@ impl fmt::Debug for RedisLease {
 impl RedisLease {
     /// The Redis key of the lease (`<prefix>{<key>}`, see
     /// [`RedisBackend::lease_key`](crate::RedisBackend::lease_key)).
+    ///
+    /// # Examples
+    ///
+    /// Needs a Redis server (`no_run`):
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let guard = locks.lock("alice").await.unwrap();
+    /// assert_eq!(guard.lease().redis_key(), "seawall:lock:{alice}");
+    /// # }
+    /// ```
     #[must_use]
     pub fn redis_key(&self) -> &str {
         &self.0.lease_key
@@ -39,6 +54,22 @@ impl RedisLease {
 
     /// The value stored at the lease key while this lease is live
     /// (`<token>:<granted at, server µs>:<owner>`).
+    ///
+    /// # Examples
+    ///
+    /// Needs a Redis server (`no_run`):
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let guard = locks.lock("alice").await.unwrap();
+    /// // `<token>:<granted at, server µs>:<owner>`
+    /// assert!(guard.lease().value().starts_with(&format!("{}:", guard.token().get())));
+    /// # }
+    /// ```
     #[must_use]
     pub fn value(&self) -> &str {
         &self.0.value

@@ -1,5 +1,6 @@
 //! `KeyedLock<K, RedisBackend>` and its guard: the in-memory API with fallible signatures.
 
+use std::borrow::Borrow;
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use crate::{
 
 /// The lock API on Redis. Keys are any `K: Display`: the key's `Display` output names the
 /// Redis keys (`<prefix>{<key>}`, braces and backslashes escaped: see
-/// [`RedisBackend::lease_key`]), so two keys must not display the same.
+/// [`RedisBackend::lease_key`]), so two keys must not display the same. Every method takes
+/// the key as any `&Q` where `K: Borrow<Q>` and `Q: Display` displays as the `K` would (as
+/// `str` does for `String`): a `KeyedLock<String, RedisBackend>` is locked with a `&str`.
 ///
 /// Every method can fail with [`RedisBackendError`] when Redis is unreachable, does not answer
 /// within the backend's command timeout, or answers with an error: it never hangs and never
@@ -64,7 +67,11 @@ where
     /// assert!(err.to_string().starts_with("redis at 127.0.0.1:1"), "{err}");
     /// # }
     /// ```
-    pub async fn lock(&self, key: &K) -> Result<Guard<K, RedisBackend>, RedisBackendError> {
+    pub async fn lock<Q>(&self, key: &Q) -> Result<Guard<K, RedisBackend>, RedisBackendError>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
         self.lock_with_ttl(key, self.ttl()).await
     }
 
@@ -84,13 +91,38 @@ where
     /// # Panics
     ///
     /// Never.
-    pub async fn lock_with_ttl(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, RedisBackendError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.lock_with_ttl("alice", Duration::from_millis(2)).await.unwrap_err();
+    /// assert!(matches!(err, RedisBackendError::InvalidTtl { .. })); // shorter than MIN_TTL
+    /// let err = locks.lock_with_ttl("alice", Duration::from_secs(5)).await.unwrap_err();
+    /// assert!(matches!(err, RedisBackendError::Unreachable { .. }));
+    /// # }
+    /// ```
+    pub async fn lock_with_ttl<Q>(
         &self,
-        key: &K,
+        key: &Q,
         ttl: Duration,
-    ) -> Result<Guard<K, RedisBackend>, RedisBackendError> {
+    ) -> Result<Guard<K, RedisBackend>, RedisBackendError>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
         loop {
-            match self.acquire(key, ttl, Wait::Forever).await {
+            match self.acquire_by(key, ttl, Wait::Forever).await {
                 Ok(guard) => return Ok(guard),
                 Err(Refused::Backend(e)) => return Err(e),
                 // The backend never refuses `Wait::Forever` otherwise; ask again if it did.
@@ -120,10 +152,35 @@ where
     /// # Panics
     ///
     /// Never.
-    pub async fn try_lock(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, TryLockError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// match locks.try_lock("alice").await {
+    ///     Err(TryLockError::Backend(e)) => assert_eq!(e.addr(), "127.0.0.1:1"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn try_lock<Q>(
         &self,
-        key: &K,
-    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>> {
+        key: &Q,
+    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
         self.try_lock_with_ttl(key, self.ttl()).await
     }
 
@@ -140,12 +197,35 @@ where
     /// # Panics
     ///
     /// Never.
-    pub async fn try_lock_with_ttl(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, TryLockError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.try_lock_with_ttl("alice", Duration::from_secs(5)).await.unwrap_err();
+    /// assert!(matches!(err, TryLockError::Backend(_)));
+    /// # }
+    /// ```
+    pub async fn try_lock_with_ttl<Q>(
         &self,
-        key: &K,
+        key: &Q,
         ttl: Duration,
-    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>> {
-        match self.acquire(key, ttl, Wait::No).await {
+    ) -> Result<Guard<K, RedisBackend>, TryLockError<RedisBackendError>>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
+        match self.acquire_by(key, ttl, Wait::No).await {
             Ok(guard) => Ok(guard),
             Err(Refused::Busy(busy)) => Err(TryLockError::Busy(busy)),
             Err(Refused::Backend(e)) => Err(TryLockError::Backend(e)),
@@ -176,11 +256,34 @@ where
     /// # Panics
     ///
     /// Never.
-    pub async fn lock_timeout(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, LockTimeoutError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.lock_timeout("alice", Duration::from_secs(1)).await.unwrap_err();
+    /// assert!(matches!(err, LockTimeoutError::Backend(_)), "{err:?}");
+    /// # }
+    /// ```
+    pub async fn lock_timeout<Q>(
         &self,
-        key: &K,
+        key: &Q,
         timeout: Duration,
-    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>> {
+    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
         self.lock_timeout_with_ttl(key, timeout, self.ttl()).await
     }
 
@@ -197,18 +300,44 @@ where
     /// # Panics
     ///
     /// Never.
-    pub async fn lock_timeout_with_ttl(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, LockTimeoutError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks
+    ///     .lock_timeout_with_ttl("alice", Duration::from_secs(1), Duration::from_secs(5))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, LockTimeoutError::Backend(_)), "{err:?}");
+    /// # }
+    /// ```
+    pub async fn lock_timeout_with_ttl<Q>(
         &self,
-        key: &K,
+        key: &Q,
         timeout: Duration,
         ttl: Duration,
-    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>> {
+    ) -> Result<Guard<K, RedisBackend>, LockTimeoutError<RedisBackendError>>
+    where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
+    {
         let wait = if timeout.is_zero() {
             Wait::No
         } else {
             Wait::For(timeout)
         };
-        match self.acquire(key, ttl, wait).await {
+        match self.acquire_by(key, ttl, wait).await {
             Ok(guard) => Ok(guard),
             Err(Refused::Busy(_) | Refused::TimedOut) => {
                 Err(LockTimeoutError::Timeout(Timeout { after: timeout }))
@@ -233,16 +362,56 @@ where
     /// # Panics
     ///
     /// Never (unless `work` panics).
-    pub async fn with_lock<T, F>(
+    /// # Examples
+    ///
+    /// Redis unreachable here (a closed port): the error names the server.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend, WithLockError};
+    ///
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:1/")
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let err = locks.with_lock("alice", async |_guard| "work").await.unwrap_err();
+    /// assert!(matches!(err, WithLockError::Backend(_))); // the work did not run
+    /// # }
+    /// ```
+    pub async fn with_lock<Q, T, F>(
         &self,
-        key: &K,
+        key: &Q,
         work: F,
     ) -> Result<T, WithLockError<RedisBackendError>>
     where
+        K: Borrow<Q>,
+        Q: Display + Sync + ?Sized,
         F: AsyncFnOnce(&mut Guard<K, RedisBackend>) -> T,
     {
         let mut guard = self.lock(key).await.map_err(WithLockError::Backend)?;
         guard.run(work).await.map_err(WithLockError::Lost)
+    }
+
+    /// [`KeyedLock::acquire`] by a borrowed key: a Redis key is the key's `Display` output, so
+    /// no owned `K` is needed.
+    async fn acquire_by<Q>(
+        &self,
+        key: &Q,
+        ttl: Duration,
+        wait: Wait,
+    ) -> Result<Guard<K, RedisBackend>, Refused<RedisBackendError>>
+    where
+        Q: Display + Sync + ?Sized,
+    {
+        let shared = self.shared();
+        let grant = shared
+            .backend
+            .acquire_by(&key, ttl, wait, &shared.events)
+            .await?;
+        Ok(self.guard(grant))
     }
 }
 
@@ -270,6 +439,23 @@ where
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// Needs a Redis server (`no_run`):
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let mut guard = locks.lock("alice").await.unwrap();
+    /// let deadline = guard.extend(Duration::from_secs(60)).await.unwrap();
+    /// assert_eq!(guard.deadline(), deadline);
+    /// # }
+    /// ```
     pub async fn extend(
         &mut self,
         ttl: Duration,
@@ -278,6 +464,21 @@ where
     }
 
     /// The Redis backend this guard's lease lives in.
+    ///
+    /// # Examples
+    ///
+    /// Needs a Redis server (`no_run`):
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use seawall_keyed_lock::{KeyedLock, RedisBackend};
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// let locks = KeyedLock::<String>::builder().build_with_backend(backend).unwrap();
+    /// let guard = locks.lock("alice").await.unwrap();
+    /// assert_eq!(guard.redis().addr(), "127.0.0.1:6379");
+    /// # }
+    /// ```
     pub fn redis(&self) -> &RedisBackend {
         self.backend()
     }
