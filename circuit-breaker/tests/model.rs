@@ -1,5 +1,6 @@
 //! A proptest state-machine test: random operations on a breaker, checked step by step against
-//! a simple reference model of its states, counts, probe slots and open durations.
+//! a simple reference model of its states, counts, probe slots (with their maximum probe
+//! duration) and open durations.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ const PROBES: u32 = 2;
 const SUCCESSES_TO_CLOSE: u32 = 2;
 const SLOW_MS: u64 = 500;
 const OPEN_MS: [u64; 3] = [1_000, 2_000, 4_000];
+const MAX_PROBE_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Verdict {
@@ -71,7 +73,12 @@ struct HeldModel {
     kind: Kind,
     generation: u64,
     start: u64,
+    /// A probe's id in `Model::probes`.
+    id: u64,
 }
+
+/// A live probe: id, generation, deadline.
+type ProbeModel = (u64, u64, u64);
 
 /// The reference: a direct transcription of the documented behaviour, in milliseconds.
 #[derive(Debug)]
@@ -83,7 +90,9 @@ struct Model {
     open_until: u64,
     open_for: u64,
     trips: usize,
-    in_flight: u32,
+    /// Live probes, of this half-open period or an earlier one.
+    probes: Vec<ProbeModel>,
+    next_id: u64,
     successes: u32,
     transitions: Vec<(State, State)>,
 }
@@ -98,13 +107,19 @@ impl Model {
             open_until: 0,
             open_for: OPEN_MS[0],
             trips: 0,
-            in_flight: 0,
+            probes: vec![],
+            next_id: 0,
             successes: 0,
             transitions: vec![],
         }
     }
 
     fn go(&mut self, to: State) {
+        self.go_at(to, self.now);
+    }
+
+    /// Transitions as of `at` (an open period starts then).
+    fn go_at(&mut self, to: State, at: u64) {
         self.transitions.push((self.state, to));
         self.generation += 1;
         self.fails = 0;
@@ -113,7 +128,7 @@ impl Model {
             State::Open => {
                 self.open_for = OPEN_MS[self.trips.min(OPEN_MS.len() - 1)];
                 self.trips += 1;
-                self.open_until = self.now + self.open_for;
+                self.open_until = at + self.open_for;
             }
             State::Closed => self.trips = 0,
             _ => {}
@@ -121,7 +136,22 @@ impl Model {
         self.state = to;
     }
 
+    /// The time-driven changes: probes past their deadline are freed, and one of the current
+    /// half-open period reopens the breaker as of its deadline; then an elapsed open period
+    /// turns half-open.
     fn tick(&mut self) {
+        let now = self.now;
+        let current = (self.state == State::HalfOpen).then_some(self.generation);
+        let hung = self
+            .probes
+            .iter()
+            .filter(|p| p.2 <= now && Some(p.1) == current)
+            .map(|p| p.2)
+            .min();
+        self.probes.retain(|p| p.2 > now);
+        if let Some(deadline) = hung {
+            self.go_at(State::Open, deadline);
+        }
         if self.state == State::Open && self.now >= self.open_until {
             self.go(State::HalfOpen);
         }
@@ -139,6 +169,7 @@ impl Model {
             kind,
             generation: m.generation,
             start: m.now,
+            id: m.next_id,
         };
         match self.state {
             State::Closed => Ok(held(Kind::Closed, self)),
@@ -146,9 +177,12 @@ impl Model {
             State::Open => Err((State::Open, self.open_until - self.now)),
             State::ForcedOpen => Err((State::ForcedOpen, OPEN_MS[0])),
             State::HalfOpen => {
-                if self.in_flight < PROBES {
-                    self.in_flight += 1;
-                    Ok(held(Kind::Probe, self))
+                if self.probes.len() < PROBES as usize {
+                    let h = held(Kind::Probe, self);
+                    self.probes
+                        .push((h.id, h.generation, self.now + MAX_PROBE_MS));
+                    self.next_id += 1;
+                    Ok(h)
                 } else {
                     Err((State::HalfOpen, self.open_for))
                 }
@@ -163,8 +197,13 @@ impl Model {
             v => v,
         };
         if held.kind == Kind::Probe {
+            // A verdict after the deadline is too late: the probe counted as hung.
+            self.tick();
+            let Some(i) = self.probes.iter().position(|p| p.0 == held.id) else {
+                return;
+            };
             // A probe's slot is freed whatever happened since it was granted.
-            self.in_flight -= 1;
+            self.probes.remove(i);
         }
         if held.generation != self.generation {
             return;
@@ -232,6 +271,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .probes(PROBES)
         .successes_to_close(SUCCESSES_TO_CLOSE)
         .slow_calls_as_failures(Duration::from_millis(SLOW_MS))
+        .max_probe_duration(Duration::from_millis(MAX_PROBE_MS))
         .build()
         .unwrap();
     let mut events = breaker.subscribe();
