@@ -144,6 +144,17 @@ impl<K> RedisCooldownBuilder<K> {
     /// Redis keys every replica must agree on. Replicas that share a name
     /// (and a [`prefix`](Self::prefix)) share the cooldown. Must not be empty
     /// nor contain `{` or `}`: it is the keys' Redis Cluster hash tag.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::RedisCooldown;
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// assert_eq!(b().name("alerts").build().unwrap().name(), "alerts");
+    /// assert_eq!(b().name("a{b}").build().unwrap_err().field(), "name");
+    /// # }
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -153,6 +164,17 @@ impl<K> RedisCooldownBuilder<K> {
     /// (window), `<prefix>{<name>}:s:<key>` (state) and
     /// `<prefix>{<name>}:idx` (digest index). Must end with `:` and must not
     /// contain `{` or `}` (the name is the keys' hash tag).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::RedisCooldown;
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// assert_eq!(b().prefix("app:cooldown:").build().unwrap().prefix(), "app:cooldown:");
+    /// assert_eq!(b().prefix("app").build().unwrap_err().field(), "prefix"); // must end with `:`
+    /// # }
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -163,6 +185,20 @@ impl<K> RedisCooldownBuilder<K> {
     /// [`MAX_WINDOW`](crate::MAX_WINDOW); see [`MAX_REDIS_DURATION`] for why);
     /// kept in Redis with millisecond expiries (rounded up) and decided to
     /// the microsecond.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::{MAX_REDIS_DURATION, RedisCooldown};
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// let c = b().window(Duration::from_secs(60)).build().unwrap();
+    /// assert_eq!(c.window(), Duration::from_secs(60));
+    /// let too_long = MAX_REDIS_DURATION + Duration::from_secs(1);
+    /// assert_eq!(b().window(too_long).build().unwrap_err().field(), "window");
+    /// # }
+    /// ```
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -174,6 +210,19 @@ impl<K> RedisCooldownBuilder<K> {
     /// [`RedisCooldownError::Timeout`](crate::RedisCooldownError::Timeout)
     /// and the [`unreachable`](Self::unreachable) policy decides. Must be
     /// greater than zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// let c = b().command_timeout(Duration::from_millis(250)).build().unwrap();
+    /// assert_eq!(c.command_timeout(), Duration::from_millis(250));
+    /// assert_eq!(b().command_timeout(Duration::ZERO).build().unwrap_err().field(), "command_timeout");
+    /// # }
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
@@ -184,6 +233,19 @@ impl<K> RedisCooldownBuilder<K> {
     /// reach Redis). After that the key may fire again. Choose it longer
     /// than a send can take. Must be greater than zero and at most
     /// [`MAX_REDIS_DURATION`] (10 years: it becomes a `PX` in Redis).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// assert!(b().reservation_timeout(Duration::from_secs(30)).build().is_ok());
+    /// let err = b().reservation_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.field(), "reservation_timeout");
+    /// # }
+    /// ```
     pub fn reservation_timeout(mut self, timeout: Duration) -> Self {
         self.reservation_timeout = timeout;
         self
@@ -198,18 +260,56 @@ impl<K> RedisCooldownBuilder<K> {
     /// Must be at least [`MIN_RETENTION`] (1 s), so a digest outlives its
     /// window long enough to be drained, and at most [`MAX_REDIS_DURATION`]
     /// (10 years).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// assert!(b().retention(Duration::from_secs(3600)).build().is_ok());
+    /// assert_eq!(b().retention(Duration::ZERO).build().unwrap_err().field(), "retention");
+    /// # }
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);
         self
     }
 
     /// What to decide when Redis does not answer; see [`UnreachablePolicy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::{RedisCooldown, UnreachablePolicy};
+    /// let b = || RedisCooldown::<String>::builder("redis://127.0.0.1:6379/");
+    /// let c = b().unreachable(UnreachablePolicy::Suppress).build().unwrap();
+    /// assert_eq!(c.unreachable_policy(), UnreachablePolicy::Suppress);
+    /// # }
+    /// ```
     pub fn unreachable(mut self, policy: UnreachablePolicy) -> Self {
         self.policy = policy;
         self
     }
 
     /// Reports decisions and degraded decisions through `metrics`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use prometheus_client::registry::Registry;
+    /// use seawall_cooldown::{Metrics, RedisCooldown};
+    /// let mut registry = Registry::default();
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:6379/")
+    ///     .metrics(Metrics::register(&mut registry))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = c;
+    /// # }
+    /// ```
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -231,6 +331,17 @@ impl<K> RedisCooldownBuilder<K> {
     /// # Panics
     ///
     /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::RedisCooldown;
+    /// // No server needed: the first call connects.
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:6379/").build().unwrap();
+    /// assert_eq!(c.addr(), "127.0.0.1:6379");
+    /// # }
+    /// ```
     pub fn build(self) -> Result<RedisCooldown<K>, ConfigError> {
         let target = self.target?;
         if self.name.is_empty() {

@@ -188,33 +188,94 @@ impl<K> RedisCooldown<K> {
     }
 
     /// The instance name (the `cooldown` metric label and Redis hash tag).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::{DEFAULT_NAME, RedisCooldown};
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(c.name(), DEFAULT_NAME);
+    /// # }
+    /// ```
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
     /// The window a key stays quiet after it fires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(c.window(), Duration::from_secs(1800));
+    /// # }
+    /// ```
     pub fn window(&self) -> Duration {
         self.inner.window
     }
 
     /// The Redis server, `host:port` (or a socket path); for a cluster
     /// `cluster ` followed by the seed nodes, comma-separated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::RedisCooldown;
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://10.0.0.7:6380/").build().unwrap();
+    /// assert_eq!(c.addr(), "10.0.0.7:6380");
+    /// # }
+    /// ```
     pub fn addr(&self) -> &str {
         self.inner.addr()
     }
 
     /// The bound on every Redis call
     /// ([`command_timeout`](RedisCooldownBuilder::command_timeout)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::{DEFAULT_COMMAND_TIMEOUT, RedisCooldown};
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(c.command_timeout(), DEFAULT_COMMAND_TIMEOUT);
+    /// # }
+    /// ```
     pub fn command_timeout(&self) -> Duration {
         self.inner.client.command_timeout()
     }
 
     /// The prefix of every Redis key ([`prefix`](RedisCooldownBuilder::prefix)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::{DEFAULT_PREFIX, RedisCooldown};
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(c.prefix(), DEFAULT_PREFIX);
+    /// # }
+    /// ```
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
     }
 
     /// What the cooldown decides when Redis does not answer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use seawall_cooldown::{RedisCooldown, UnreachablePolicy};
+    /// let c: RedisCooldown<u64> = RedisCooldown::builder("redis://127.0.0.1/").build().unwrap();
+    /// assert_eq!(c.unreachable_policy(), UnreachablePolicy::Fire);
+    /// # }
+    /// ```
     pub fn unreachable_policy(&self) -> UnreachablePolicy {
         self.inner.policy
     }

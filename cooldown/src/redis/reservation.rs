@@ -71,11 +71,41 @@ impl<K> RedisReservation<K> {
     /// What this send should report: the suppressed events since the key
     /// last fired, and when that was. `degraded` if Redis did not answer and
     /// the unreachable policy handed this reservation out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:1/") // unreachable
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let r = c.reserve("db-down").await.unwrap(); // the default policy fires
+    /// assert!(r.fire().degraded);
+    /// # }
+    /// ```
     pub fn fire(&self) -> &Fire {
         &self.fire
     }
 
     /// The key this reservation is for.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use seawall_cooldown::RedisCooldown;
+    /// let c: RedisCooldown<String> = RedisCooldown::builder("redis://127.0.0.1:1/") // unreachable
+    ///     .command_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// let r = c.reserve("db-down").await.unwrap();
+    /// assert_eq!(r.key(), "db-down");
+    /// # }
+    /// ```
     pub fn key(&self) -> &K {
         &self.key
     }
