@@ -11,6 +11,58 @@ use crate::sink::Settings;
 use crate::state::{Options, validate_name};
 use crate::{ConfigError, Durability, Error, FallbackSink, Metrics, Primary, Spool};
 
+impl Spool {
+    /// Starts building a spool in `dir` (created if missing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use seawall_fallback_sink::{Durability, Spool};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let spool = Spool::builder(dir.path().join("audit"))
+    ///     .name("audit")
+    ///     .durability(Durability::Always)
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(spool.name(), "audit");
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>) -> SpoolBuilder {
+        SpoolBuilder::new(dir)
+    }
+}
+
+impl<T, P> FallbackSink<T, P>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    P: Primary<T>,
+{
+    /// Starts building a sink whose spool lives in `dir`; see [`FallbackSinkBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
+    /// # struct Down;
+    /// # impl Primary<u32> for Down {
+    /// #     type Error = std::io::Error;
+    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
+    /// #         Err(std::io::Error::other("down"))
+    /// #     }
+    /// # }
+    /// # let dir = tempfile::tempdir()?;
+    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
+    /// assert_eq!(sink.name(), "default");
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(dir: impl AsRef<Path>) -> FallbackSinkBuilder<T, P> {
+        FallbackSinkBuilder::new(dir)
+    }
+}
+
 /// Builds a [`Spool`]. Nothing touches the disk until [`open`](Self::open), and `open`
 /// validates every setting before it creates or reads anything.
 ///

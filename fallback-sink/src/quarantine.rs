@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::envelope::to_ms;
 use crate::layout::{Position, QUARANTINE, segment_name};
-use crate::record::{self, LineError};
+use crate::record::LineError;
 use crate::state::Shared;
 
 /// One quarantined byte range, as written to `quarantine.jsonl`.
@@ -91,32 +91,26 @@ pub(crate) fn at_read(
     Ok(())
 }
 
-/// Quarantines a verified record whose payload the sink cannot decode.
+/// Quarantines a verified record (its encoded `line`, at `position`) whose payload the sink
+/// cannot decode.
 pub(crate) fn record(
     shared: &Shared,
-    record: &crate::SpooledRecord,
+    position: Position,
+    line: &[u8],
     reason: &str,
 ) -> Result<(), Error> {
-    if !shared.state.lock().quarantine_marks.insert(record.position) {
+    if !shared.state.lock().quarantine_marks.insert(position) {
         return Ok(());
     }
-    let mut line = Vec::new();
-    record::encode(
-        &mut line,
-        record.id,
-        record.seq,
-        to_ms(record.timestamp),
-        &record.payload,
-    );
     append(
         &shared.dir,
-        record.position.segment,
-        &[(record.position.offset, reason, &line)],
+        position.segment,
+        &[(position.offset, reason, line)],
     )?;
     shared.state.lock().quarantined += 1;
     if let Some(m) = &shared.metrics {
         m.quarantined.inc();
     }
-    tracing::warn!(sink = %shared.opts.name, segment = record.position.segment, offset = record.position.offset, reason, "undecodable spool record quarantined");
+    tracing::warn!(sink = %shared.opts.name, segment = position.segment, offset = position.offset, reason, "undecodable spool record quarantined");
     Ok(())
 }

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Handles;
 use crate::writer::panic_message;
-use crate::{Envelope, Error, FallbackSinkBuilder, Primary, Spool, Stats};
+use crate::{Envelope, Error, Primary, Spool, Stats};
 
 /// Where a record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,29 +155,6 @@ where
     T: Serialize + DeserializeOwned + Send + std::marker::Sync + 'static,
     P: Primary<T>,
 {
-    /// Starts building a sink whose spool lives in `dir`; see [`FallbackSinkBuilder`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use seawall_fallback_sink::{Delivered, Envelope, FallbackSink, Primary};
-    /// # struct Down;
-    /// # impl Primary<u32> for Down {
-    /// #     type Error = std::io::Error;
-    /// #     async fn write_batch(&self, _: &[Envelope<u32>]) -> Result<(), Self::Error> {
-    /// #         Err(std::io::Error::other("down"))
-    /// #     }
-    /// # }
-    /// # let dir = tempfile::tempdir()?;
-    /// let sink = FallbackSink::builder(dir.path()).background_replay(false).open(Down).await?;
-    /// assert_eq!(sink.name(), "default");
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(dir: impl AsRef<Path>) -> FallbackSinkBuilder<T, P> {
-        FallbackSinkBuilder::new(dir)
-    }
-
     /// Wires an opened spool to the primary and starts the replayer.
     pub(crate) fn start(
         spool: Spool,

@@ -9,9 +9,9 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::batch::{self, Commit};
-use crate::builder::SpoolBuilder;
-use crate::envelope::from_ms;
+use crate::envelope::{from_ms, to_ms};
 use crate::layout::QUARANTINE;
+use crate::record;
 use crate::state::{Options, Shared};
 use crate::writer::{self, Msg};
 use crate::{Batch, Envelope, Error, SpooledRecord, Stats, quarantine, recovery};
@@ -61,27 +61,6 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Starts building a spool in `dir` (created if missing).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use seawall_fallback_sink::{Durability, Spool};
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// let spool = Spool::builder(dir.path().join("audit"))
-    ///     .name("audit")
-    ///     .durability(Durability::Always)
-    ///     .open()
-    ///     .await?;
-    /// assert_eq!(spool.name(), "audit");
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(dir: impl AsRef<Path>) -> SpoolBuilder {
-        SpoolBuilder::new(dir)
-    }
-
     /// Validates `opts`, recovers `dir` and starts the writer task.
     pub(crate) async fn start(dir: PathBuf, opts: Options) -> Result<Spool, Error> {
         opts.validate()?;
@@ -112,11 +91,11 @@ impl Spool {
         Ok(Spool { shared, tx })
     }
 
-    /// Opens `dir` with the default settings; see [`SpoolBuilder::open`].
+    /// Opens `dir` with the default settings; see [`SpoolBuilder::open`](crate::SpoolBuilder::open).
     ///
     /// # Errors
     ///
-    /// As [`SpoolBuilder::open`].
+    /// As [`SpoolBuilder::open`](crate::SpoolBuilder::open).
     ///
     /// # Panics
     ///
@@ -124,7 +103,7 @@ impl Spool {
     ///
     /// # Cancel safety
     ///
-    /// As [`SpoolBuilder::open`].
+    /// As [`SpoolBuilder::open`](crate::SpoolBuilder::open).
     ///
     /// # Examples
     ///
@@ -137,7 +116,7 @@ impl Spool {
     /// # Ok(()) }
     /// ```
     pub async fn open(dir: impl AsRef<Path>) -> Result<Spool, Error> {
-        Spool::builder(dir).open().await
+        Spool::start(dir.as_ref().to_path_buf(), Options::default()).await
     }
 
     /// The spool directory.
@@ -187,9 +166,17 @@ impl Spool {
         reason: &str,
     ) -> Result<(), Error> {
         let shared = self.shared.clone();
-        let record = record.clone();
+        let position = record.position;
+        let mut line = Vec::new();
+        record::encode(
+            &mut line,
+            record.id,
+            record.seq,
+            to_ms(record.timestamp),
+            &record.payload,
+        );
         let reason = format!("payload does not decode: {reason}");
-        tokio::task::spawn_blocking(move || quarantine::record(&shared, &record, &reason))
+        tokio::task::spawn_blocking(move || quarantine::record(&shared, position, &line, &reason))
             .await
             .map_err(|e| Error::io("quarantine", &self.shared.dir, std::io::Error::other(e)))?
     }
