@@ -40,17 +40,7 @@ fn urls() -> Vec<String> {
 type Cluster = RedisFixture<ClusterConnection>;
 
 fn replica(urls: &[String], prefix: &str, auto_renew: bool) -> KeyedLock<String, RedisBackend> {
-    let backend = RedisBackend::cluster(urls)
-        .prefix(prefix)
-        .command_timeout(Duration::from_secs(1))
-        .auto_renew(auto_renew)
-        .build()
-        .unwrap();
-    KeyedLock::builder()
-        .name("conformance")
-        .ttl(TTL)
-        .build_with_backend(backend)
-        .unwrap()
+    conformance::redis::replica(RedisBackend::cluster(urls).auto_renew(auto_renew), prefix)
 }
 
 async fn cluster_conn(urls: &[String]) -> ClusterConnection {
@@ -71,53 +61,7 @@ async fn cluster() -> Cluster {
     }
 }
 
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn fifo() {
-    conformance::fifo(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn try_busy() {
-    conformance::try_busy(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn timeout() {
-    conformance::timeout(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn ttl_takeover() {
-    conformance::ttl_takeover(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn extend() {
-    conformance::extend(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn lost() {
-    conformance::lost(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn run_and_cancel() {
-    conformance::run_and_cancel(&cluster().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn cancelled_waiters() {
-    conformance::cancelled_waiters(&cluster().await).await;
-}
+redis_conformance!(cluster);
 
 // Cluster-only checks.
 

@@ -30,16 +30,7 @@ fn url() -> String {
 type Redis = RedisFixture<redis::aio::MultiplexedConnection>;
 
 fn replica(url: &str, prefix: &str) -> KeyedLock<String, RedisBackend> {
-    let backend = RedisBackend::builder(url)
-        .prefix(prefix)
-        .command_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    KeyedLock::builder()
-        .name("conformance")
-        .ttl(TTL)
-        .build_with_backend(backend)
-        .unwrap()
+    conformance::redis::replica(RedisBackend::builder(url), prefix)
 }
 
 async fn redis() -> Redis {
@@ -55,53 +46,7 @@ async fn redis() -> Redis {
     Redis { locks, other, conn }
 }
 
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn fifo() {
-    conformance::fifo(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn try_busy() {
-    conformance::try_busy(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn timeout() {
-    conformance::timeout(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn ttl_takeover() {
-    conformance::ttl_takeover(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn extend() {
-    conformance::extend(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn lost() {
-    conformance::lost(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn run_and_cancel() {
-    conformance::run_and_cancel(&redis().await).await;
-}
-
-#[tokio::test]
-#[ignore = "needs redis-server"]
-async fn cancelled_waiters() {
-    conformance::cancelled_waiters(&redis().await).await;
-}
+redis_conformance!(redis);
 
 // Redis-only behaviour (no in-memory counterpart).
 
@@ -116,15 +61,7 @@ async fn cancelled_waiters() {
 async fn auto_renew_keeps_the_lease_and_stops_on_drop() {
     let url = url();
     let prefix = test_prefix();
-    let backend = RedisBackend::builder(&url)
-        .prefix(&prefix)
-        .auto_renew(true)
-        .build()
-        .unwrap();
-    let locks = KeyedLock::<String>::builder()
-        .ttl(TTL)
-        .build_with_backend(backend)
-        .unwrap();
+    let locks = conformance::redis::replica(RedisBackend::builder(&url).auto_renew(true), &prefix);
     let other = replica(&url, &prefix);
     let mut conn = redis::Client::open(url.as_str())
         .unwrap()

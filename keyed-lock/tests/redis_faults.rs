@@ -92,8 +92,17 @@ impl Drop for Server {
 }
 
 fn locks(url: &str, ttl: Duration, auto_renew: bool) -> KeyedLock<String, RedisBackend> {
+    locks_with(url, ttl, Duration::from_secs(1), auto_renew)
+}
+
+fn locks_with(
+    url: &str,
+    ttl: Duration,
+    command_timeout: Duration,
+    auto_renew: bool,
+) -> KeyedLock<String, RedisBackend> {
     let backend = RedisBackend::builder(url)
-        .command_timeout(Duration::from_secs(1))
+        .command_timeout(command_timeout)
         .auto_renew(auto_renew)
         .build()
         .unwrap();
@@ -359,15 +368,7 @@ impl Drop for Paused {
 async fn auto_renew_never_revives_a_lost_lease() {
     let server = Server::start().await;
     let ttl = Duration::from_secs(2);
-    let backend = RedisBackend::builder(server.url())
-        .command_timeout(Duration::from_millis(1200))
-        .auto_renew(true)
-        .build()
-        .unwrap();
-    let locks = KeyedLock::<String, _>::builder()
-        .ttl(ttl)
-        .build_with_backend(backend)
-        .unwrap();
+    let locks = locks_with(&server.url(), ttl, Duration::from_millis(1200), true);
     let key = "revive".to_owned();
     let mut pauser = server.conn().await;
     let guard = locks.lock(&key).await.unwrap();
@@ -402,14 +403,7 @@ async fn auto_renew_never_revives_a_lost_lease() {
 async fn a_late_extend_reply_does_not_revive_an_expired_lease() {
     let server = Server::start().await;
     let ttl = Duration::from_millis(600);
-    let backend = RedisBackend::builder(server.url())
-        .command_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let locks = KeyedLock::<String, _>::builder()
-        .ttl(ttl)
-        .build_with_backend(backend)
-        .unwrap();
+    let locks = locks_with(&server.url(), ttl, Duration::from_secs(2), false);
     let key = "late-extend".to_owned();
     let mut conn = server.conn().await;
     let mut guard = locks.lock(&key).await.unwrap();

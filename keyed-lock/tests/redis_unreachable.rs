@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
+use std::error::Error as _;
+
 use seawall_keyed_lock::{
-    KeyedLock, LockTimeoutError, Metrics, RedisBackend, RedisBackendError, TryLockError,
-    WithLockError,
+    KeyedLock, LockTimeoutError, Metrics, RedisBackend, RedisBackendBuilder, RedisBackendError,
+    TryLockError, WithLockError,
 };
 
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
@@ -24,10 +26,15 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 const NO_HANG: Duration = Duration::from_secs(2);
 
 fn locks(port: u16, metrics: Metrics) -> KeyedLock<String, RedisBackend> {
-    let backend = RedisBackend::builder(format!("redis://127.0.0.1:{port}/"))
-        .command_timeout(COMMAND_TIMEOUT)
-        .build()
-        .unwrap();
+    on(
+        RedisBackend::builder(format!("redis://127.0.0.1:{port}/")),
+        metrics,
+    )
+}
+
+/// A lock named `unreachable` on the backend `builder` makes, with the test's command timeout.
+fn on(builder: RedisBackendBuilder, metrics: Metrics) -> KeyedLock<String, RedisBackend> {
+    let backend = builder.command_timeout(COMMAND_TIMEOUT).build().unwrap();
     KeyedLock::builder()
         .name("unreachable")
         .metrics(metrics)
@@ -44,16 +51,33 @@ fn backend_errors(registry: &Registry) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn closed_port_is_a_clear_unreachable_error_at_once() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut registry = Registry::default();
-    let locks = locks(port, Metrics::register(&mut registry));
-    let key = "k".to_owned();
+/// A port that accepts connections and never answers.
+fn black_hole() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // keep it open, say nothing
+        }
+    });
+    port
+}
 
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Every call on `builder`'s backend (closed ports) fails `Unreachable` at once, twice in a
+/// row (a failed connect is retried by the next call), naming the server as `addr` and
+/// displaying `<at> unreachable: ...`; nothing is left queued and every failure is counted.
+async fn unreachable_at_once(builder: RedisBackendBuilder, addr: &str, at: &str) {
+    let mut registry = Registry::default();
+    let locks = on(builder, Metrics::register(&mut registry));
+    assert_eq!(locks.backend().addr(), addr);
+    let key = "k".to_owned();
     for attempt in 0..2 {
         let start = Instant::now();
         let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
@@ -62,20 +86,18 @@ async fn closed_port_is_a_clear_unreachable_error_at_once() {
             .unwrap_err();
         assert!(
             start.elapsed() <= COMMAND_TIMEOUT + Duration::from_millis(100),
-            "{attempt}"
+            "attempt {attempt} took {:?}",
+            start.elapsed()
         );
         assert!(
             matches!(err, RedisBackendError::Unreachable { .. }),
             "attempt {attempt}: {err:?}"
         );
         let text = err.to_string();
-        assert!(
-            text.starts_with(&format!("redis at 127.0.0.1:{port} unreachable: ")),
-            "{text}"
-        );
-        assert_eq!(err.addr(), format!("127.0.0.1:{port}"));
+        assert!(text.starts_with(&format!("{at} unreachable: ")), "{text}");
+        assert!(err.source().is_some(), "the redis error is the source");
+        assert_eq!(err.addr(), addr);
     }
-
     let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
         .await
         .expect("try_lock() hung")
@@ -103,8 +125,6 @@ async fn closed_port_is_a_clear_unreachable_error_at_once() {
         .expect("with_lock() hung")
         .unwrap_err();
     assert!(matches!(err, WithLockError::Backend(_)), "{err:?}");
-
-    // Nothing is left in the in-process queue, and every failure was counted.
     assert_eq!(locks.backend().local_len(), 0);
     assert_eq!(
         backend_errors(&registry),
@@ -112,24 +132,12 @@ async fn closed_port_is_a_clear_unreachable_error_at_once() {
     );
 }
 
-#[tokio::test]
-async fn black_hole_gives_no_answer_within_the_command_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // Accepts connections and keeps them open without ever answering.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => held.push(s),
-                Err(_) => return,
-            }
-        }
-    });
+/// Every call on `builder`'s backend (a black hole) fails `Timeout` after the command timeout,
+/// not before, displaying `<at> did not answer within 200ms`.
+async fn timeout_after_the_command_timeout(builder: RedisBackendBuilder, at: &str) {
     let mut registry = Registry::default();
-    let locks = locks(port, Metrics::register(&mut registry));
+    let locks = on(builder, Metrics::register(&mut registry));
     let key = "k".to_owned();
-
     for attempt in 0..2 {
         let start = Instant::now();
         let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
@@ -146,10 +154,7 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
             RedisBackendError::Timeout { after, .. } => assert_eq!(*after, COMMAND_TIMEOUT),
             other => panic!("attempt {attempt}: {other:?}"),
         }
-        assert_eq!(
-            err.to_string(),
-            format!("redis at 127.0.0.1:{port} did not answer within 200ms")
-        );
+        assert_eq!(err.to_string(), format!("{at} did not answer within 200ms"));
     }
     let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
         .await
@@ -169,119 +174,36 @@ async fn black_hole_gives_no_answer_within_the_command_timeout() {
     );
 }
 
-/// A port that accepts connections and never answers.
-fn black_hole() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream); // keep it open, say nothing
-        }
-    });
-    port
-}
-
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+#[tokio::test]
+async fn closed_port_is_a_clear_unreachable_error_at_once() {
+    let port = closed_port();
+    let addr = format!("127.0.0.1:{port}");
+    let builder = RedisBackend::builder(format!("redis://{addr}/"));
+    unreachable_at_once(builder, &addr, &format!("redis at {addr}")).await;
 }
 
 #[tokio::test]
 async fn closed_cluster_ports_are_a_clear_unreachable_error_at_once() {
     let ports = [closed_port(), closed_port()];
-    let backend = RedisBackend::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}/")))
-        .command_timeout(COMMAND_TIMEOUT)
-        .build()
-        .unwrap();
     let nodes = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
-    assert_eq!(backend.addr(), format!("cluster {nodes}"));
-    let mut registry = Registry::default();
-    let locks: KeyedLock<String, RedisBackend> = KeyedLock::builder()
-        .name("unreachable")
-        .metrics(Metrics::register(&mut registry))
-        .build_with_backend(backend)
-        .unwrap();
-    let key = "k".to_owned();
+    let builder = RedisBackend::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}/")));
+    let at = format!("redis cluster at {nodes}");
+    unreachable_at_once(builder, &format!("cluster {nodes}"), &at).await;
+}
 
-    // Twice: a failed first connect is retried by the next call, and fails the same way.
-    for attempt in 0..2 {
-        let start = Instant::now();
-        let err = tokio::time::timeout(NO_HANG, locks.lock(&key))
-            .await
-            .expect("lock() hung on a closed cluster")
-            .unwrap_err();
-        assert!(
-            start.elapsed() <= COMMAND_TIMEOUT + Duration::from_millis(100),
-            "attempt {attempt} took {:?}",
-            start.elapsed()
-        );
-        assert!(
-            matches!(err, RedisBackendError::Unreachable { .. }),
-            "attempt {attempt}: {err:?}"
-        );
-        let text = err.to_string();
-        assert!(
-            text.starts_with(&format!("redis cluster at {nodes} unreachable: ")),
-            "{text}"
-        );
-        assert_eq!(err.addr(), format!("cluster {nodes}"));
-    }
-    let err = tokio::time::timeout(NO_HANG, locks.try_lock(&key))
-        .await
-        .expect("try_lock() hung")
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TryLockError::Backend(RedisBackendError::Unreachable { .. })
-        ),
-        "{err:?}"
-    );
-    assert_eq!(locks.backend().local_len(), 0);
-    assert_eq!(
-        backend_errors(&registry),
-        "seawall_keyed_lock_backend_errors_total{lock=\"unreachable\"} 3"
-    );
+#[tokio::test]
+async fn black_hole_gives_no_answer_within_the_command_timeout() {
+    let port = black_hole();
+    let builder = RedisBackend::builder(format!("redis://127.0.0.1:{port}/"));
+    timeout_after_the_command_timeout(builder, &format!("redis at 127.0.0.1:{port}")).await;
 }
 
 #[tokio::test]
 async fn cluster_black_hole_gives_no_answer_within_the_command_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => held.push(s),
-                Err(_) => return,
-            }
-        }
-    });
-    let locks: KeyedLock<String, RedisBackend> = KeyedLock::builder()
-        .build_with_backend(
-            RedisBackend::cluster([format!("redis://127.0.0.1:{port}/")])
-                .command_timeout(COMMAND_TIMEOUT)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    let start = Instant::now();
-    let err = tokio::time::timeout(NO_HANG, locks.lock(&"k".to_owned()))
-        .await
-        .expect("lock() hung on a black-hole cluster")
-        .unwrap_err();
-    let took = start.elapsed();
-    assert!(
-        took >= COMMAND_TIMEOUT - Duration::from_millis(5)
-            && took <= COMMAND_TIMEOUT + Duration::from_millis(400),
-        "took {took:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        format!("redis cluster at 127.0.0.1:{port} did not answer within 200ms")
-    );
-    assert_eq!(locks.backend().local_len(), 0);
+    let port = black_hole();
+    let builder = RedisBackend::cluster([format!("redis://127.0.0.1:{port}/")]);
+    let at = format!("redis cluster at 127.0.0.1:{port}");
+    timeout_after_the_command_timeout(builder, &at).await;
 }
 
 #[tokio::test]
@@ -389,17 +311,7 @@ fn build_outside_a_runtime_is_a_config_error() {
 /// it fail with the same error instead of each starting its own full timeout in turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_waiters_on_a_black_hole_fail_together() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => held.push(s),
-                Err(_) => return,
-            }
-        }
-    });
+    let port = black_hole();
     let mut registry = Registry::default();
     let locks = locks(port, Metrics::register(&mut registry));
     let waiters: Vec<_> = (0..5)
@@ -440,17 +352,7 @@ async fn queued_waiters_on_a_black_hole_fail_together() {
 /// at the give-up time is abandoned (not waited for up to the command timeout).
 #[tokio::test]
 async fn lock_timeout_is_bounded_by_its_timeout_when_redis_hangs() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            match stream {
-                Ok(s) => held.push(s),
-                Err(_) => return,
-            }
-        }
-    });
+    let port = black_hole();
     let mut registry = Registry::default();
     let locks = locks(port, Metrics::register(&mut registry));
     let wait = Duration::from_millis(50);

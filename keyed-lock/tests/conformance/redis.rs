@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use seawall_keyed_lock::{KeyedLock, RedisBackend};
+use seawall_keyed_lock::{KeyedLock, RedisBackend, RedisBackendBuilder};
 
 use super::Fixture;
 
@@ -17,6 +17,40 @@ pub const TTL: Duration = Duration::from_millis(300);
 pub fn test_prefix() -> String {
     let r = RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
     format!("seawall:test:{r:016x}:")
+}
+
+/// A replica: a lock named `conformance` with the default [`TTL`], on a backend from `builder`
+/// (a server's or a cluster's) with the test's `prefix` and a 1 s command timeout.
+pub fn replica(builder: RedisBackendBuilder, prefix: &str) -> KeyedLock<String, RedisBackend> {
+    let backend = builder
+        .prefix(prefix)
+        .command_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    KeyedLock::builder()
+        .name("conformance")
+        .ttl(TTL)
+        .build_with_backend(backend)
+        .unwrap()
+}
+
+/// The conformance suite as `#[ignore = "needs redis-server"]` tests, each on a fresh fixture
+/// from `$fixture` (an async fn returning a [`RedisFixture`]).
+#[macro_export]
+macro_rules! redis_conformance {
+    ($fixture:path) => {
+        redis_conformance!(@tests $fixture;
+            fifo, try_busy, timeout, ttl_takeover, extend, lost, run_and_cancel, cancelled_waiters);
+    };
+    (@tests $fixture:path; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            #[ignore = "needs redis-server"]
+            async fn $name() {
+                conformance::$name(&$fixture().await).await;
+            }
+        )*
+    };
 }
 
 /// Two replicas on one prefix, and a connection (`C`) for the test's own reads.
