@@ -29,6 +29,21 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// The quarantine file of the inspected directory (it may not exist).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let report = seawall_fallback_sink::inspect(dir.path())?;
+    /// assert_eq!(report.quarantine_path(), dir.path().join("quarantine.jsonl"));
+    /// assert_eq!(report.quarantined_lines, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn quarantine_path(&self) -> PathBuf {
+        self.dir.join(QUARANTINE)
+    }
     /// Valid records after the checkpoint (what replay would deliver).
     ///
     /// # Examples

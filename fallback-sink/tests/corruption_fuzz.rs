@@ -126,7 +126,13 @@ async fn build_template(rng: &mut Rng) -> Template {
     let n = rng.range(3, 40);
     let mut payloads = HashMap::new();
     for i in 0..n {
-        let e = Envelope::new(payload(rng, i));
+        // Ids and timestamps from the seed too, so a seed reproduces the exact bytes.
+        let e = Envelope {
+            id: Uuid::from_u64_pair(rng.next(), rng.next()),
+            timestamp: std::time::UNIX_EPOCH
+                + Duration::from_millis(1_700_000_000_000 + rng.below(1 << 40)),
+            payload: payload(rng, i),
+        };
         payloads.insert(e.id, e.payload.clone());
         spool.append(&e).await.unwrap();
     }
@@ -332,8 +338,9 @@ async fn drain(spool: &Spool, out: &mut Vec<(Uuid, Value)>) {
 async fn exercise(
     dir: PathBuf,
     extra: u64,
-) -> Result<(Vec<(Uuid, Value)>, Vec<Envelope<Value>>), String> {
-    inspect(&dir).map_err(|e| format!("inspect failed: {e}"))?;
+) -> Result<(Vec<(Uuid, Value)>, Vec<Envelope<Value>>, u64), String> {
+    let report = inspect(&dir).map_err(|e| format!("inspect failed: {e}"))?;
+    let reported = report.bad_lines() + report.segments.iter().map(|s| s.torn_tail).sum::<u64>();
     let spool = Spool::builder(&dir)
         .durability(Durability::Never)
         .segment_bytes(2000)
@@ -362,7 +369,7 @@ async fn exercise(
     drain(&spool, &mut got).await;
     spool.close().await.map_err(|e| e.to_string())?;
     inspect(&dir).map_err(|e| format!("inspect after drain failed: {e}"))?;
-    Ok((got, new))
+    Ok((got, new, reported))
 }
 
 /// Runs one case with its own generator; `None` when the class does not apply to `t`.
@@ -384,7 +391,7 @@ async fn run_case(class: &'static str, t: &Template, seed: u64, label: String) -
         exercise(dir.clone(), extra),
     ));
     tally.cases += 1;
-    let (got, new) = match task.await {
+    let (got, new, reported) = match task.await {
         Err(e) => {
             tally.violations.push(format!("{label}: panicked: {e}"));
             return Some(std::mem::take(tally));
@@ -462,6 +469,16 @@ async fn run_case(class: &'static str, t: &Template, seed: u64, label: String) -
                 }
             }
         }
+    }
+    let damaged_unread = t
+        .records
+        .iter()
+        .zip(&fates)
+        .any(|(r, f)| !r.consumed && *f == Intact::Damaged);
+    if damaged_unread && reported == 0 {
+        tally
+            .violations
+            .push(format!("{label}: inspect reported no damage"));
     }
     for e in &new {
         if !seen.contains(&e.id) {
