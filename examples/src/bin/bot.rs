@@ -15,6 +15,16 @@ async fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
+    if args.postgres.is_some() {
+        return match seawall_examples::fleet::replica::run(&args).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                ExitCode::from(2)
+            }
+        };
+    }
     match bot::run(args).await {
         Ok(report) if report.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,

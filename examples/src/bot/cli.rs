@@ -43,6 +43,31 @@ pub struct Args {
     #[arg(long)]
     pub serve: bool,
 
+    /// Run as one replica of the fleet, with its locks and alert cooldown on this Redis
+    /// (with --postgres and --replica; see `bash .ci/fleet`).
+    #[arg(long, value_name = "URL", requires_all = ["postgres", "replica"])]
+    pub redis: Option<String>,
+
+    /// The fleet's PostgreSQL: inbox, conversations and audit (with --redis and --replica).
+    #[arg(long, value_name = "URL", requires_all = ["redis", "replica"])]
+    pub postgres: Option<String>,
+
+    /// This replica's id, as written in the tables (with --redis and --postgres).
+    #[arg(long, value_name = "ID", requires_all = ["redis", "postgres"])]
+    pub replica: Option<String>,
+
+    /// The fleet's PostgreSQL schema (one per run).
+    #[arg(long, default_value = "fleet")]
+    pub schema: String,
+
+    /// Messages a replica handles at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+
+    /// A replica's lease on a user, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub lease_ms: u64,
+
     /// Append each acknowledged audit event to DATA_DIR/acks.log (used by the crash test).
     #[arg(long, hide = true)]
     pub ack_log: bool,

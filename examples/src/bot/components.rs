@@ -121,7 +121,7 @@ where
         })
         .replay_interval(s(200))
         .breaker(audit_breaker.clone())
-        .metrics(&sink::Metrics::register(registry))
+        .metrics(sink::Metrics::register(registry))
         .open(store)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the spool in {}: {e}", spool_dir.display()))?;

@@ -40,11 +40,14 @@ impl BotMetrics {
     }
 }
 
+/// One sample's labels, as (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
 /// One reading of every sample in a registry, as the OpenMetrics text encodes it.
 #[derive(Debug, Default)]
 pub(crate) struct Readings {
     /// Sample name (with its `_total` suffix) to (labels, value) pairs.
-    samples: HashMap<String, Vec<(Vec<(String, String)>, f64)>>,
+    samples: HashMap<String, Vec<(Labels, f64)>>,
 }
 
 impl Readings {

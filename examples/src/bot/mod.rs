@@ -8,13 +8,13 @@
 mod alerts;
 mod audit;
 mod cli;
-mod components;
-mod counters;
-mod http;
+pub(crate) mod components;
+pub(crate) mod counters;
+pub(crate) mod http;
 mod report;
 mod scenario;
 mod schedule;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -333,7 +333,7 @@ impl Bot {
 }
 
 impl Status {
-    fn max_with(self, other: Status) -> Status {
+    pub(crate) fn max_with(self, other: Status) -> Status {
         let rank = |s: Status| match s {
             Status::Healthy => 0,
             Status::Degraded => 1,
