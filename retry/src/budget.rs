@@ -282,5 +282,18 @@ mod tests {
                 .field(),
             "max_tokens"
         );
+        // u32::MAX per second would make the floor's interval 0 ns, which means "no floor".
+        let e = RetryBudget::builder()
+            .min_per_second(u32::MAX)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "min_per_second");
+        assert_eq!(e.reason(), "must be in 0..=1000000, got 4294967295");
+        assert!(
+            RetryBudget::builder()
+                .min_per_second(1_000_000)
+                .build()
+                .is_ok()
+        );
     }
 }

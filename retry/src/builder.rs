@@ -36,8 +36,8 @@ const DEFAULT_MAX_HINT: Duration = Duration::from_secs(300);
 /// | `budget` | none | |
 /// | `metrics` | none | |
 ///
-/// Durations saturate: `Duration::MAX` as a delay, timeout or deadline means "30 years from
-/// now", never an overflow. Which errors are transient, the server's hint and the notify hook
+/// Durations saturate: a sleep or attempt timeout above 30 years (`Duration::MAX` included) is
+/// set for 30 years, a deadline too far away to represent is no deadline, never an overflow. Which errors are transient, the server's hint and the notify hook
 /// depend on the error type, so they are given per call ([`Retrying::retry_if`],
 /// [`Retrying::retry_after`], [`Retrying::notify`]) and the policy serves any error type.
 ///

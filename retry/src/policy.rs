@@ -49,8 +49,9 @@ pub(crate) type DelayFactory = dyn Fn() -> BoxedDelays + Send + Sync;
 /// 6. otherwise it calls the notify hook, emits a `tracing` event, sleeps (not at all for a
 ///    zero delay: no timer is touched) and tries again.
 ///
-/// Durations saturate: a delay or deadline too far in the future to represent (from
-/// `Duration::MAX` settings) waits "forever" (30 years) instead of overflowing.
+/// Durations saturate: a sleep or attempt timeout longer than 30 years (e.g. from
+/// `Duration::MAX` settings) is set for 30 years, and a deadline too far away to represent is
+/// no deadline; nothing overflows.
 ///
 /// The success path reads no clock, creates no timer (unless `attempt_timeout` or
 /// `max_elapsed` is set) and allocates nothing.
@@ -162,14 +163,14 @@ pub(crate) enum Stop {
     Budget,
 }
 
-/// Tokio's own "far future": what a delay too long to represent waits instead.
+/// Tokio's own "far future": the longest a timer of this crate is set for.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
-/// `now + d`, saturating at 30 years from now instead of overflowing.
+/// When a timer for `d` from `now` fires: `now + d`, saturating at 30 years from now. Longer
+/// timers are not only unrepresentable near `Duration::MAX`: far beyond tokio's own far
+/// future, a paused clock never reaches them.
 pub(crate) fn after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(FAR_FUTURE))
-        .unwrap_or(now)
+    now.checked_add(d.min(FAR_FUTURE)).unwrap_or(now)
 }
 
 impl RetryPolicy {
@@ -357,7 +358,10 @@ impl RetryPolicy {
                 m.budget_tokens.set(RetryBudget::units_to_tokens(units));
             }
         }
-        inner.max_elapsed.map(|d| after(Instant::now(), d))
+        // An unrepresentable deadline is no deadline.
+        inner
+            .max_elapsed
+            .and_then(|d| Instant::now().checked_add(d))
     }
 
     #[inline]

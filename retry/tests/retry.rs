@@ -462,3 +462,28 @@ async fn hint_that_would_overrun_the_deadline_stops_with_a_clear_error() {
     assert_eq!(err.attempts(), 1);
     assert_eq!(err.last_error(), Some(&ApiError::Busy(secs(120.0))));
 }
+
+/// Issue 13 §2: `Duration::MAX` hints, caps and timeouts saturate (30 years) instead of
+/// overflowing `Instant + Duration` or setting a timer a paused clock never reaches.
+#[tokio::test(start_paused = true)]
+async fn huge_hints_and_timeouts_saturate() {
+    let policy = RetryPolicy::builder()
+        .max_delay(Duration::MAX)
+        .max_hint(Duration::MAX)
+        .attempt_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let script = vec![None, Some(Err(ApiError::Busy(Duration::MAX))), Some(Ok(3))];
+    let (result, starts, _) = run(&policy, script).await;
+    assert_eq!(result, Ok(3));
+    let years_30 = Duration::from_secs(86_400 * 365 * 30);
+    // The hung attempt times out after 30 years, the backoff waits 1 s, the hint 30 years.
+    assert_eq!(
+        starts,
+        [
+            Duration::ZERO,
+            years_30 + secs(1.0),
+            years_30 + secs(1.0) + years_30
+        ]
+    );
+}
