@@ -198,12 +198,11 @@ async fn stress_two_replicas_reservations_never_overlap() {
             })
         })
         .collect();
-    let (mut won, mut lost) = (0, 0);
-    for t in tasks {
-        let (w, l) = t.await.unwrap();
-        won += w;
-        lost += l;
-    }
+    let (won, lost) = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .fold((0, 0), |(won, lost), (w, l)| (won + w, lost + l));
     assert_eq!(overlaps.load(Ordering::SeqCst), 0);
     assert_eq!(won + lost, (TASKS * PER_TASK) as u64);
     assert!(won >= 10 && lost > 0, "won {won}, lost {lost}");

@@ -7,12 +7,15 @@
 
 #![cfg(feature = "redis")]
 
+use std::error::Error as _;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
-use seawall_cooldown::{Decision, Metrics, RedisCooldown, RedisCooldownError, UnreachablePolicy};
+use seawall_cooldown::{
+    Decision, Metrics, RedisCooldown, RedisCooldownBuilder, RedisCooldownError, UnreachablePolicy,
+};
 use tokio::time::{Instant, timeout};
 
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -39,7 +42,20 @@ fn black_hole() -> u16 {
 }
 
 fn cooldown(port: u16, policy: UnreachablePolicy, metrics: Metrics) -> RedisCooldown<String> {
-    RedisCooldown::builder(format!("redis://127.0.0.1:{port}/"))
+    on(
+        RedisCooldown::builder(format!("redis://127.0.0.1:{port}/")),
+        policy,
+        metrics,
+    )
+}
+
+/// A cooldown named `alerts` on `builder`'s target, with the test's timeout.
+fn on(
+    builder: RedisCooldownBuilder<String>,
+    policy: UnreachablePolicy,
+    metrics: Metrics,
+) -> RedisCooldown<String> {
+    builder
         .name("alerts")
         .command_timeout(TIMEOUT)
         .unreachable(policy)
@@ -60,105 +76,160 @@ fn series(registry: &Registry) -> Vec<String> {
     lines
 }
 
-async fn default_policy_fires_degraded(port: u16) -> RedisCooldownError {
+/// What `series` reads when the `alerts` cooldown counted `fire` fires,
+/// `suppressed` suppressions and `degraded` degraded calls (no bypass, no
+/// rollback).
+fn counted(fire: u64, suppressed: u64, degraded: u64) -> Vec<String> {
+    let decision = |d: &str, n: u64| {
+        format!(r#"seawall_cooldown_decisions_total{{cooldown="alerts",decision="{d}"}} {n}"#)
+    };
+    vec![
+        decision("bypass", 0),
+        decision("fire", fire),
+        decision("rolled_back", 0),
+        decision("suppressed", suppressed),
+        format!(r#"seawall_cooldown_degraded_total{{cooldown="alerts"}} {degraded}"#),
+    ]
+}
+
+/// On `builder`'s target (which does not serve), twice (a failed connect is
+/// retried by the next call): `check` fires degraded within the timeout and
+/// counts it, `try_check` returns the error naming `addr` instead and counts
+/// nothing. Returns the last error.
+async fn default_policy_fires_degraded(
+    builder: RedisCooldownBuilder<String>,
+    addr: &str,
+) -> RedisCooldownError {
     let mut registry = Registry::default();
-    let c = cooldown(
-        port,
+    let c = on(
+        builder,
         UnreachablePolicy::default(),
         Metrics::register(&mut registry),
     );
     assert_eq!(c.unreachable_policy(), UnreachablePolicy::Fire);
+    assert_eq!(c.addr(), addr);
     let key = "db-down".to_owned();
+    let mut last = None;
+    for attempt in 0..2 {
+        let start = Instant::now();
+        let d = timeout(BOUND, c.check(&key)).await.expect("bounded");
+        let took = start.elapsed();
+        let Decision::Fire(fire) = d else {
+            panic!("the default policy fires, got {d:?}")
+        };
+        assert!(fire.degraded, "attempt {attempt}");
+        assert_eq!(
+            (
+                fire.suppressed_since_last,
+                fire.last_fired,
+                fire.digest,
+                fire.bypassed
+            ),
+            (0, None, None, false)
+        );
+        assert!(took < TIMEOUT + Duration::from_millis(500), "took {took:?}");
+        let err = timeout(BOUND, c.try_check(&key))
+            .await
+            .expect("bounded")
+            .unwrap_err();
+        assert_eq!(err.addr(), addr);
+        last = Some(err);
+    }
+    // try_check reports instead of degrading: only the checks counted.
+    assert_eq!(series(&registry), counted(2, 0, 2));
+    last.expect("two attempts")
+}
 
+/// `call` fails with `Timeout` after the timeout (not before: a stale
+/// timeout reported early fails here), and not much later.
+async fn times_out<T: std::fmt::Debug>(
+    call: impl Future<Output = Result<T, RedisCooldownError>>,
+) -> RedisCooldownError {
     let start = Instant::now();
-    let d = timeout(BOUND, c.check(&key)).await.expect("bounded");
+    let err = timeout(BOUND, call).await.expect("bounded").unwrap_err();
     let took = start.elapsed();
-    let Decision::Fire(fire) = d else {
-        panic!("the default policy fires, got {d:?}")
-    };
-    assert!(fire.degraded);
-    assert_eq!(
-        (
-            fire.suppressed_since_last,
-            fire.last_fired,
-            fire.digest,
-            fire.bypassed
-        ),
-        (0, None, None, false)
-    );
-    assert!(took < TIMEOUT + Duration::from_millis(500), "took {took:?}");
-    assert_eq!(
-        series(&registry),
-        [
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 1"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 0"#,
-            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 1"#,
-        ]
-    );
-
-    let err = timeout(BOUND, c.try_check(&key))
-        .await
-        .expect("bounded")
-        .unwrap_err();
-    assert_eq!(err.addr(), format!("127.0.0.1:{port}"));
-    // try_check reports instead of degrading: the counter did not move.
     assert!(
-        series(&registry)
-            .contains(&r#"seawall_cooldown_degraded_total{cooldown="alerts"} 1"#.to_owned())
+        matches!(err, RedisCooldownError::Timeout { after, .. } if after == TIMEOUT),
+        "{err:?}"
+    );
+    assert!(
+        took >= TIMEOUT - Duration::from_millis(5) && took < TIMEOUT + Duration::from_millis(500),
+        "timed out after {took:?}"
     );
     err
 }
 
+/// A `try_check` on `builder`'s target (a black hole) times out after the
+/// timeout, not before, displaying `<at> did not answer within 200ms`.
+async fn times_out_after_the_timeout(builder: RedisCooldownBuilder<String>, at: &str) {
+    let c = on(
+        builder,
+        UnreachablePolicy::Fire,
+        Metrics::register(&mut Registry::default()),
+    );
+    let err = times_out(c.try_check("k")).await;
+    assert_eq!(err.to_string(), format!("{at} did not answer within 200ms"));
+}
+
 #[tokio::test]
 async fn closed_port_fires_degraded_and_try_check_says_unreachable() {
-    let port = closed_port();
-    let err = default_policy_fires_degraded(port).await;
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let builder = RedisCooldown::builder(format!("redis://{addr}/"));
+    let err = default_policy_fires_degraded(builder, &addr).await;
     assert!(
         matches!(err, RedisCooldownError::Unreachable { .. }),
         "{err:?}"
     );
     assert!(
         err.to_string()
-            .starts_with(&format!("redis at 127.0.0.1:{port} unreachable: ")),
+            .starts_with(&format!("redis at {addr} unreachable: ")),
+        "{err}"
+    );
+    assert!(err.source().is_some(), "the redis error is the source");
+}
+
+/// A cluster whose seed nodes are all closed: the same policy, the same
+/// bound, an error naming the seed nodes.
+#[tokio::test]
+async fn closed_cluster_ports_fire_degraded_and_try_check_says_unreachable() {
+    let ports = [closed_port(), closed_port()];
+    let nodes = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
+    let builder = RedisCooldown::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}/")));
+    let err = default_policy_fires_degraded(builder, &format!("cluster {nodes}")).await;
+    assert!(
+        matches!(err, RedisCooldownError::Unreachable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("redis cluster at {nodes} unreachable: ")),
         "{err}"
     );
 }
 
 #[tokio::test]
 async fn black_hole_fires_degraded_within_the_timeout_and_try_check_times_out() {
-    let port = black_hole();
-    let err = default_policy_fires_degraded(port).await;
+    let addr = format!("127.0.0.1:{}", black_hole());
+    let builder = RedisCooldown::builder(format!("redis://{addr}/"));
+    let err = default_policy_fires_degraded(builder, &addr).await;
     assert!(
-        matches!(&err, RedisCooldownError::Timeout { addr, after }
-            if **addr == *format!("127.0.0.1:{port}") && *after == TIMEOUT),
+        matches!(&err, RedisCooldownError::Timeout { after, .. } if *after == TIMEOUT),
         "{err:?}"
     );
-    assert_eq!(
-        err.to_string(),
-        format!("redis at 127.0.0.1:{port} did not answer within 200ms")
-    );
+    times_out_after_the_timeout(
+        RedisCooldown::builder(format!("redis://{addr}/")),
+        &format!("redis at {addr}"),
+    )
+    .await;
 }
 
+/// A cluster seed node that accepts and never answers: the timeout bounds
+/// the first connect too.
 #[tokio::test]
-async fn black_hole_call_is_not_faster_than_the_timeout_nor_much_slower() {
-    let c = cooldown(
-        black_hole(),
-        UnreachablePolicy::Fire,
-        Metrics::register(&mut Registry::default()),
-    );
-    let start = Instant::now();
-    let err = timeout(BOUND, c.try_check(&"k".to_owned()))
-        .await
-        .expect("bounded")
-        .unwrap_err();
-    let took = start.elapsed();
-    assert!(matches!(err, RedisCooldownError::Timeout { .. }), "{err:?}");
-    assert!(
-        took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(500),
-        "took {took:?}"
-    );
+async fn cluster_black_hole_times_out_within_the_timeout() {
+    let port = black_hole();
+    let builder = RedisCooldown::cluster([format!("redis://127.0.0.1:{port}/")]);
+    times_out_after_the_timeout(builder, &format!("redis cluster at 127.0.0.1:{port}")).await;
 }
 
 #[tokio::test]
@@ -188,16 +259,7 @@ async fn suppress_policy_suppresses_but_critical_still_fires() {
     assert!(s.degraded);
     let f = timeout(BOUND, c.check_critical(&key)).await.unwrap();
     assert!(f.degraded && !f.bypassed);
-    assert_eq!(
-        series(&registry),
-        [
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 1"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 2"#,
-            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 3"#,
-        ]
-    );
+    assert_eq!(series(&registry), counted(1, 2, 3));
 }
 
 #[tokio::test]
@@ -233,93 +295,7 @@ async fn reservations_commits_rollbacks_and_drains_fail_cleanly() {
     // Let the dropped reservation's rollback fail and count.
     tokio::time::sleep(TIMEOUT).await;
     // 3 reserves, 1 commit, 2 rollbacks (one awaited, one on drop), 1 drain.
-    assert_eq!(
-        series(&registry),
-        [
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="bypass"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="fire"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="rolled_back"} 0"#,
-            r#"seawall_cooldown_decisions_total{cooldown="alerts",decision="suppressed"} 0"#,
-            r#"seawall_cooldown_degraded_total{cooldown="alerts"} 7"#,
-        ]
-    );
-}
-
-/// A cluster whose seed nodes are all closed: the same policy, the same
-/// bound, an error naming the seed nodes. Twice, since a failed first connect
-/// is retried by the next call.
-#[tokio::test]
-async fn closed_cluster_ports_fire_degraded_and_try_check_says_unreachable() {
-    let ports = [closed_port(), closed_port()];
-    let mut registry = Registry::default();
-    let c: RedisCooldown<String> =
-        RedisCooldown::cluster(ports.map(|p| format!("redis://127.0.0.1:{p}/")))
-            .name("alerts")
-            .command_timeout(TIMEOUT)
-            .metrics(Metrics::register(&mut registry))
-            .build()
-            .unwrap();
-    let nodes = format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1]);
-    assert_eq!(c.addr(), format!("cluster {nodes}"));
-    let key = "db-down".to_owned();
-    for attempt in 0..2 {
-        let start = Instant::now();
-        let d = timeout(BOUND, c.check(&key)).await.expect("bounded");
-        assert!(
-            start.elapsed() < TIMEOUT + Duration::from_millis(500),
-            "attempt {attempt} took {:?}",
-            start.elapsed()
-        );
-        let Decision::Fire(fire) = d else {
-            panic!("the default policy fires, got {d:?}")
-        };
-        assert!(fire.degraded, "attempt {attempt}");
-        let err = timeout(BOUND, c.try_check(&key))
-            .await
-            .expect("bounded")
-            .unwrap_err();
-        assert!(
-            matches!(err, RedisCooldownError::Unreachable { .. }),
-            "attempt {attempt}: {err:?}"
-        );
-        assert_eq!(err.addr(), format!("cluster {nodes}"));
-        assert!(
-            err.to_string()
-                .starts_with(&format!("redis cluster at {nodes} unreachable: ")),
-            "{err}"
-        );
-    }
-    assert!(
-        series(&registry)
-            .contains(&r#"seawall_cooldown_degraded_total{cooldown="alerts"} 2"#.to_owned()),
-        "{:?}",
-        series(&registry)
-    );
-}
-
-/// A cluster seed node that accepts and never answers: the timeout bounds
-/// the first connect too.
-#[tokio::test]
-async fn cluster_black_hole_times_out_within_the_timeout() {
-    let port = black_hole();
-    let c: RedisCooldown<String> = RedisCooldown::cluster([format!("redis://127.0.0.1:{port}/")])
-        .command_timeout(TIMEOUT)
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    let err = timeout(BOUND, c.try_check(&"k".to_owned()))
-        .await
-        .expect("bounded")
-        .unwrap_err();
-    let took = start.elapsed();
-    assert!(
-        took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(500),
-        "took {took:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        format!("redis cluster at 127.0.0.1:{port} did not answer within 200ms")
-    );
+    assert_eq!(series(&registry), counted(0, 0, 7));
 }
 
 #[tokio::test]
@@ -493,20 +469,7 @@ async fn a_stale_timeout_left_by_an_abandoned_connect_is_asked_again() {
     assert!(reservation.fire().degraded);
     // Past the abandoned attempts' connect timeouts, even doubled ones.
     tokio::time::sleep(TIMEOUT * 3).await;
-    let start = Instant::now();
-    let err = timeout(BOUND, reservation.commit())
-        .await
-        .expect("bounded")
-        .unwrap_err();
-    let took = start.elapsed();
-    assert!(
-        matches!(err, RedisCooldownError::Timeout { after, .. } if after == TIMEOUT),
-        "{err:?}"
-    );
-    assert!(
-        took >= TIMEOUT - Duration::from_millis(5),
-        "a stale timeout was reported after {took:?}"
-    );
+    times_out(reservation.commit()).await;
 }
 
 #[test]

@@ -29,7 +29,16 @@ pub(crate) fn unique_name() -> String {
 
 /// A builder on the test server with a unique name.
 pub(crate) fn builder(window: Duration) -> RedisCooldownBuilder<String> {
-    RedisCooldown::builder(url())
+    for_test(RedisCooldown::builder(url()), window)
+}
+
+/// `target` (a server's or a cluster's builder) with a unique name, `window`
+/// and a 2 s command timeout.
+fn for_test(
+    target: RedisCooldownBuilder<String>,
+    window: Duration,
+) -> RedisCooldownBuilder<String> {
+    target
         .name(unique_name())
         .window(window)
         .command_timeout(Duration::from_secs(2))
@@ -62,10 +71,7 @@ pub(crate) fn cluster_urls() -> Vec<String> {
 
 /// A builder on the test cluster with a unique name.
 pub(crate) fn cluster_builder(window: Duration) -> RedisCooldownBuilder<String> {
-    RedisCooldown::cluster(cluster_urls())
-        .name(unique_name())
-        .window(window)
-        .command_timeout(Duration::from_secs(2))
+    for_test(RedisCooldown::cluster(cluster_urls()), window)
 }
 
 /// A fresh cooldown on the test cluster.
