@@ -88,8 +88,9 @@ fn print_inspection(r: &Inspection) {
         age(r.oldest())
     );
     println!(
-        "  quarantine     {} lines in quarantine.jsonl",
-        r.quarantined_lines
+        "  quarantine     {} lines in {}",
+        r.quarantined_lines,
+        r.quarantine_path().display()
     );
     println!(
         "  {:>8} {:>8} {:>8} {:>7}  {:<12} {:>4} {:>5}",
@@ -231,10 +232,7 @@ async fn demo() -> anyhow::Result<()> {
     let n = replay(dir.path(), true).await?;
     println!("({n} records replayed; the damaged one is in quarantine.jsonl)");
     println!("\n$ cat DIR/quarantine.jsonl");
-    print!(
-        "{}",
-        std::fs::read_to_string(&quarantine)?
-    );
+    print!("{}", std::fs::read_to_string(&quarantine)?);
     println!("\n$ spool inspect DIR");
     print_inspection(&inspect(dir.path())?);
     Ok(())
