@@ -38,7 +38,7 @@ impl ConfigError {
     }
 
     /// The builder setter's name, e.g. `"window"`, `"max_keys"`, `"name"` (and for a Redis
-    /// cooldown `"url"`, `"cluster_urls"`, `"prefix"`, `"timeout"`, `"reservation_timeout"`,
+    /// cooldown `"url"`, `"nodes"`, `"prefix"`, `"command_timeout"`, `"reservation_timeout"`,
     /// `"retention"`, `"runtime"`).
     ///
     /// # Examples

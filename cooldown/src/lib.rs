@@ -130,7 +130,7 @@
 //!
 //! # Redis Cluster
 //!
-//! `RedisCooldown::builder().cluster_urls(["redis://10.0.0.1:6379/", ...])`
+//! `RedisCooldown::cluster(["redis://10.0.0.1:6379/", ...])`
 //! runs the cooldown on a Redis Cluster: the `redis` crate's cluster
 //! connection (made on first use, like the single-server one) learns the slot
 //! map from any listed node and sends each script to the master that owns its
@@ -142,7 +142,7 @@
 //!   scans), so each decision is still one atomic script on one master. The
 //!   trade-off: one cooldown lives on one master; spread load over several
 //!   cooldown names, not over keys. (So `prefix` must not contain `{` or `}`.)
-//! - **Timeouts and outages** are as above: the `timeout` bounds each call
+//! - **Timeouts and outages** are as above: the `command_timeout` bounds each call
 //!   whole (connecting, redirections and the client's few retries included);
 //!   errors name the seed nodes (`redis cluster at 10.0.0.1:6379,10.0.0.2:6379
 //!   unreachable: ...`, `RedisCooldownError::addr` is `cluster 10.0.0.1:6379,...`)

@@ -88,7 +88,7 @@
 //! `lock_timeout`, `with_lock`, `Guard::extend`, `Guard::lost`) with fallible signatures:
 //! every call returns a `RedisBackendError` naming the server when Redis is unreachable
 //! (`redis at 10.0.0.5:6379 unreachable: Connection refused`), does not answer within the
-//! command timeout (`no answer within 1s`, default 1 s, connecting included), or answers with
+//! command timeout (`did not answer within 1s`, default 1 s, connecting included), or answers with
 //! an error. Nothing panics and nothing hangs. `try_lock` is `async` there: it asks Redis.
 //!
 //! ```no_run
@@ -210,7 +210,7 @@
 //! within milliseconds). So a store that rejects lower tokens still rejects the old holder's
 //! writes; with auto-renew, the old holder's next renewal finds the lease gone and
 //! [`Guard::lost`] resolves. During a failover or a slot migration calls may fail
-//! (`Unreachable`, `NoAnswer`, or a `TRYAGAIN`/`CLUSTERDOWN` `Server` error) until the cluster
+//! (`Unreachable`, `Timeout`, or a `TRYAGAIN`/`CLUSTERDOWN` `Server` error) until the cluster
 //! settles; nothing hangs past the command timeout.
 //!
 //! # MSRV
