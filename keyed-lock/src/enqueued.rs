@@ -28,7 +28,8 @@ use crate::{Guard, KeyedLock, MemoryBackend};
 /// # Cancel safety
 ///
 /// Dropping it leaves the queue at once and leaves no entry behind; if the key had already
-/// been granted to it, the key passes to the next waiter.
+/// been granted to it, the key passes to the next waiter. Once it has returned its guard,
+/// polling it again never resolves (there is no second guard to give).
 ///
 /// # Examples
 ///

@@ -161,3 +161,51 @@ async fn string_keys_are_looked_up_by_str() {
     drop(guard);
     assert!(locks.is_empty());
 }
+
+/// Many tasks on a multi-thread runtime take places on a few keys, some dropping them before,
+/// during or after their grant: holders of one key never overlap, every awaited place is
+/// granted, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enqueued_places_stay_exclusive_under_contention() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const KEYS: usize = 4;
+    let locks = KeyedLock::<u64>::builder().shards(2).build().unwrap();
+    let inside: Arc<Vec<AtomicUsize>> = Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
+    let granted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for worker in 0..16u64 {
+        let (locks, inside, granted) = (locks.clone(), Arc::clone(&inside), Arc::clone(&granted));
+        tasks.push(tokio::spawn(async move {
+            let mut x = worker.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for _ in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = x % KEYS as u64;
+                let place = locks.enqueue(&key);
+                match x % 5 {
+                    0 => drop(place), // cancelled before its first poll
+                    1 => {
+                        // cancelled while (maybe) waiting
+                        let _ = tokio::time::timeout(std::time::Duration::ZERO, place).await;
+                    }
+                    _ => {
+                        let guard = place.await;
+                        let n = inside[key as usize].fetch_add(1, Ordering::SeqCst);
+                        assert_eq!(n, 0, "two holders of key {key}");
+                        tokio::task::yield_now().await;
+                        inside[key as usize].fetch_sub(1, Ordering::SeqCst);
+                        granted.fetch_add(1, Ordering::Relaxed);
+                        drop(guard);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(granted.load(Ordering::Relaxed) > 16 * 300 / 2);
+    assert_eq!(locks.len(), 0);
+}
