@@ -10,7 +10,8 @@
 //! 2. SIGKILL one replica while it handles messages; restart it later on the same data dir.
 //! 3. SIGSTOP one replica past its lease TTL, then SIGCONT: its stale writes are fenced off.
 //! 4. Restart Redis: every lease and cooldown is lost.
-//! 5. Stop PostgreSQL for a stretch, then start it again.
+//! 5. Stop PostgreSQL for a stretch (and SIGKILL a replica with audit events in its spool),
+//!    then start it again (and the replica, whose spool replays).
 //! 6. Drain: SIGTERM every replica once the inbox is handled.
 //!
 //! Then the report: a table per replica, fleet totals, the checks (by SQL), and messages per
@@ -170,8 +171,9 @@ impl Replica {
         .with_context(|| format!("replica {} exited before it was ready", self.id))
     }
 
-    /// Messages the replica is handling right now, from its `/metrics`.
-    async fn in_flight(&self) -> Option<u64> {
+    /// The first sample of `/metrics` whose line starts with `series` (a name, or a name and
+    /// the opening of its labels).
+    async fn metric(&self, series: &str) -> Option<f64> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let port = (*self.ready.borrow())?;
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -183,8 +185,21 @@ impl Replica {
         let mut body = String::new();
         s.read_to_string(&mut body).await.ok()?;
         body.lines()
-            .find_map(|l| l.strip_prefix("fleet_in_flight "))
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits (at most `limit`) until `series` is above zero; returns its last value.
+    async fn wait_metric(&self, series: &str, limit: Duration) -> f64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = self.metric(series).await.unwrap_or(0.0);
+            if v > 0.0 || Instant::now() >= deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     fn pid(&self) -> Option<u32> {
@@ -410,10 +425,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
 
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while replicas[0].in_flight().await.unwrap_or(0) == 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    replicas[0]
+        .wait_metric("fleet_in_flight ", Duration::from_secs(5))
+        .await;
     println!(
         "{} 2. SIGKILL r1 in the middle of handling (it has handled {} so far)",
         env.at(),
@@ -432,10 +446,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     // Stop r2 while it is handling a message, so a write of its is in flight when its lease
     // ends; try again (at most 3 times) if that write happened to need no fence.
     for attempt in 1..=3 {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while replicas[1].in_flight().await.unwrap_or(0) == 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        replicas[1]
+            .wait_metric("fleet_in_flight ", Duration::from_secs(5))
+            .await;
         replicas[1].signal("STOP");
         println!(
             "{} 3. SIGSTOP r2 in the middle of handling, for {} ms (its lease is {} ms){}",
@@ -466,10 +479,30 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("{} 5. stop PostgreSQL for 6 s", env.at());
+    let outage = Instant::now();
     env.ctl("pg-stop", None).await?;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A crash with audit events in the spool: the restart on the same directory replays them.
+    let backlog = replicas[2]
+        .wait_metric(
+            "seawall_fallback_sink_backlog_records{",
+            Duration::from_secs(4),
+        )
+        .await;
+    if let Some(mut c) = replicas[2].child.take() {
+        let _ = c.kill().await;
+    }
+    println!(
+        "{}    SIGKILL r3 with {backlog} audit event(s) in its spool",
+        env.at()
+    );
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
     env.ctl("pg-start", None).await?;
-    println!("{}    PostgreSQL is back", env.at());
+    println!(
+        "{}    PostgreSQL is back; restart r3 on the same data directory",
+        env.at()
+    );
+    replicas[2] = env.spawn("r3", &schema, &work.join("r3"), true)?;
+    replicas[2].wait_ready().await?;
 
     feeder.await?;
     println!(
