@@ -1,0 +1,186 @@
+//! A waiter's place in a key's queue, and the borrowed wait around it.
+
+use std::borrow::Borrow;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use super::{GrantRx, MemoryBackend, MemoryLease, ShardState, release_locked};
+use crate::LockEvents;
+use crate::backend::{Grant, Refused};
+
+/// A place in a key's FIFO queue, taken when it was created (under the shard lock) and kept
+/// until it is granted, gives up (its timeout) or is [cancelled](Self::cancel).
+///
+/// It holds no borrow: whoever owns it passes the backend, the key and the events to each
+/// call, so both a borrowed wait (`lock`) and an owned one ([`Enqueued`](crate::Enqueued))
+/// use it. The owner must call [`cancel`](Self::cancel) when it drops a place that is not
+/// done; a place dropped without that leaves a closed waiter in the queue, skipped by the
+/// next hand-over, but stays counted as live.
+pub(crate) struct Place {
+    hash: u64,
+    rx: GrantRx,
+    /// The deadline of the lease this place waits behind, when it was created.
+    lease_deadline: Instant,
+    /// Wakes the waiter at the holder's deadline; made on the first poll (a place may be
+    /// created outside a runtime).
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// When to give up, and the timeout asked for.
+    give_up: Option<(Instant, Duration)>,
+    give_up_timer: Option<Pin<Box<Sleep>>>,
+    done: bool,
+}
+
+impl Place {
+    /// A place behind a lease that ends at `lease_deadline`, giving up at `give_up` (the
+    /// instant, and the timeout asked for) if set.
+    pub(super) fn new(
+        hash: u64,
+        rx: GrantRx,
+        lease_deadline: Instant,
+        give_up: Option<(Instant, Duration)>,
+    ) -> Self {
+        Self {
+            hash,
+            rx,
+            lease_deadline,
+            expiry: None,
+            give_up,
+            give_up_timer: None,
+            done: false,
+        }
+    }
+
+    /// Polls for the grant: `Some(Ok)` granted, `Some(Err(TimedOut))` gave up (and left the
+    /// queue), `None` the key's entry vanished (the caller should take a new place).
+    pub(crate) fn poll_grant<K, Q>(
+        &mut self,
+        backend: &MemoryBackend<K>,
+        key: &Q,
+        events: &LockEvents,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Grant<MemoryLease>, Refused>>>
+    where
+        K: Hash + Eq + Clone + Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut self.rx).poll(cx) {
+                Poll::Ready(Ok(grant)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(grant)));
+                }
+                Poll::Ready(Err(_)) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+            if let Some((at, waited)) = self.give_up {
+                let timer = self
+                    .give_up_timer
+                    .get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(self.time_out(backend, key, events, waited)));
+                }
+            }
+            let lease_deadline = self.lease_deadline;
+            let expiry = self
+                .expiry
+                .get_or_insert_with(|| Box::pin(sleep_until(lease_deadline)));
+            if expiry.as_mut().poll(cx).is_ready() {
+                if let Some(next) = backend.expire_if_due(key, self.hash, events) {
+                    expiry.as_mut().reset(next);
+                }
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn time_out<K, Q>(
+        &mut self,
+        backend: &MemoryBackend<K>,
+        key: &Q,
+        events: &LockEvents,
+        waited: Duration,
+    ) -> Result<Grant<MemoryLease>, Refused>
+    where
+        K: Hash + Eq + Clone + Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.done = true;
+        let mut state = backend.shard(self.hash);
+        self.rx.close();
+        if let Ok(grant) = self.rx.try_recv() {
+            return Ok(grant);
+        }
+        leave_queue(&mut state, self.hash, key);
+        events.timed_out(waited);
+        Err(Refused::TimedOut)
+    }
+
+    /// Leaves the queue (or, if a grant arrived in the meantime, releases that grant to the
+    /// next waiter). Does nothing once the place is done.
+    pub(crate) fn cancel<K, Q>(&mut self, backend: &MemoryBackend<K>, key: &Q, events: &LockEvents)
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut state = backend.shard(self.hash);
+        self.rx.close();
+        match self.rx.try_recv() {
+            Ok(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
+            Err(_) => leave_queue(&mut state, self.hash, key),
+        }
+    }
+}
+
+/// Forgets one cancelled (channel closed, nothing received) waiter of `key`'s slot, compacting
+/// the queue when cancelled waiters outnumber live ones.
+fn leave_queue<K, Q>(state: &mut ShardState<K>, hash: u64, key: &Q)
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key) {
+        slot.live -= 1;
+        if slot.queue.len() > 2 * slot.live + 8 {
+            slot.queue.retain(|w| !w.tx.is_closed());
+        }
+    }
+}
+
+/// A borrowed queued acquisition (under `lock`, `lock_timeout`, `acquire`). Dropping it before
+/// it resolves leaves the queue.
+pub(super) struct Queued<'a, K, Q: ?Sized>
+where
+    K: Borrow<Q>,
+    Q: Eq,
+{
+    pub(super) backend: &'a MemoryBackend<K>,
+    pub(super) key: &'a Q,
+    pub(super) events: &'a LockEvents,
+    pub(super) place: Place,
+}
+
+impl<K, Q> Drop for Queued<'_, K, Q>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    fn drop(&mut self) {
+        self.place.cancel(self.backend, self.key, self.events);
+    }
+}
