@@ -370,10 +370,7 @@ impl Replica {
                     break;
                 }
                 match self.locks.try_lock(&user).await {
-                    Ok(guard) => {
-                        self.handle(user, guard).await;
-                        break;
-                    }
+                    Ok(guard) => self.handle(user, guard).await,
                     Err(TryLockError::Busy(_)) => continue,
                     Err(_) => {
                         self.metrics.redis_errors.inc();
