@@ -171,23 +171,49 @@ impl Replica {
         .with_context(|| format!("replica {} exited before it was ready", self.id))
     }
 
-    /// The first sample of `/metrics` whose line starts with `series` (a name, or a name and
-    /// the opening of its labels).
-    async fn metric(&self, series: &str) -> Option<f64> {
+    /// `GET path` on the replica's HTTP port: the status code and the body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let port = (*self.ready.borrow())?;
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).await.ok()?;
+        let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, raw.split_once("\r\n\r\n")?.1.to_string()))
+    }
+
+    /// The first sample of `/metrics` whose line starts with `series` (a name, or a name and
+    /// the opening of its labels).
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
         body.lines()
             .find(|l| l.starts_with(series))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// `/healthz`'s status and reasons, as one line.
+    async fn health(&self) -> String {
+        match self.get("/healthz").await {
+            Some((code, body)) => {
+                let h: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let reasons: Vec<&str> = h["reasons"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                format!(
+                    "{code} {} [{}]",
+                    h["status"].as_str().unwrap_or("?"),
+                    reasons.join("; ")
+                )
+            }
+            None => "no answer".into(),
+        }
     }
 
     /// Waits (at most `limit`) until `series` is above zero; returns its last value.
@@ -425,6 +451,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
 
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let health_normal = replicas[0].health().await;
+    println!("{}    r1 /healthz: {health_normal}", env.at());
     replicas[0]
         .wait_metric("fleet_in_flight ", Duration::from_secs(5))
         .await;
@@ -495,6 +523,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         "{}    SIGKILL r3 with {backlog} audit event(s) in its spool",
         env.at()
     );
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(outage.elapsed())).await;
+    let health_in_outage = replicas[0].health().await;
+    println!("{}    r1 /healthz: {health_in_outage}", env.at());
     tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
     env.ctl("pg-start", None).await?;
     println!(
@@ -529,6 +560,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         (redis_down, redis_up),
     )
     .await?;
+    checks.push(Check {
+        name: "/healthz follows the PostgreSQL outage",
+        passed: health_in_outage.starts_with("200 degraded")
+            && health_in_outage.contains("postgres"),
+        detail: format!(
+            "r1 in normal traffic: {health_normal}; 3 s into the outage: {health_in_outage}"
+        ),
+    });
     checks.push(Check {
         name: "drain: every replica stopped cleanly on SIGTERM",
         passed: all_handled && clean.iter().all(|(_, ok)| *ok),
