@@ -238,13 +238,13 @@ mod redis;
 mod token;
 
 pub use backend::{Grant, LockBackend, Refused, Wait};
+pub use builder::{DEFAULT_NAME, DEFAULT_TTL, KeyedLockBuilder, MAX_SHARDS};
+pub use enqueued::Enqueued;
 pub use error::{
     Busy, ConfigError, ExtendError, LeaseExpired, LeaseLost, LockTimeoutError, Timeout,
     TryLockError, WithLockError,
 };
 pub use guard::Guard;
-pub use builder::{DEFAULT_NAME, DEFAULT_TTL, KeyedLockBuilder, MAX_SHARDS};
-pub use enqueued::Enqueued;
 pub use lock::KeyedLock;
 pub use memory::{MemoryBackend, MemoryLease};
 pub use metrics::{LockEvents, Metrics};
