@@ -612,6 +612,10 @@ where
     /// Acquires `key` on any backend: the backend-neutral entry point under `lock`,
     /// `try_lock` and `lock_timeout`.
     ///
+    /// It takes `&K`, as [`LockBackend::acquire`] does (a backend may need to store or
+    /// format the owned key type); the backend-specific methods (`lock`, `try_lock`, ...) take
+    /// any borrowed form `&Q`.
+    ///
     /// `wait` says how long to queue: [`Wait::No`] refuses with [`Refused::Busy`] when the
     /// key is held, [`Wait::For`] with [`Refused::TimedOut`] when the time runs out,
     /// [`Wait::Forever`] waits until granted. `ttl` is this lease's TTL (pass
