@@ -70,7 +70,10 @@
 //! | checkpoint deleted | none | replayed from the first segment on disk: records already replayed but still in that segment are delivered again (at least once; the primary deduplicates by id); none is lost | accepted |
 //! | checkpoint corrupt | none (its own checksum detects it) | as deleted; the recovered position is written back atomically before appends are accepted | accepted |
 //!
-//! "Intact" means the record's own bytes, newline aside, are unchanged. No byte range after the
+//! "Intact" means the record's own bytes, newline aside, are unchanged. Recovery is linear in
+//! the size of the damage: the search for intact records inside a damaged line has a work
+//! budget (64 times the line's length), and in a crafted line that exhausts it the rest goes to
+//! quarantine rather than being searched (kept, never skipped). No byte range after the
 //! checkpoint is skipped without being quarantined, and `open` never fails on damage. A seeded
 //! fuzzer (`tests/corruption_fuzz.rs`, 1000 cases per row, part of `cargo test`) checks every row:
 //! 0 intact records missing, 0 invented ids, 0 duplicates beyond the checkpoint rows, every

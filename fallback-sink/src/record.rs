@@ -180,6 +180,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// How many times a damaged chunk's length [`salvage`] may examine.
+const SALVAGE_BUDGET: usize = 64;
+
 /// A piece of a segment found by [`scan`]. Offsets are into the scanned bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece {
@@ -230,12 +233,23 @@ pub(crate) fn scan(data: &[u8], from: usize) -> Vec<Piece> {
 }
 
 /// Finds version 2 records in `data[a..b]`, a chunk that does not verify as one line.
+///
+/// The search examines at most [`SALVAGE_BUDGET`] times the chunk's length (a damaged chunk
+/// holds a few glued records, so the budget is never reached by real damage; crafted garbage
+/// with thousands of record headers would make the search quadratic). Bytes it could not
+/// search are quarantined like any other bad range: nothing is skipped, at worst an intact
+/// record in such a chunk lands in the quarantine file instead of being delivered.
 fn salvage(data: &[u8], a: usize, b: usize, why: LineError, out: &mut Vec<Piece>) {
     let mut cursor = a;
     let mut s = a;
-    while let Some(p) = find(&data[s..b], V2_START) {
+    let mut budget = (b - a)
+        .saturating_mul(SALVAGE_BUDGET)
+        .saturating_add(1 << 20);
+    while budget > 0
+        && let Some(p) = find(&data[s..b], V2_START)
+    {
         let start = s + p;
-        match record_at(data, start, b) {
+        match record_at(data, start, b, &mut budget) {
             Some((end, seq, ts_ms)) => {
                 if start > cursor {
                     out.push(Piece::Bad {
@@ -282,10 +296,32 @@ fn bad_reason(data: &[u8], a: usize, b: usize, fallback: LineError) -> LineError
 }
 
 /// The end of a version 2 record starting at `start`, ending before `limit`, if there is one.
-fn record_at(data: &[u8], start: usize, limit: usize) -> Option<(usize, u64, u64)> {
-    let mut s = start + V2_START.len();
+///
+/// Linear in the bytes after `start`: a start whose header (version, id, seq, ts) does not
+/// parse is rejected at once, and the checksum is extended incrementally from one candidate
+/// `,"crc":` to the next instead of being recomputed for each. The bytes examined are taken
+/// from `budget`; when it runs out the search stops.
+fn record_at(
+    data: &[u8],
+    start: usize,
+    limit: usize,
+    budget: &mut usize,
+) -> Option<(usize, u64, u64)> {
+    let payload_at = start + header_v2(&data[start..limit])?;
+    let mut crc = crc32c::crc32c(&data[start..payload_at]);
+    let mut covered = payload_at;
+    let mut s = payload_at;
     while let Some(p) = find(&data[s..limit], CRC_KEY) {
-        let digits = s + p + CRC_KEY.len();
+        let key = s + p;
+        let work = key - s + 64;
+        if *budget < work {
+            *budget = 0;
+            return None;
+        }
+        *budget -= work;
+        crc = crc32c::crc32c_append(crc, &data[covered..key]);
+        covered = key;
+        let digits = key + CRC_KEY.len();
         let n = data[digits..limit]
             .iter()
             .take_while(|b| b.is_ascii_digit())
@@ -294,6 +330,7 @@ fn record_at(data: &[u8], start: usize, limit: usize) -> Option<(usize, u64, u64
         if n > 0
             && close < limit
             && data[close] == b'}'
+            && number(&data[digits..close]).is_ok_and(|(v, _)| v == u64::from(crc))
             && let Ok(l) = decode_v2(&data[start..=close])
         {
             return Some((close + 1, l.seq, l.ts_ms));
@@ -301,6 +338,19 @@ fn record_at(data: &[u8], start: usize, limit: usize) -> Option<(usize, u64, u64
         s = digits;
     }
     None
+}
+
+/// Length of a well-formed version 2 header (`{"v":2,"id":"..","seq":N,"ts":N,"payload":`)
+/// at the start of `s`.
+fn header_v2(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(V2_START)?;
+    let (_, rest) = uuid(rest).ok()?;
+    let rest = rest.strip_prefix(b"\",\"seq\":")?;
+    let (_, rest) = number(rest).ok()?;
+    let rest = rest.strip_prefix(b",\"ts\":")?;
+    let (_, rest) = number(rest).ok()?;
+    let rest = rest.strip_prefix(b",\"payload\":")?;
+    Some(s.len() - rest.len())
 }
 
 #[cfg(test)]
@@ -372,6 +422,26 @@ mod tests {
         let mut out = Vec::new();
         encode(&mut out, Uuid::nil(), 1, 1, b"{not json");
         assert_eq!(decode(&out[..out.len() - 1]), Err(LineError::Json));
+    }
+
+    #[test]
+    fn salvage_is_bounded_on_adversarial_garbage() {
+        // Many record starts and many checksum keys, none forming a record: must not be
+        // quadratic (22 s for these 400 kB in a debug build before the budget).
+        let mut data = Vec::new();
+        let header = line(b"1");
+        let header = &header[..header.len() - 20];
+        for _ in 0..2000 {
+            data.extend_from_slice(header);
+        }
+        for _ in 0..2000 {
+            data.extend_from_slice(b",\"crc\":1}");
+        }
+        data.push(b'\n');
+        let started = std::time::Instant::now();
+        let pieces = scan(&data, 0);
+        assert!(pieces.iter().all(|p| matches!(p, Piece::Bad { .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
