@@ -735,6 +735,13 @@ async fn sql_report(
             e[3 + i] = row.get(i + 1);
         }
     }
+    for row in q(format!(
+        "SELECT replica, count(*) FROM {s}.alerts GROUP BY replica"
+    ))
+    .await?
+    {
+        table.entry(row.get(0)).or_default()[8] = row.get(1);
+    }
     let _ = writeln!(
         out,
         "{:<8} {:>8} {:>7} {:>9} {:>10} {:>8} {:>9} {:>9} {:>8} {:>6} {:>10}",
@@ -768,9 +775,9 @@ async fn sql_report(
     );
     let _ = writeln!(
         out,
-        "handled, fenced and takeovers (messages another replica had started, finished by this\n\
-         one) are counted by SQL; the other columns are what each process reported on SIGTERM\n\
-         (the SIGKILLed process reported nothing; its spool went to its restart: inherited).\n\
+        "handled, fenced, takeovers (messages another replica had started, finished by this one)\n\
+         and fired are counted by SQL; the other columns are what each process reported on\n\
+         SIGTERM (a SIGKILLed process reported nothing; its spool went to its restart: inherited).\n\
          pg waits: database calls that failed, the message left next in line.\n"
     );
 

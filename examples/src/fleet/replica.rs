@@ -409,17 +409,18 @@ impl Replica {
         // The previous message's outcome event, from its handled row: a replica killed between
         // its fenced write and its audit write left it unwritten. Same id, same content, so
         // this is a no-op when the event is already stored.
-        if let (Some(outcome), Some(detail), Some(prev_token), Some(prev_replica)) = (
+        if let (Some(prev), Some(outcome), Some(detail), Some(prev_token), Some(prev_replica)) = (
+            seq.checked_sub(1),
             row.get::<_, Option<String>>(2),
             row.get::<_, Option<String>>(3),
             row.get::<_, Option<i64>>(4),
             row.get::<_, Option<String>>(5),
-        ) && !self.audited.lock().contains(&(user, seq - 1))
+        ) && !self.audited.lock().contains(&(user, prev))
         {
             self.audit(FleetEvent {
-                event_id: event_id(user, seq - 1, "outcome"),
+                event_id: event_id(user, prev, "outcome"),
                 user,
-                seq: seq - 1,
+                seq: prev,
                 kind: "outcome".into(),
                 token: prev_token,
                 replica: prev_replica,
