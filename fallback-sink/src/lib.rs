@@ -75,7 +75,7 @@
 //! budget (64 times the line's length), and in a crafted line that exhausts it the rest goes to
 //! quarantine rather than being searched (kept, never skipped). No byte range after the
 //! checkpoint is skipped without being quarantined, and `open` never fails on damage. A seeded
-//! fuzzer (`tests/corruption_fuzz.rs`, 1000 cases per row, part of `cargo test`) checks every row:
+//! fuzzer (`tests/corruption_fuzz.rs`, 1000 cases per damage class, part of `cargo test`) checks every row:
 //! 0 intact records missing, 0 invented ids, 0 duplicates beyond the checkpoint rows, every
 //! damaged unread record quarantined.
 //!
