@@ -236,6 +236,7 @@ impl Inner {
 
     /// Whether a call made now would be let through, without taking a permit (the tower
     /// layer's readiness). Counts nothing.
+    #[cfg(feature = "tower")]
     pub(crate) fn admits(&self) -> Result<(), Rejected> {
         let word = self.hot.word.load(Ordering::Acquire);
         if word & STATE_MASK == State::Closed.code() {
