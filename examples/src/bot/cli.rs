@@ -101,9 +101,37 @@ mod tests {
             &["bot", "--time-scale", "NaN"],
             &["bot", "--users", "0"],
             &["bot", "--port", "70000"],
+            &["bot", "--workers", "0"],
         ] {
             let err = Args::try_parse_from(bad).unwrap_err().to_string();
             assert!(err.contains("invalid value"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_replica_needs_redis_postgres_and_an_id_together() {
+        let ok = Args::try_parse_from([
+            "bot",
+            "--redis",
+            "redis://r/",
+            "--postgres",
+            "postgres://p/",
+            "--replica",
+            "r1",
+        ])
+        .unwrap();
+        assert_eq!(
+            (ok.schema.as_str(), ok.workers, ok.lease_ms),
+            ("fleet", 8, 2000)
+        );
+        for partial in [
+            &["bot", "--redis", "redis://r/"][..],
+            &["bot", "--postgres", "postgres://p/", "--replica", "r1"],
+        ] {
+            assert!(
+                Args::try_parse_from(partial).is_err(),
+                "{partial:?} accepted"
+            );
         }
     }
 }

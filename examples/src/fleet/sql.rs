@@ -214,3 +214,34 @@ impl Sql {
 pub fn event_id(user: u32, seq: u32, kind: &str) -> String {
     format!("u{user}-m{seq}-{kind}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_that_could_inject_sql_are_refused() {
+        assert!(Sql::new("fleet_main").is_ok());
+        for bad in ["", "a;DROP TABLE x", "Fleet", "a b", "a.b", &"x".repeat(49)] {
+            assert!(Sql::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_fenced_write_is_one_statement_guarded_by_sequence_and_token() {
+        let sql = Sql::new("s").unwrap().fenced_advance();
+        assert_eq!(sql.matches(';').count(), 0, "{sql}");
+        assert!(
+            sql.contains("WHERE user_id = $1 AND next_seq = $2 AND token <= $3"),
+            "{sql}"
+        );
+        assert!(sql.contains("FROM advanced"), "{sql}");
+    }
+
+    #[test]
+    fn event_ids_depend_on_message_and_kind_only() {
+        assert_eq!(event_id(3, 7, "received"), "u3-m7-received");
+        assert_ne!(event_id(3, 7, "received"), event_id(3, 7, "outcome"));
+        assert_ne!(event_id(3, 7, "outcome"), event_id(37, 7, "outcome"));
+    }
+}
