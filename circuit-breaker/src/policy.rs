@@ -485,6 +485,80 @@ mod tests {
         assert_eq!(w.record(true, 30_000 * MS), Some((0.9, 10)));
     }
 
+    use proptest::prelude::*;
+
+    /// A naive reference: every call with its time, the window recomputed from scratch.
+    fn reference(
+        window: Window,
+        threshold: f64,
+        calls: &[(bool, u64)],
+        upto: usize,
+    ) -> ((u32, u32), bool) {
+        let (now, in_window): (u64, Vec<bool>) = match window {
+            Window::Count { calls: size, .. } => {
+                let start = (upto + 1).saturating_sub(size as usize);
+                (
+                    calls[upto].1,
+                    calls[start..=upto].iter().map(|c| c.0).collect(),
+                )
+            }
+            Window::Time {
+                duration, buckets, ..
+            } => {
+                let bucket = (duration.as_nanos() / u128::from(buckets)) as u64;
+                let now = calls[upto].1;
+                let newest = now / bucket;
+                let oldest = newest.saturating_sub(u64::from(buckets) - 1);
+                (
+                    now,
+                    calls[..=upto]
+                        .iter()
+                        .filter(|c| c.1 / bucket >= oldest)
+                        .map(|c| c.0)
+                        .collect(),
+                )
+            }
+        };
+        let _ = now;
+        let n = in_window.len() as u32;
+        let bad = in_window.iter().filter(|b| **b).count() as u32;
+        let min_calls = match window {
+            Window::Count { min_calls, .. } | Window::Time { min_calls, .. } => min_calls,
+        };
+        let trips = n >= min_calls && f64::from(bad) / f64::from(n) >= threshold;
+        ((n, bad), trips)
+    }
+
+    proptest! {
+        /// The window agrees with the naive reference on every call: counts, and whether it
+        /// trips (evaluated on good calls too).
+        #[test]
+        fn windows_match_a_naive_reference(
+            count in any::<bool>(),
+            size in 1u32..12,
+            min in 1u32..12,
+            threshold in 0.05f64..=1.0,
+            steps in proptest::collection::vec((any::<bool>(), 0u64..40), 1..120),
+        ) {
+            let window = if count {
+                Window::count(size).min_calls(min.min(size))
+            } else {
+                Window::time(Duration::from_millis(10 * u64::from(size)), size).min_calls(min)
+            };
+            let mut w = RateWindow::new(window, threshold);
+            let mut calls = Vec::new();
+            let mut now = 0u64;
+            for (i, (bad, gap_ms)) in steps.into_iter().enumerate() {
+                now += gap_ms * MS;
+                calls.push((bad, now));
+                let tripped = w.record(bad, now);
+                let (totals, trips) = reference(window, threshold, &calls, i);
+                prop_assert_eq!(w.totals(now), totals);
+                prop_assert_eq!(tripped.is_some(), trips);
+            }
+        }
+    }
+
     #[test]
     fn window_validation_names_the_field() {
         assert_eq!(Window::count(0).validate("w").unwrap_err().field(), "w");
