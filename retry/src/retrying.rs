@@ -244,7 +244,9 @@ where
     H: FnMut(&E) -> Option<Duration>,
     N: FnMut(u32, &AttemptError<E>, Duration),
 {
-    /// The general state machine; `failed` is an attempt failure still to be handled.
+    /// The general state machine; `failed` is an attempt failure still to be handled. Kept out
+    /// of line so that `poll`'s first-attempt fast path stays a small function.
+    #[inline(never)]
     fn drive(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
