@@ -83,6 +83,13 @@ pub(crate) struct Inner {
     core: Mutex<Core>,
     events: broadcast::Sender<Transition>,
     metrics: Option<BreakerMetrics>,
+    /// Told of every transition; set once by the keyed breaker (keyed.rs) to tag it with its key.
+    observer: std::sync::OnceLock<Box<dyn Observe>>,
+}
+
+/// Told of every transition of one breaker (the keyed breaker's hook, keyed.rs).
+pub(crate) trait Observe: Send + Sync + std::fmt::Debug {
+    fn observe(&self, t: &Transition);
 }
 
 fn nanos_of(d: Duration) -> u64 {
@@ -141,7 +148,33 @@ impl Inner {
             core: Mutex::new(core),
             events,
             metrics,
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the observer told of every later transition; a second call is ignored.
+    pub(crate) fn set_observer(&self, observer: Box<dyn Observe>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Closed, with no failure counted and no bad call in its windows: a fresh breaker would
+    /// decide every later call the same way, so the keyed breaker may forget it (keyed.rs).
+    pub(crate) fn is_idle(&self) -> bool {
+        let word = self.hot.word.load(Ordering::Acquire);
+        if state_of(word) != State::Closed || fails_of(word) != 0 {
+            return false;
+        }
+        let windowed = !matches!(self.cfg.trip, TripPolicy::ConsecutiveFailures(_))
+            || matches!(self.cfg.slow, Some(SlowCalls::Rate { .. }));
+        if !windowed {
+            return true;
+        }
+        let core = self.lock();
+        let at = self.nanos(Instant::now());
+        let clean = |w: &Option<RateWindow>| w.as_ref().is_none_or(|w| w.totals(at).1 == 0);
+        state_of(self.hot.word.load(Ordering::Acquire)) == State::Closed
+            && clean(&core.failure_window)
+            && clean(&core.slow_window)
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -623,6 +656,9 @@ impl Inner {
             );
         }
         // No receiver is not an error: subscribing is optional.
+        if let Some(observer) = self.observer.get() {
+            observer.observe(&t);
+        }
         let _ = self.events.send(t);
     }
 }
