@@ -4,11 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use crate::inner::{Config, Inner};
+use crate::metrics::BreakerMetrics;
 use crate::limits::{MAX_DURATION, MAX_PROBES};
 use crate::open_duration::OpenDurations;
 use crate::policy::{SlowCalls, TripPolicy, Window, validate_rate};
-use crate::{CircuitBreaker, ConfigError, Metrics};
+use crate::{CircuitBreaker, ConfigError, KeyedCircuitBreaker, Metrics};
 
 // `CircuitBreaker::builder` lives here, not in breaker.rs, so that the handle's module does
 // not depend on its builder's.
@@ -491,6 +495,47 @@ impl CircuitBreakerBuilder {
     /// assert_eq!(err.field(), "probes");
     /// ```
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+        let (template, metrics) = self.into_template()?;
+        let series = metrics.as_ref().map(|m| m.for_breaker(&template.name));
+        let breaker = template.instantiate(Arc::clone(&template.name), template.seed, series);
+        if let Some(m) = &metrics {
+            let weak: std::sync::Weak<Inner> = Arc::downgrade(&breaker.inner);
+            m.track(weak);
+        }
+        Ok(breaker)
+    }
+
+    /// A builder of a [`KeyedCircuitBreaker`]: one breaker per key (host, tenant, endpoint),
+    /// each configured as this builder says, created on first use. Its name and metrics are
+    /// the keyed breaker's. See [`KeyedCircuitBreakerBuilder`] for the keyed settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> = CircuitBreaker::builder()
+    ///     .name("upstream")
+    ///     .consecutive_failures(3)
+    ///     .open_duration(Duration::from_secs(10))
+    ///     .keyed()
+    ///     .max_keys(1_000)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(hosts.len(), 0);
+    /// ```
+    pub fn keyed<K>(self) -> KeyedCircuitBreakerBuilder<K> {
+        KeyedCircuitBreakerBuilder {
+            breaker: self,
+            max_keys: KeyedCircuitBreakerBuilder::<K>::DEFAULT_MAX_KEYS,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Validates the settings into a template breakers can be built from, any number of
+    /// times (the keyed breaker builds one per key).
+    pub(crate) fn into_template(self) -> Result<(Template, Option<Metrics>), ConfigError> {
         self.validate()?;
         let Some(first_open) = self.open.first() else {
             return Err(ConfigError::new(
@@ -498,23 +543,19 @@ impl CircuitBreakerBuilder {
                 "must yield at least one duration, got an empty sequence",
             ));
         };
-        let metrics = self.metrics.as_ref().map(|m| m.for_breaker(&self.name));
-        let cfg = Config {
+        let template = Template {
+            name: self.name,
             trip: self.trip,
             slow: self.slow,
             open: self.open,
             first_open: first_open.min(MAX_DURATION),
             jitter: self.jitter,
+            seed: self.seed,
             probes: self.probes,
             successes_to_close: self.successes_to_close,
             max_probe: self.max_probe,
         };
-        let inner = Arc::new(Inner::new(self.name, cfg, self.seed, metrics));
-        if let Some(m) = &self.metrics {
-            let weak: std::sync::Weak<Inner> = Arc::downgrade(&inner);
-            m.track(weak);
-        }
-        Ok(CircuitBreaker { inner })
+        Ok((template, self.metrics))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -591,4 +632,228 @@ fn check_duration(
         ));
     }
     Ok(())
+}
+
+/// A validated configuration: what `build` makes a breaker from.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    pub(crate) name: Arc<str>,
+    trip: TripPolicy,
+    slow: Option<SlowCalls>,
+    open: OpenDurations,
+    first_open: Duration,
+    jitter: f64,
+    pub(crate) seed: Option<u64>,
+    probes: u32,
+    successes_to_close: u32,
+    max_probe: Duration,
+}
+
+impl Template {
+    /// A new breaker, closed, named `name`, its jitter seeded by `seed` (from the OS if
+    /// `None`), counting into `metrics`.
+    pub(crate) fn instantiate(
+        &self,
+        name: Arc<str>,
+        seed: Option<u64>,
+        metrics: Option<BreakerMetrics>,
+    ) -> CircuitBreaker {
+        let cfg = Config {
+            trip: self.trip,
+            slow: self.slow,
+            open: self.open.clone(),
+            first_open: self.first_open,
+            jitter: self.jitter,
+            probes: self.probes,
+            successes_to_close: self.successes_to_close,
+            max_probe: self.max_probe,
+        };
+        CircuitBreaker {
+            inner: Arc::new(Inner::new(name, cfg, seed, metrics)),
+        }
+    }
+}
+
+/// Configures a [`KeyedCircuitBreaker`]; from [`CircuitBreakerBuilder::keyed`] or
+/// [`KeyedCircuitBreaker::builder`]. Every key's breaker is built from the
+/// [`CircuitBreakerBuilder`] it came from (its name and metrics are the keyed breaker's),
+/// except the keys given their own with [`override_key`](Self::override_key).
+///
+/// # Default
+///
+/// | setting | default |
+/// | --- | --- |
+/// | the per-key breaker | [`CircuitBreakerBuilder`]'s defaults |
+/// | [`max_keys`](KeyedCircuitBreakerBuilder::max_keys) | 10 000 |
+/// | [`override_key`](KeyedCircuitBreakerBuilder::override_key) | none |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker};
+///
+/// let tenants: KeyedCircuitBreaker<u64> = KeyedCircuitBreaker::builder()
+///     .max_keys(50_000)
+///     .build()
+///     .unwrap();
+/// assert_eq!(tenants.max_keys(), 50_000);
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct KeyedCircuitBreakerBuilder<K> {
+    breaker: CircuitBreakerBuilder,
+    max_keys: usize,
+    overrides: Vec<(K, CircuitBreakerBuilder)>,
+}
+
+impl<K> fmt::Debug for KeyedCircuitBreakerBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreakerBuilder")
+            .field("breaker", &self.breaker)
+            .field("max_keys", &self.max_keys)
+            .field("overrides", &self.overrides.len())
+            .finish()
+    }
+}
+
+impl<K> Default for KeyedCircuitBreakerBuilder<K> {
+    fn default() -> Self {
+        CircuitBreakerBuilder::default().keyed()
+    }
+}
+
+impl<K> KeyedCircuitBreakerBuilder<K> {
+    /// The default [`max_keys`](Self::max_keys): 10 000.
+    pub const DEFAULT_MAX_KEYS: usize = 10_000;
+
+    /// The largest [`max_keys`](Self::max_keys) accepted: 100 000 000.
+    pub const MAX_KEYS: usize = 100_000_000;
+
+    /// A builder with the defaults listed [above](KeyedCircuitBreakerBuilder#default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{KeyedCircuitBreaker, KeyedCircuitBreakerBuilder};
+    ///
+    /// let keyed: KeyedCircuitBreaker<String> = KeyedCircuitBreakerBuilder::new().build().unwrap();
+    /// assert_eq!(keyed.name(), "default");
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The configuration of every key's breaker (replacing the one this builder came from),
+    /// and the keyed breaker's name and metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker};
+    ///
+    /// let keyed: KeyedCircuitBreaker<String> = KeyedCircuitBreaker::builder()
+    ///     .breaker(CircuitBreaker::builder().name("hosts").consecutive_failures(2))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(keyed.name(), "hosts");
+    /// ```
+    pub fn breaker(mut self, breaker: CircuitBreakerBuilder) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The most keys tracked at once (default 10 000; must be in `1..=100_000_000`, field
+    /// `max_keys`). Memory is allocated per tracked key, never up front.
+    ///
+    /// When every slot holds a breaker that cannot be forgotten (open, half-open, forced open,
+    /// disabled, closed with failures counted, or with a call in flight), a call for a new
+    /// key is **passed through untracked**: it runs, its outcome is not recorded, and it is
+    /// counted as `untracked` (in [`untracked_calls`](crate::KeyedCircuitBreaker::untracked_calls)
+    /// and the `outcome="untracked"` call series). No open or half-open breaker is ever
+    /// forgotten to make room, and a healthy new host is never refused because others fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// let err = KeyedCircuitBreaker::<String>::builder().max_keys(0).build().unwrap_err();
+    /// assert_eq!(err.field(), "max_keys");
+    /// ```
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// Gives `key` its own configuration (e.g. a longer open duration for one slow host).
+    /// `breaker`'s name and metrics are ignored: the key's breaker reports as the keyed
+    /// breaker's. Checked by `build` (field `override_key`, the reason naming the invalid
+    /// setting). A later override of the same key replaces an earlier one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> = CircuitBreaker::builder()
+    ///     .consecutive_failures(1)
+    ///     .keyed()
+    ///     .override_key("batch.internal".to_owned(), CircuitBreaker::builder().consecutive_failures(3))
+    ///     .build()
+    ///     .unwrap();
+    /// hosts.try_acquire("api.example").unwrap().failure();
+    /// hosts.try_acquire("batch.internal").unwrap().failure();
+    /// assert_eq!(hosts.state("api.example"), State::Open);
+    /// assert_eq!(hosts.state("batch.internal"), State::Closed);
+    /// ```
+    pub fn override_key(mut self, key: K, breaker: CircuitBreakerBuilder) -> Self {
+        self.overrides.push((key, breaker));
+        self
+    }
+
+    /// Builds the keyed breaker, tracking no key yet.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`]: any error of [`CircuitBreakerBuilder::build`] for the per-key
+    /// configuration, `max_keys` outside `1..=100_000_000`, or `override_key` when an
+    /// override's configuration is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker};
+    ///
+    /// let err = CircuitBreaker::builder().probes(0).keyed::<String>().build().unwrap_err();
+    /// assert_eq!(err.field(), "probes");
+    /// ```
+    pub fn build(self) -> Result<KeyedCircuitBreaker<K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    {
+        let (template, metrics) = self.breaker.into_template()?;
+        if !(1..=Self::MAX_KEYS).contains(&self.max_keys) {
+            return Err(ConfigError::new(
+                "max_keys",
+                format!("must be in 1..={}, got {}", Self::MAX_KEYS, self.max_keys),
+            ));
+        }
+        let mut overrides = HashMap::new();
+        for (key, breaker) in self.overrides {
+            let (t, _) = breaker.into_template().map_err(|e| {
+                ConfigError::new(
+                    "override_key",
+                    format!("invalid `{}` for one key: {}", e.field(), e.reason()),
+                )
+            })?;
+            overrides.insert(key, t);
+        }
+        Ok(KeyedCircuitBreaker::new(
+            template,
+            overrides,
+            self.max_keys,
+            metrics,
+        ))
+    }
 }

@@ -81,7 +81,9 @@ pub(crate) struct Inner {
     pub(crate) name: Arc<str>,
     cfg: Config,
     core: Mutex<Core>,
-    events: broadcast::Sender<Transition>,
+    /// Created by the first `subscribe`: a broadcast channel allocates its 64 slots up front,
+    /// which a keyed breaker's thousands of per-key breakers must not pay for.
+    events: std::sync::OnceLock<broadcast::Sender<Transition>>,
     metrics: Option<BreakerMetrics>,
     /// Told of every transition; set once by the keyed breaker (keyed.rs) to tag it with its key.
     observer: std::sync::OnceLock<Box<dyn Observe>>,
@@ -131,7 +133,6 @@ impl Inner {
             successes: 0,
             rng,
         };
-        let (events, _) = broadcast::channel(64);
         Inner {
             hot: Hot {
                 word: AtomicU64::new(pack(State::Closed, 0, 0)),
@@ -146,7 +147,7 @@ impl Inner {
             name,
             cfg,
             core: Mutex::new(core),
-            events,
+            events: std::sync::OnceLock::new(),
             metrics,
             observer: std::sync::OnceLock::new(),
         }
@@ -195,7 +196,9 @@ impl Inner {
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     /// Whether a time-driven change is due in `state` at `at`.
@@ -659,7 +662,9 @@ impl Inner {
         if let Some(observer) = self.observer.get() {
             observer.observe(&t);
         }
-        let _ = self.events.send(t);
+        if let Some(events) = self.events.get() {
+            let _ = events.send(t);
+        }
     }
 }
 

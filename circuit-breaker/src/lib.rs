@@ -100,6 +100,9 @@ mod breaker;
 mod builder;
 mod error;
 mod inner;
+mod keyed;
+#[cfg(feature = "tower")]
+pub mod keyed_layer;
 #[cfg(feature = "tower")]
 pub mod layer;
 mod limits;
@@ -114,7 +117,8 @@ mod sync;
 mod word;
 
 pub use breaker::CircuitBreaker;
-pub use builder::CircuitBreakerBuilder;
+pub use builder::{CircuitBreakerBuilder, KeyedCircuitBreakerBuilder};
+pub use keyed::{KeyedCircuitBreaker, KeyedTransition};
 pub use error::{ConfigError, Error, Rejected};
 pub use metrics::Metrics;
 pub use outcome::Outcome;

@@ -67,6 +67,7 @@ struct TransitionLabels {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     state: StateFamily,
+    keys: KeysFamily,
     calls: Family<CallLabels, Counter>,
     transitions: Family<TransitionLabels, Counter>,
 }
@@ -94,6 +95,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
         let metrics = Metrics {
             state: StateFamily::default(),
+            keys: KeysFamily::default(),
             calls: Family::default(),
             transitions: Family::default(),
         };
@@ -101,6 +103,11 @@ impl Metrics {
             "seawall_circuit_breaker_state",
             "Current state of the circuit breaker: 1 for the current state, 0 for the others",
             metrics.state.clone(),
+        );
+        registry.register(
+            "seawall_circuit_breaker_keys",
+            "Keys tracked by a keyed circuit breaker, by state; computed at scrape time",
+            metrics.keys.clone(),
         );
         registry.register(
             "seawall_circuit_breaker_calls",
@@ -145,6 +152,36 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// The series of a keyed breaker named `name`, cloned into each key's breaker: the
+    /// shared call and transition series, state gauges that are not registered (the keyed
+    /// breaker reports keys per state instead), and the `untracked` call counter.
+    pub(crate) fn for_keyed(&self, name: &str) -> (BreakerMetrics, Counter) {
+        let call = |outcome| {
+            self.calls.get_or_create_owned(&CallLabels {
+                breaker: name.to_owned(),
+                outcome,
+            })
+        };
+        let metrics = BreakerMetrics {
+            name: name.to_owned(),
+            success: call("success"),
+            failure: call("failure"),
+            ignored: call("ignored"),
+            rejected: call("rejected"),
+            abandoned: call("abandoned"),
+            states: Default::default(),
+            transitions: self.transitions.clone(),
+        };
+        (metrics, call("untracked"))
+    }
+
+    /// Remembers a keyed breaker so that each scrape counts its keys per state.
+    pub(crate) fn track_keyed(&self, keyed: Weak<dyn CountKeys>) {
+        let mut list = self.keys.keyed.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|w| w.strong_count() > 0);
+        list.push(keyed);
+    }
+
     /// Remembers `inner` so that each scrape brings its state up to date.
     pub(crate) fn track(&self, breaker: Weak<dyn Refresh>) {
         let mut tracked = self
@@ -204,8 +241,54 @@ impl EncodeMetric for StateFamily {
     }
 }
 
+/// A keyed breaker whose keys a scrape counts per state. A trait so that this module does
+/// not depend on keyed.rs.
+pub(crate) trait CountKeys: Send + Sync + fmt::Debug {
+    /// The keyed breaker's name (its `breaker` label).
+    fn name(&self) -> &str;
+    /// Tracked keys per state, indexed by [`State::code`], after making the transitions
+    /// that are due now.
+    fn count_states(&self) -> [i64; 5];
+}
+
+/// The keys-per-state gauge family, computed at scrape time.
+#[derive(Debug, Clone, Default)]
+struct KeysFamily {
+    family: Family<StateLabels, Gauge>,
+    keyed: Arc<Mutex<Vec<Weak<dyn CountKeys>>>>,
+}
+
+impl TypedMetric for KeysFamily {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for KeysFamily {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let live: Vec<Arc<dyn CountKeys>> = {
+            let list = self.keyed.lock().unwrap_or_else(PoisonError::into_inner);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for keyed in live {
+            let counts = keyed.count_states();
+            for state in State::ALL {
+                self.family
+                    .get_or_create(&StateLabels {
+                        breaker: keyed.name().to_owned(),
+                        state: state.as_str(),
+                    })
+                    .set(counts[state.code() as usize]);
+            }
+        }
+        self.family.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// One breaker's resolved series.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct BreakerMetrics {
     name: String,
     success: Counter,

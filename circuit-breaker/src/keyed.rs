@@ -1,0 +1,778 @@
+//! Keyed circuit breakers: one breaker per host, tenant or endpoint, from one configuration,
+//! with bounded memory and no background task.
+//!
+//! The keys live in a fixed number of shards, each a `HashMap` behind an `RwLock`: a call for
+//! a tracked key takes the shard's read lock, clones the key's breaker (one reference-count
+//! increment) and releases the lock before the call runs. A new key takes the write lock.
+//!
+//! Forgetting is lazy. A breaker is *idle* when it is closed, counts no failure, holds no bad
+//! call in its windows and no call or permit holds it: a fresh breaker would decide every
+//! later call the same way, so forgetting it loses nothing. A shard forgets its idle breakers
+//! when it has doubled since its last sweep (amortized O(1) per new key), and when the keyed
+//! breaker is full (`max_keys`). Nothing else is ever forgotten.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::builder::Template;
+use crate::inner::Observe;
+use crate::metrics::{BreakerMetrics, CountKeys};
+use crate::{
+    CircuitBreaker, Error, KeyedCircuitBreakerBuilder, Metrics, Outcome, Permit, Rejected, State,
+    Transition,
+};
+
+/// Shards of the key map: enough that two tasks rarely meet on one lock.
+const SHARDS: usize = 16;
+/// A shard sweeps once it holds this many keys, then each time it has doubled since.
+const MIN_SWEEP: usize = 8;
+/// After a sweep of every shard forgot nothing, the next waits this long (tokio clock), so a
+/// full keyed breaker does not scan every key for each new key.
+const FULL_SWEEP_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One state change of one key's breaker, from [`KeyedCircuitBreaker::subscribe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedTransition<K> {
+    /// The key whose breaker changed.
+    pub key: K,
+    /// The change; its `breaker` is the keyed breaker's name.
+    pub transition: Transition,
+}
+
+/// One circuit breaker per key (host, tenant, endpoint), created on first use from one
+/// configuration, with bounded memory and no background task.
+///
+/// Built by [`CircuitBreakerBuilder::keyed`](crate::CircuitBreakerBuilder::keyed) or
+/// [`KeyedCircuitBreaker::builder`]. Each key's breaker behaves exactly as a
+/// [`CircuitBreaker`] built from that configuration would: the same trip policy, open
+/// duration, probes, maximum probe duration, [`Permit`]s and errors.
+///
+/// **Memory.** A key's breaker is forgotten once it is *idle*: closed, with no failure counted,
+/// no bad call in its windows, and no call or permit in flight. A fresh breaker would decide
+/// every later call the same way, so forgetting it loses nothing (a forgotten rate window
+/// restarts empty: it must see `min_calls` again, so it can only trip later, never sooner).
+/// Idle breakers are forgotten lazily, when a shard has doubled since its last sweep and when
+/// the keyed breaker is full, or at once by [`forget_idle`](Self::forget_idle).
+/// At most [`max_keys`](crate::KeyedCircuitBreakerBuilder::max_keys) keys are tracked; when
+/// every one of them holds a breaker that cannot be forgotten, a call for a new key is
+/// **passed through untracked** and counted ([`untracked_calls`](Self::untracked_calls)): an
+/// open or half-open breaker is never forgotten, and a healthy host is never refused because
+/// others are failing.
+///
+/// **Observability.** Metrics carry the keyed breaker's name, never a key: calls by outcome
+/// and transitions summed over the keys, keys per state (computed at scrape time), untracked
+/// calls. [`subscribe`](Self::subscribe) delivers every transition with its key, and each
+/// transition is a tracing event with a `key` field (besides the breaker's own event).
+///
+/// Cheap to clone: clones share the keys. `Send + Sync + 'static`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seawall_circuit_breaker::{CircuitBreaker, Error, KeyedCircuitBreaker, State};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let hosts: KeyedCircuitBreaker<String> = CircuitBreaker::builder()
+///     .name("upstream")
+///     .consecutive_failures(2)
+///     .open_duration(Duration::from_secs(30))
+///     .keyed()
+///     .build()
+///     .unwrap();
+///
+/// for _ in 0..2 {
+///     let r = hosts.call("eu.api", || async { Err::<(), _>("connection refused") }).await;
+///     assert_eq!(r, Err(Error::Inner("connection refused")));
+/// }
+/// // eu.api is cut off; us.api keeps serving.
+/// assert!(hosts.call("eu.api", || async { Ok::<_, &str>(1) }).await.unwrap_err().is_open());
+/// assert_eq!(hosts.call("us.api", || async { Ok::<_, &str>(2) }).await, Ok(2));
+/// assert_eq!(hosts.open_keys(), vec![("eu.api".to_owned(), State::Open)]);
+/// # }
+/// ```
+pub struct KeyedCircuitBreaker<K> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> Clone for KeyedCircuitBreaker<K> {
+    fn clone(&self) -> Self {
+        KeyedCircuitBreaker {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for KeyedCircuitBreaker<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+struct Shared<K> {
+    name: Arc<str>,
+    template: Template,
+    overrides: HashMap<K, Template>,
+    seed: u64,
+    max_keys: usize,
+    hasher: RandomState,
+    shards: Box<[RwLock<Shard<K>>]>,
+    len: AtomicUsize,
+    untracked: AtomicU64,
+    untracked_metric: Option<Counter>,
+    series: Option<BreakerMetrics>,
+    events: broadcast::Sender<KeyedTransition<K>>,
+    /// Serves untracked calls: disabled, so it lets everything through and counts nothing.
+    overflow: CircuitBreaker,
+    base: Instant,
+    /// Nanoseconds since `base` before which a full sweep is not tried again.
+    full_sweep_after: AtomicU64,
+}
+
+impl<K: fmt::Debug> fmt::Debug for Shared<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreaker")
+            .field("name", &self.name)
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .field("max_keys", &self.max_keys)
+            .field("untracked", &self.untracked.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shard<K> {
+    map: HashMap<K, CircuitBreaker>,
+    /// Sweep when the map reaches this size.
+    sweep_at: usize,
+}
+
+/// Tags one key's transitions with the key.
+struct KeyObserver<K> {
+    key: K,
+    events: broadcast::Sender<KeyedTransition<K>>,
+}
+
+impl<K: fmt::Debug> fmt::Debug for KeyObserver<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyObserver")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl<K> Observe for KeyObserver<K>
+where
+    K: Clone + fmt::Debug + Send + Sync + 'static,
+{
+    fn observe(&self, t: &Transition) {
+        tracing::info!(
+            breaker = %t.breaker,
+            key = ?self.key,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason = t.reason.as_str(),
+            detail = %t.reason,
+            "keyed circuit breaker state changed"
+        );
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(KeyedTransition {
+                key: self.key.clone(),
+                transition: t.clone(),
+            });
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // The maps stay consistent across a panic (no user code runs under these locks).
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgetting `breaker` loses nothing: idle, and no call, permit or handle holds it (the map
+/// holds the only reference, and the caller holds the shard's write lock, so no one can take
+/// one).
+fn forgettable(breaker: &CircuitBreaker) -> bool {
+    Arc::strong_count(&breaker.inner) == 1 && breaker.inner.is_idle()
+}
+
+impl<K> Shared<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    fn shard<Q>(&self, key: &Q) -> &RwLock<Shard<K>>
+    where
+        Q: Hash + ?Sized,
+    {
+        // Truncation is fine: any bits pick a shard.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
+        &self.shards[index]
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<CircuitBreaker>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        read(self.shard(key)).map.get(key).cloned()
+    }
+
+    /// The key's breaker, created if it is new and there is room; `None` when it must go
+    /// untracked.
+    #[inline]
+    fn lookup<Q>(&self, key: &Q) -> Option<CircuitBreaker>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let shard = self.shard(key);
+        if let Some(breaker) = read(shard).map.get(key) {
+            return Some(breaker.clone());
+        }
+        self.insert(shard, key)
+    }
+
+    #[cold]
+    fn insert<Q>(&self, shard: &RwLock<Shard<K>>, key: &Q) -> Option<CircuitBreaker>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        for attempt in 0..2 {
+            {
+                let mut shard = write(shard);
+                if let Some(breaker) = shard.map.get(key) {
+                    return Some(breaker.clone());
+                }
+                if shard.map.len() >= shard.sweep_at {
+                    self.sweep(&mut shard);
+                }
+                if self.reserve() || (self.sweep(&mut shard) > 0 && self.reserve()) {
+                    let key = key.to_owned();
+                    let breaker = self.make(&key);
+                    shard.map.insert(key, breaker.clone());
+                    return Some(breaker);
+                }
+            }
+            // Full, and this shard had nothing to forget: look at the others (without holding
+            // this shard's lock, so two tasks doing this cannot deadlock).
+            if attempt == 1 || self.sweep_all(false) == 0 {
+                break;
+            }
+        }
+        self.untracked.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.untracked_metric {
+            m.inc();
+        }
+        None
+    }
+
+    /// Takes a slot under `max_keys`.
+    fn reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_keys).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Forgets the shard's idle breakers; returns how many.
+    fn sweep(&self, shard: &mut Shard<K>) -> usize {
+        let before = shard.map.len();
+        shard.map.retain(|_, breaker| !forgettable(breaker));
+        let forgotten = before - shard.map.len();
+        self.len.fetch_sub(forgotten, Ordering::AcqRel);
+        shard.sweep_at = shard.map.len().saturating_mul(2).max(MIN_SWEEP);
+        forgotten
+    }
+
+    /// Sweeps every shard, one lock at a time, unless `force` is false and a sweep that
+    /// forgot nothing happened less than `FULL_SWEEP_BACKOFF` ago.
+    fn sweep_all(&self, force: bool) -> usize {
+        let now = self.nanos();
+        if !force && now < self.full_sweep_after.load(Ordering::Acquire) {
+            return 0;
+        }
+        let forgotten: usize = self
+            .shards
+            .iter()
+            .map(|shard| self.sweep(&mut write(shard)))
+            .sum();
+        if forgotten == 0 {
+            let backoff = u64::try_from(FULL_SWEEP_BACKOFF.as_nanos()).unwrap_or(u64::MAX);
+            self.full_sweep_after
+                .store(now.saturating_add(backoff), Ordering::Release);
+        }
+        forgotten
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX)
+    }
+
+    fn make(&self, key: &K) -> CircuitBreaker {
+        let template = self.overrides.get(key).unwrap_or(&self.template);
+        // Each key gets its own jitter sequence, reproducible under a configured seed.
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let seed = self.seed ^ hasher.finish();
+        let breaker = template.instantiate(Arc::clone(&self.name), Some(seed), self.series.clone());
+        breaker.inner.set_observer(Box::new(KeyObserver {
+            key: key.clone(),
+            events: self.events.clone(),
+        }));
+        breaker
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&K, &CircuitBreaker)) {
+        for shard in self.shards.iter() {
+            for (key, breaker) in &read(shard).map {
+                f(key, breaker);
+            }
+        }
+    }
+}
+
+impl<K> CountKeys for Shared<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn count_states(&self) -> [i64; 5] {
+        let mut counts = [0i64; 5];
+        self.for_each(|_, breaker| {
+            // `state()` makes the transitions that are due.
+            let state = breaker.state();
+            #[allow(clippy::cast_possible_truncation)]
+            let slot = &mut counts[state.code() as usize];
+            *slot = slot.saturating_add(1);
+        });
+        counts
+    }
+}
+
+impl<K> KeyedCircuitBreaker<K>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+{
+    /// A builder with the defaults listed on [`KeyedCircuitBreakerBuilder`], the same as
+    /// `CircuitBreaker::builder().keyed()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// let keyed = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// assert_eq!(keyed.max_keys(), 10_000);
+    /// ```
+    pub fn builder() -> KeyedCircuitBreakerBuilder<K> {
+        KeyedCircuitBreakerBuilder::default()
+    }
+
+    pub(crate) fn new(
+        template: Template,
+        overrides: HashMap<K, Template>,
+        max_keys: usize,
+        metrics: Option<Metrics>,
+    ) -> Self {
+        let name = Arc::clone(&template.name);
+        let seed = template
+            .seed
+            .unwrap_or_else(|| SmallRng::from_os_rng().random());
+        let (series, untracked_metric) = match &metrics {
+            Some(m) => {
+                let (series, untracked) = m.for_keyed(&name);
+                (Some(series), Some(untracked))
+            }
+            None => (None, None),
+        };
+        let overflow = template.instantiate(Arc::clone(&name), Some(seed), None);
+        // Not a transition anyone should see: this breaker is never anyone's key.
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            overflow.disable();
+        });
+        let shared = Arc::new(Shared {
+            name,
+            template,
+            overrides,
+            seed,
+            max_keys,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    RwLock::new(Shard {
+                        map: HashMap::new(),
+                        sweep_at: MIN_SWEEP,
+                    })
+                })
+                .collect(),
+            len: AtomicUsize::new(0),
+            untracked: AtomicU64::new(0),
+            untracked_metric,
+            series,
+            events: broadcast::channel(64).0,
+            overflow,
+            base: Instant::now(),
+            full_sweep_after: AtomicU64::new(0),
+        });
+        if let Some(m) = &metrics {
+            let weak: std::sync::Weak<dyn CountKeys> = Arc::downgrade(&shared) as _;
+            m.track_keyed(weak);
+        }
+        KeyedCircuitBreaker { shared }
+    }
+
+    /// The keyed breaker's name (default `"default"`): the `breaker` label of its metrics and
+    /// the `breaker` of its transitions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker};
+    ///
+    /// let keyed: KeyedCircuitBreaker<u32> = CircuitBreaker::builder().name("shards").keyed().build().unwrap();
+    /// assert_eq!(keyed.name(), "shards");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Runs `f` if `key`'s breaker permits, and records its outcome: `Ok` is a success, `Err`
+    /// a failure. The key's breaker is created on first use; when the keyed breaker is full
+    /// of breakers it cannot forget, `f` runs untracked (see
+    /// [`untracked_calls`](Self::untracked_calls)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Open`] without calling `f` when the key's breaker rejects the call;
+    /// [`Error::Inner`] with `f`'s own error when it fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes drops `f`'s future and counts the call as
+    /// abandoned, as [`CircuitBreaker::call`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// let n = hosts.call("eu.api", || async { Ok::<_, std::io::Error>(42) }).await;
+    /// assert_eq!(n.unwrap(), 42);
+    /// # }
+    /// ```
+    pub async fn call<Q, F, Fut, T, E>(&self, key: &Q, f: F) -> Result<T, Error<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.shared.lookup(key) {
+            Some(breaker) => breaker.call(f).await,
+            None => self.shared.overflow.call(f).await,
+        }
+    }
+
+    /// Like [`call`](Self::call), with `classify` deciding how the result counts (see
+    /// [`CircuitBreaker::call_with`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call): a dropped future counts as abandoned.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, Outcome, State};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let hosts: KeyedCircuitBreaker<String> =
+    ///     CircuitBreaker::builder().consecutive_failures(1).keyed().build().unwrap();
+    /// let not_found_is_healthy = |r: &Result<(), u16>| Outcome::of_error(r, |e| {
+    ///     if *e == 404 { Outcome::Ignored } else { Outcome::Failure }
+    /// });
+    /// let _ = hosts.call_with("eu.api", not_found_is_healthy, || async { Err(404) }).await;
+    /// assert_eq!(hosts.state("eu.api"), State::Closed);
+    /// # }
+    /// ```
+    pub async fn call_with<Q, C, F, Fut, T, E>(
+        &self,
+        key: &Q,
+        classify: C,
+        f: F,
+    ) -> Result<T, Error<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        C: FnOnce(&Result<T, E>) -> Outcome,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.shared.lookup(key) {
+            Some(breaker) => breaker.call_with(classify, f).await,
+            None => self.shared.overflow.call_with(classify, f).await,
+        }
+    }
+
+    /// Asks `key`'s breaker for a permit to make one call; report the outcome on the
+    /// [`Permit`]. An untracked call's permit is in the [`State::Disabled`] state and records
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected`] when the key's breaker is open, forced open, or half-open with every
+    /// probe slot taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> =
+    ///     CircuitBreaker::builder().consecutive_failures(1).keyed().build().unwrap();
+    /// hosts.try_acquire("eu.api").unwrap().failure();
+    /// assert_eq!(hosts.try_acquire("eu.api").unwrap_err().state, State::Open);
+    /// assert_eq!(hosts.try_acquire("us.api").unwrap().state(), State::Closed);
+    /// ```
+    #[inline]
+    pub fn try_acquire<Q>(&self, key: &Q) -> Result<Permit, Rejected>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.shared.lookup(key) {
+            Some(breaker) => breaker.try_acquire(),
+            None => self.shared.overflow.try_acquire(),
+        }
+    }
+
+    /// The state the next call for `key` would see: `Closed` for a key not tracked (new, or
+    /// forgotten because idle). Creates nothing. Time-driven transitions that are due are
+    /// made, as [`CircuitBreaker::state`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{KeyedCircuitBreaker, State};
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// assert_eq!(hosts.state("never.seen"), State::Closed);
+    /// assert_eq!(hosts.len(), 0);
+    /// ```
+    pub fn state<Q>(&self, key: &Q) -> State
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shared
+            .get(key)
+            .map_or(State::Closed, |breaker| breaker.state())
+    }
+
+    /// `key`'s breaker if it is tracked, e.g. to [`force_open`](CircuitBreaker::force_open)
+    /// or [`reset`](CircuitBreaker::reset) one host. While the handle is alive the key is
+    /// not forgotten. Creates nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{KeyedCircuitBreaker, State};
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// assert!(hosts.get("eu.api").is_none());
+    /// hosts.try_acquire("eu.api").unwrap().success();
+    /// let eu = hosts.get("eu.api").unwrap();
+    /// eu.force_open();
+    /// assert_eq!(hosts.state("eu.api"), State::ForcedOpen);
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<CircuitBreaker>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.shared.get(key)
+    }
+
+    /// `key`'s breaker, created if it is not tracked (e.g. to force a host open before any
+    /// call). `None` when the keyed breaker is full of breakers it cannot forget.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{KeyedCircuitBreaker, State};
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// hosts.get_or_create("maintenance.host").unwrap().force_open();
+    /// assert_eq!(hosts.open_keys(), vec![("maintenance.host".to_owned(), State::ForcedOpen)]);
+    /// ```
+    pub fn get_or_create<Q>(&self, key: &Q) -> Option<CircuitBreaker>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.shared.lookup(key)
+    }
+
+    /// How many keys are tracked now (idle ones not yet forgotten included); never more than
+    /// [`max_keys`](Self::max_keys).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// hosts.try_acquire("a").unwrap().success();
+    /// assert_eq!(hosts.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared.len.load(Ordering::Acquire)
+    }
+
+    /// `true` when no key is tracked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// assert!(KeyedCircuitBreaker::<String>::builder().build().unwrap().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys tracked at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().max_keys(64).build().unwrap();
+    /// assert_eq!(hosts.max_keys(), 64);
+    /// ```
+    pub fn max_keys(&self) -> usize {
+        self.shared.max_keys
+    }
+
+    /// Every tracked key whose breaker is not closed (open, half-open, forced open or
+    /// disabled), with its state, sorted by nothing: a snapshot for health checks. Makes
+    /// the transitions that are due, as [`state`](Self::state) does. Takes each shard's read
+    /// lock in turn: O(tracked keys).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> =
+    ///     CircuitBreaker::builder().consecutive_failures(1).keyed().build().unwrap();
+    /// hosts.try_acquire("eu.api").unwrap().failure();
+    /// hosts.try_acquire("us.api").unwrap().success();
+    /// assert_eq!(hosts.open_keys(), vec![("eu.api".to_owned(), State::Open)]);
+    /// ```
+    pub fn open_keys(&self) -> Vec<(K, State)> {
+        let mut keys = Vec::new();
+        self.shared.for_each(|key, breaker| {
+            let state = breaker.state();
+            if state != State::Closed {
+                keys.push((key.clone(), state));
+            }
+        });
+        keys
+    }
+
+    /// Forgets every idle breaker now (closed, nothing counted, nothing in flight); returns
+    /// how many. Never needed for the memory bound; useful before reading
+    /// [`len`](Self::len) in a test or a report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::KeyedCircuitBreaker;
+    ///
+    /// let hosts = KeyedCircuitBreaker::<String>::builder().build().unwrap();
+    /// hosts.try_acquire("a").unwrap().success();
+    /// assert_eq!(hosts.forget_idle(), 1);
+    /// assert!(hosts.is_empty());
+    /// ```
+    pub fn forget_idle(&self) -> usize {
+        self.shared.sweep_all(true)
+    }
+
+    /// Calls passed through untracked because every slot held a breaker that could not be
+    /// forgotten (see [`max_keys`](crate::KeyedCircuitBreakerBuilder::max_keys)); also the
+    /// `outcome="untracked"` series of `seawall_circuit_breaker_calls_total`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> =
+    ///     CircuitBreaker::builder().consecutive_failures(1).keyed().max_keys(1).build().unwrap();
+    /// hosts.try_acquire("down").unwrap().failure(); // open: never forgotten
+    /// let permit = hosts.try_acquire("other").unwrap(); // no room: untracked
+    /// assert_eq!(permit.state(), State::Disabled);
+    /// permit.failure(); // records nothing
+    /// assert_eq!(hosts.untracked_calls(), 1);
+    /// assert_eq!(hosts.state("down"), State::Open);
+    /// ```
+    pub fn untracked_calls(&self) -> u64 {
+        self.shared.untracked.load(Ordering::Relaxed)
+    }
+
+    /// A receiver of every later transition of every key, tagged with its key. The channel
+    /// holds 64 transitions; a receiver that falls further behind gets
+    /// [`RecvError::Lagged`](broadcast::error::RecvError::Lagged) and continues with the
+    /// newest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+    ///
+    /// let hosts: KeyedCircuitBreaker<String> =
+    ///     CircuitBreaker::builder().consecutive_failures(1).keyed().build().unwrap();
+    /// let mut events = hosts.subscribe();
+    /// hosts.try_acquire("eu.api").unwrap().failure();
+    /// let t = events.try_recv().unwrap();
+    /// assert_eq!((t.key.as_str(), t.transition.to), ("eu.api", State::Open));
+    /// ```
+    pub fn subscribe(&self) -> broadcast::Receiver<KeyedTransition<K>> {
+        self.shared.events.subscribe()
+    }
+}
