@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use crate::inner::{Config, Inner};
-use crate::metrics::BreakerMetrics;
 use crate::limits::{MAX_DURATION, MAX_PROBES};
+use crate::metrics::BreakerMetrics;
 use crate::open_duration::OpenDurations;
 use crate::policy::{SlowCalls, TripPolicy, Window, validate_rate};
 use crate::{CircuitBreaker, ConfigError, KeyedCircuitBreaker, Metrics};

@@ -325,8 +325,12 @@ where
     }
 
     fn nanos(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.base)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     fn make(&self, key: &K) -> CircuitBreaker {

@@ -118,8 +118,8 @@ mod word;
 
 pub use breaker::CircuitBreaker;
 pub use builder::{CircuitBreakerBuilder, KeyedCircuitBreakerBuilder};
-pub use keyed::{KeyedCircuitBreaker, KeyedTransition};
 pub use error::{ConfigError, Error, Rejected};
+pub use keyed::{KeyedCircuitBreaker, KeyedTransition};
 pub use metrics::Metrics;
 pub use outcome::Outcome;
 pub use permit::Permit;

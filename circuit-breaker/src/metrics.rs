@@ -177,7 +177,11 @@ impl Metrics {
 
     /// Remembers a keyed breaker so that each scrape counts its keys per state.
     pub(crate) fn track_keyed(&self, keyed: Weak<dyn CountKeys>) {
-        let mut list = self.keys.keyed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = self
+            .keys
+            .keyed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         list.retain(|w| w.strong_count() > 0);
         list.push(keyed);
     }

@@ -117,7 +117,12 @@ impl World {
             // Untracked: the keyed breaker is full of breakers it cannot forget.
             self.untracked += 1;
             prop_assert_eq!(self.keyed.len(), self.cfg.max_keys);
-            prop_assert_eq!(self.model(key).state(), State::Closed, "key {} untracked", key);
+            prop_assert_eq!(
+                self.model(key).state(),
+                State::Closed,
+                "key {} untracked",
+                key
+            );
             return Ok(keyed.ok().map(|keyed| Held { keyed, model: None }));
         }
         let model = self.model(key).try_acquire();
@@ -144,10 +149,18 @@ impl World {
         prop_assert!(self.keyed.len() <= self.cfg.max_keys);
         let mut non_closed = HashSet::new();
         for key in 0..KEYS {
-            let model = self.model.get(&key).map_or(State::Closed, CircuitBreaker::state);
+            let model = self
+                .model
+                .get(&key)
+                .map_or(State::Closed, CircuitBreaker::state);
             prop_assert_eq!(self.keyed.state(&key), model, "key {}", key);
             if model != State::Closed {
-                prop_assert!(self.keyed.get(&key).is_some(), "key {} forgotten while {}", key, model);
+                prop_assert!(
+                    self.keyed.get(&key).is_some(),
+                    "key {} forgotten while {}",
+                    key,
+                    model
+                );
                 non_closed.insert((key, model));
             }
         }
