@@ -149,6 +149,13 @@ pub enum RetryError<E> {
 
 impl<E> RetryError<E> {
     /// Attempts made, including the first one.
+    ///
+    /// # Examples
+    /// ```
+    /// use seawall_retry::{AttemptError, RetryError};
+    /// let err = RetryError::Exhausted { attempts: 3, last: AttemptError::Inner("reset") };
+    /// assert_eq!(err.attempts(), 3);
+    /// ```
     pub fn attempts(&self) -> u32 {
         match self {
             Self::Exhausted { attempts, .. }
@@ -160,6 +167,13 @@ impl<E> RetryError<E> {
     }
 
     /// The last attempt's failure, borrowed (a permanent error is wrapped in `Inner`).
+    ///
+    /// # Examples
+    /// ```
+    /// use seawall_retry::{AttemptError, RetryError};
+    /// let err = RetryError::Exhausted { attempts: 3, last: AttemptError::Inner("reset") };
+    /// assert_eq!(err.last(), AttemptError::Inner(&"reset"));
+    /// ```
     pub fn last(&self) -> AttemptError<&E> {
         match self {
             Self::Permanent { error, .. } => AttemptError::Inner(error),
@@ -174,6 +188,13 @@ impl<E> RetryError<E> {
     }
 
     /// The caller's error from the last attempt, or `None` if that attempt timed out.
+    ///
+    /// # Examples
+    /// ```
+    /// use seawall_retry::{AttemptError, RetryError};
+    /// let err = RetryError::Exhausted { attempts: 3, last: AttemptError::Inner("reset") };
+    /// assert_eq!(err.last_error(), Some(&"reset"));
+    /// ```
     pub fn last_error(&self) -> Option<&E> {
         match self.last() {
             AttemptError::Inner(e) => Some(e),
@@ -183,6 +204,17 @@ impl<E> RetryError<E> {
 
     /// Consumes `self`, giving back the caller's error from the last attempt, or `None` if that
     /// attempt timed out.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use seawall_retry::{AttemptError, RetryError};
+    /// let err = RetryError::<&str>::Budget {
+    ///     attempts: 2,
+    ///     last: AttemptError::Timeout { after: Duration::from_secs(1) },
+    /// };
+    /// assert_eq!(err.into_last_error(), None);
+    /// ```
     pub fn into_last_error(self) -> Option<E> {
         match self {
             Self::Permanent { error, .. } => Some(error),
@@ -195,6 +227,13 @@ impl<E> RetryError<E> {
 
     /// A short, stable name for the stop reason: `exhausted`, `permanent`, `deadline`,
     /// `hint_beyond_deadline` or `budget` (the `result` label of `seawall_retry_calls_total`).
+    ///
+    /// # Examples
+    /// ```
+    /// use seawall_retry::{AttemptError, RetryError};
+    /// let err = RetryError::Exhausted { attempts: 3, last: AttemptError::Inner("reset") };
+    /// assert_eq!(err.reason(), "exhausted");
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Exhausted { .. } => "exhausted",

@@ -487,3 +487,46 @@ async fn huge_hints_and_timeouts_saturate() {
         ]
     );
 }
+
+/// Issue 12: one policy serves calls with different error types, each with its own typed
+/// predicate and hint.
+#[tokio::test(start_paused = true)]
+async fn one_policy_serves_calls_with_different_error_types() {
+    #[derive(Debug, PartialEq)]
+    enum DbError {
+        Deadlock,
+        Syntax,
+    }
+    let policy = RetryPolicy::builder().build().unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    let db = policy
+        .retry(|| {
+            n += 1;
+            let e = if n == 1 {
+                DbError::Deadlock
+            } else {
+                DbError::Syntax
+            };
+            async move { Err::<(), _>(e) }
+        })
+        .retry_if(|e| *e == DbError::Deadlock)
+        .await;
+    assert_eq!(
+        db,
+        Err(RetryError::Permanent {
+            attempts: 2,
+            error: DbError::Syntax
+        })
+    );
+    assert_eq!(start.elapsed(), secs(1.0));
+    let api = policy
+        .retry(|| async { Err::<(), _>(ApiError::Busy(secs(10.0))) })
+        .retry_after(|e| match e {
+            ApiError::Busy(d) => Some(*d),
+            _ => None,
+        })
+        .await;
+    assert_eq!(api.unwrap_err().attempts(), 3);
+    assert_eq!(start.elapsed(), secs(21.0));
+}
