@@ -507,6 +507,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("{} 5. stop PostgreSQL for 6 s", env.at());
+    // Stop it while r3 is handling a message, so that message's write has to wait and its
+    // audit event goes to r3's spool.
+    replicas[2]
+        .wait_metric("fleet_in_flight ", Duration::from_secs(5))
+        .await;
     let outage = Instant::now();
     env.ctl("pg-stop", None).await?;
     // A crash with audit events in the spool: the restart on the same directory replays them.
