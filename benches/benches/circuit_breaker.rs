@@ -1,7 +1,14 @@
 //! Closed-state overhead of a circuit breaker around a call that succeeds: seawall beside
 //! failsafe (its consecutive-failure policy and its default), recloser and tower-resilience,
-//! with a bare call as the floor. Every breaker is driven the most direct way its API
-//! allows; async APIs are polled in place (the call is ready at once), without a runtime.
+//! with a bare call as the floor.
+//!
+//! Every contender is driven the way its users call it: failsafe and recloser are sync and are
+//! called synchronously (`breaker.call(f)`); seawall's `call` and tower-resilience's service are
+//! async and are awaited, the future polled in place on this thread (the call is ready at
+//! once, so no runtime is involved and none is charged to anyone). Seawall's permit API is sync
+//! and called sync: `seawall_permit` is `try_acquire_ref` + `success` (the borrowed permit),
+//! `seawall_permit_owned` is `try_acquire` + `success` (the `'static` permit, one reference
+//! count increment and decrement per call).
 //!
 //! `*/1thread`: one thread. `*/2threads`: the measured thread shares the breaker with a
 //! second thread hammering it with the same calls for the whole measurement.
@@ -114,6 +121,17 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("seawall_permit/{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                measure(iters, contended, || {
+                    || {
+                        let permit = seawall.try_acquire_ref().unwrap();
+                        black_box(dependency()).unwrap();
+                        permit.success();
+                    }
+                })
+            })
+        });
+        group.bench_function(format!("seawall_permit_owned/{suffix}"), |b| {
             b.iter_custom(|iters| {
                 measure(iters, contended, || {
                     || {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::inner::Inner;
-use crate::permit::Guard;
-use crate::{Error, Outcome, Permit, Reason, Rejected, State, Transition};
+use crate::{Error, Outcome, Permit, PermitRef, Reason, Rejected, State, Transition};
 
 /// A circuit breaker: stops calling a dependency that keeps failing, lets a few probe calls
 /// through once its open duration has elapsed, and closes again when they succeed.
@@ -118,7 +117,7 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
     {
         let token = self.inner.acquire()?;
-        let guard = Guard::new(&self.inner, token);
+        let guard = PermitRef::new(&self.inner, token);
         let result = f().await;
         guard.record(Outcome::of(&result));
         result.map_err(Error::Inner)
@@ -169,7 +168,7 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
     {
         let token = self.inner.acquire()?;
-        let guard = Guard::new(&self.inner, token);
+        let guard = PermitRef::new(&self.inner, token);
         let result = f().await;
         guard.record(classify(&result));
         result.map_err(Error::Inner)
@@ -202,6 +201,35 @@ impl CircuitBreaker {
     pub fn try_acquire(&self) -> Result<Permit, Rejected> {
         let token = self.inner.acquire()?;
         Ok(Permit::new(Arc::clone(&self.inner), token))
+    }
+
+    /// Like [`try_acquire`](CircuitBreaker::try_acquire), with a permit that borrows the
+    /// breaker instead of holding a reference-counted handle: on the closed path neither
+    /// taking nor reporting it writes anything shared, so threads sharing the breaker do
+    /// not contend. For a permit that must be `'static`, use `try_acquire`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](CircuitBreaker::try_acquire).
+    ///
+    /// # Panics
+    ///
+    /// Never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// let permit = breaker.try_acquire_ref().unwrap();
+    /// assert_eq!(permit.state(), State::Closed);
+    /// permit.success();
+    /// ```
+    #[inline]
+    pub fn try_acquire_ref(&self) -> Result<PermitRef<'_>, Rejected> {
+        let token = self.inner.acquire()?;
+        Ok(PermitRef::new(&self.inner, token))
     }
 
     /// The state the next call would see. Time-driven transitions are made (and emitted as

@@ -26,7 +26,9 @@ use crate::outcome::Verdict;
 use crate::policy::{RateWindow, SlowCalls, TripPolicy};
 use crate::probes::ProbeSlots;
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
-use crate::word::{NO_START, STATE_MASK, Token, fails_of, gen_of, pack, state_of, with_fails};
+use crate::word::{
+    FAST_MASK, GENERAL, NO_START, STATE_MASK, Token, fails_of, gen_of, pack, state_of, with_fails,
+};
 use crate::{Outcome, Reason, Rejected, State, Transition};
 
 /// The immutable configuration, validated by the builder.
@@ -59,9 +61,9 @@ struct Core {
 #[derive(Debug)]
 #[repr(align(128))]
 struct Hot {
+    /// The state word; its `GENERAL` bit is set for the breaker's life unless closed-state
+    /// verdicts need neither the clock nor the lock (see `word.rs`).
     word: AtomicU64,
-    /// Closed-state verdicts need neither the clock nor the lock.
-    fast: bool,
     /// Slow calls are tracked: permits record their start.
     timed: bool,
 }
@@ -135,8 +137,16 @@ impl Inner {
         };
         Inner {
             hot: Hot {
-                word: AtomicU64::new(pack(State::Closed, 0, 0)),
-                fast: lock_free_threshold != 0 && cfg.slow.is_none(),
+                word: AtomicU64::new(pack(
+                    State::Closed,
+                    0,
+                    0,
+                    if lock_free_threshold != 0 && cfg.slow.is_none() {
+                        0
+                    } else {
+                        GENERAL
+                    },
+                )),
                 timed: cfg.slow.is_some(),
             },
             open_until: AtomicU64::new(0),
@@ -232,7 +242,7 @@ impl Inner {
         let at = self.nanos(now);
         if at >= self.probe_deadline.load(Ordering::Acquire) {
             let word = self.hot.word.load(Ordering::Acquire);
-            // Generations have 29 bits: `u32::MAX` matches no probe.
+            // Generations have 28 bits: `u32::MAX` matches no probe.
             let current = if state_of(word) == State::HalfOpen {
                 gen_of(word)
             } else {
@@ -260,9 +270,21 @@ impl Inner {
         }
     }
 
+    /// A permit's token, or the rejection. The lock-free closed path is one load and one
+    /// test: no clock, no lock, no write.
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Token, Rejected> {
         let word = self.hot.word.load(Ordering::Acquire);
+        if word & FAST_MASK == 0 {
+            Ok(Token::new(word, NO_START))
+        } else {
+            self.acquire_general(word)
+        }
+    }
+
+    /// `acquire` when the word is not on the lock-free closed path.
+    #[inline(never)]
+    fn acquire_general(&self, word: u64) -> Result<Token, Rejected> {
         if word & STATE_MASK == State::Closed.code() {
             Ok(Token::new(word, self.start()))
         } else {
@@ -365,7 +387,7 @@ impl Inner {
     /// Records the verdict on a permit.
     #[inline]
     pub(crate) fn finish(&self, token: Token, verdict: Verdict) {
-        if self.hot.fast && token.state() == State::Closed {
+        if token.is_fast() {
             // The lock-free closed path: no clock, no lock; a success is one load.
             if let Some(m) = &self.metrics {
                 m.count(verdict);
@@ -569,7 +591,7 @@ impl Inner {
     fn next_generation(&self, to: State) -> u64 {
         let mut word = self.hot.word.load(Ordering::Acquire);
         loop {
-            let next = pack(to, gen_of(word).wrapping_add(1), 0);
+            let next = pack(to, gen_of(word).wrapping_add(1), 0, word & GENERAL);
             match self.hot.word.compare_exchange_weak(
                 word,
                 next,

@@ -122,6 +122,6 @@ pub use error::{ConfigError, Error, Rejected};
 pub use keyed::{KeyedCircuitBreaker, KeyedTransition};
 pub use metrics::Metrics;
 pub use outcome::Outcome;
-pub use permit::Permit;
+pub use permit::{Permit, PermitRef};
 pub use policy::{SlowCalls, TripPolicy, Window};
 pub use state::{Reason, State, Transition};

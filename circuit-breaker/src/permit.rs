@@ -1,6 +1,7 @@
 //! Permits: the right to make one call, and the duty to report how it went.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use crate::inner::Inner;
@@ -22,7 +23,10 @@ use crate::{Outcome, State};
 /// exists or by one that hangs.
 ///
 /// A permit is `'static` (it holds a reference-counted handle to the breaker), so it can move
-/// into a spawned task.
+/// into a spawned task. Taking one clones that handle: a write to a count shared by every
+/// thread using the breaker. Where the permit does not need to outlive the borrow of the
+/// breaker, [`try_acquire_ref`](crate::CircuitBreaker::try_acquire_ref) gives a [`PermitRef`],
+/// which writes nothing shared on the closed path.
 ///
 /// # Examples
 ///
@@ -136,30 +140,165 @@ impl fmt::Debug for Permit {
     }
 }
 
-/// The borrowed permit used inside `call`: no reference count to touch on the hot path.
-pub(crate) struct Guard<'a> {
+/// The right to make one call through a [`CircuitBreaker`](crate::CircuitBreaker), borrowed
+/// from it: from [`try_acquire_ref`](crate::CircuitBreaker::try_acquire_ref), and what
+/// [`call`](crate::CircuitBreaker::call) holds while its future runs.
+///
+/// The same contract as [`Permit`] (report with [`success`](PermitRef::success),
+/// [`failure`](PermitRef::failure), [`ignore`](PermitRef::ignore) or
+/// [`record`](PermitRef::record); dropped without a verdict it counts as abandoned and a
+/// half-open probe's slot is freed at once; a probe kept past the maximum probe duration
+/// counts as failed), without [`Permit`]'s reference count: taking and reporting a closed
+/// permit writes nothing shared, so threads sharing one breaker do not contend. Use
+/// [`Permit`] when the permit must outlive the borrow (move into a spawned task).
+///
+/// # Examples
+///
+/// ```
+/// use seawall_circuit_breaker::CircuitBreaker;
+///
+/// fn write_sync(breaker: &CircuitBreaker, ok: bool) -> Result<(), &'static str> {
+///     let permit = breaker.try_acquire_ref().map_err(|_| "breaker open")?;
+///     if ok {
+///         permit.success();
+///         Ok(())
+///     } else {
+///         permit.failure();
+///         Err("write failed")
+///     }
+/// }
+///
+/// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+/// assert_eq!(write_sync(&breaker, true), Ok(()));
+/// assert_eq!(write_sync(&breaker, false), Err("write failed"));
+/// assert_eq!(write_sync(&breaker, true), Err("breaker open"));
+/// ```
+#[must_use = "a permit dropped without a verdict counts as abandoned"]
+pub struct PermitRef<'a> {
     inner: &'a Inner,
     token: Token,
 }
 
-impl<'a> Guard<'a> {
+impl<'a> PermitRef<'a> {
     #[inline]
-    pub(crate) fn new(inner: &'a Inner, token: Token) -> Guard<'a> {
-        Guard { inner, token }
+    pub(crate) fn new(inner: &'a Inner, token: Token) -> PermitRef<'a> {
+        PermitRef { inner, token }
     }
 
+    /// Reports that the call succeeded.
     #[inline]
-    pub(crate) fn record(mut self, outcome: Outcome) {
-        let token = std::mem::replace(&mut self.token, Token::SPENT);
-        self.inner.finish(token, Verdict::Outcome(outcome));
+    pub fn success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Reports that the call failed.
+    #[inline]
+    pub fn failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Reports that the call's outcome says nothing about the dependency's health. A
+    /// half-open probe's slot is freed.
+    #[inline]
+    pub fn ignore(self) {
+        self.record(Outcome::Ignored);
+    }
+
+    /// Reports `outcome`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::{CircuitBreaker, Outcome, State};
+    ///
+    /// let breaker = CircuitBreaker::builder().consecutive_failures(1).build().unwrap();
+    /// breaker.try_acquire_ref().unwrap().record(Outcome::Failure);
+    /// assert_eq!(breaker.state(), State::Open);
+    /// ```
+    #[inline]
+    pub fn record(self, outcome: Outcome) {
+        // The verdict replaces the drop: nothing to mark spent, nothing left to release.
+        let this = ManuallyDrop::new(self);
+        this.inner.finish(this.token, Verdict::Outcome(outcome));
+    }
+
+    /// `true` if this permit is a half-open probe (see [`Permit::is_probe`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// assert!(!breaker.try_acquire_ref().unwrap().is_probe());
+    /// ```
+    #[inline]
+    pub fn is_probe(&self) -> bool {
+        self.token.state() == State::HalfOpen
+    }
+
+    /// The state the permit was granted in: `Closed`, `HalfOpen` or `Disabled`.
+    #[inline]
+    pub fn state(&self) -> State {
+        self.token.state()
     }
 }
 
-impl Drop for Guard<'_> {
+impl Drop for PermitRef<'_> {
     #[inline]
     fn drop(&mut self) {
-        if !self.token.is_spent() {
-            self.inner.finish(self.token, Verdict::Abandoned);
-        }
+        self.inner.finish(self.token, Verdict::Abandoned);
+    }
+}
+
+impl fmt::Debug for PermitRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitRef")
+            .field("breaker", &self.inner.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{CircuitBreaker, State};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_borrowed_permit_keeps_the_permit_contract() {
+        let b = CircuitBreaker::builder()
+            .consecutive_failures(2)
+            .open_duration(Duration::from_secs(1))
+            .max_probe_duration(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        // Consecutive failures: a success in between resets the count; an abandoned or
+        // ignored permit does not.
+        b.try_acquire_ref().unwrap().failure();
+        b.try_acquire_ref().unwrap().success();
+        b.try_acquire_ref().unwrap().failure();
+        drop(b.try_acquire_ref().unwrap());
+        b.try_acquire_ref().unwrap().ignore();
+        assert_eq!(b.state(), State::Closed);
+        b.try_acquire_ref().unwrap().failure();
+        assert_eq!(b.try_acquire_ref().unwrap_err().state, State::Open);
+
+        // A dropped probe frees its slot at once.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let probe = b.try_acquire_ref().unwrap();
+        assert!(probe.is_probe());
+        assert_eq!(b.try_acquire_ref().unwrap_err().state, State::HalfOpen);
+        drop(probe);
+        // A kept probe that outlives the maximum probe duration counts as failed.
+        let hung = b.try_acquire_ref().unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(b.state(), State::Open);
+        hung.success(); // too late: ignored
+        assert_eq!(b.state(), State::Open);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        b.try_acquire_ref().unwrap().success();
+        assert_eq!(b.state(), State::Closed);
     }
 }
