@@ -11,7 +11,9 @@
 //!
 //! `clock_floor` is one `tokio::time::Instant::now()` (what seawall reads per call, a vDSO
 //! `clock_gettime`); governor reads the TSC through `quanta` instead, which is cheaper but does
-//! not follow tokio's paused test clock.
+//! not follow tokio's paused test clock. `tsc_clock_floor` is one read of governor's clock (its
+//! `DefaultClock`, quanta): the difference between the two floors is what following tokio's
+//! clock costs per call.
 //!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and
@@ -142,6 +144,14 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, contended: bool) {
         b.iter_custom(|iters| {
             measure(iters, contended, |_| {
                 black_box(Instant::now());
+            })
+        })
+    });
+    let tsc = governor::clock::DefaultClock::default();
+    group.bench_function("tsc_clock_floor", |b| {
+        b.iter_custom(|iters| {
+            measure(iters, contended, |_| {
+                black_box(governor::clock::Clock::now(&tsc));
             })
         })
     });

@@ -32,6 +32,20 @@ use crate::{Decision, Digest, Fire, Metrics, Reservation, Suppressed};
 /// [`drain_digests`](Self::drain_digests), and whenever a full shard needs
 /// room; [`max_keys`](CooldownBuilder::max_keys) caps the total.
 ///
+/// # Time
+///
+/// Windows follow tokio's clock, so tests drive them with a paused clock
+/// (`#[tokio::test(start_paused = true)]`, `tokio::time::advance`). A call
+/// made where a tokio runtime that is not multi-thread is current (the only
+/// kind tokio can pause) reads `tokio::time::Instant::now()`. Anywhere else (no
+/// runtime, or a multi-thread runtime, where tokio's clock is the system's) the
+/// cooldown reads the CPU's time-stamp counter through `quanta`, calibrated
+/// once per process against the monotonic clock (at least 0.5 ms, at most
+/// 200 ms, when the first cooldown is built): about 9 ns against 23 ns for
+/// `clock_gettime`, most of a suppressed check's cost. The two may drift
+/// apart by a few parts per million; the instants the cooldown reports
+/// ([`Digest`], [`Fire::last_fired`]) are tokio instants either way.
+///
 /// # Examples
 ///
 /// ```

@@ -185,6 +185,7 @@
 )]
 
 mod builder;
+mod clock;
 mod cooldown;
 mod decision;
 mod error;

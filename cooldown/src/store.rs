@@ -10,6 +10,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use crate::clock::{Clock, duration_ticks};
+
 use crate::metrics::InstanceMetrics;
 use crate::state::{KeyState, Pending, RawFire, RawSuppressed, Verdict};
 use crate::{Decision, Digest, Fire, Metrics, Suppressed};
@@ -59,7 +61,7 @@ pub(crate) struct Inner<K, P> {
     window_ticks: u64,
     max_keys: usize,
     sweep_every: u64,
-    base: Instant,
+    clock: Clock,
     len: AtomicUsize,
     next_sweep: AtomicU64,
     metrics: Option<InstanceMetrics>,
@@ -83,19 +85,19 @@ impl<K, P> Inner<K, P> {
     }
 
     fn now_ticks(&self) -> u64 {
-        duration_ticks(Instant::now().saturating_duration_since(self.base))
+        self.clock.now_ticks()
     }
 
     fn instant(&self, ticks: u64) -> Instant {
         // `ticks` is at most `now + window`, so this only saturates past the year 2500.
         let d = Duration::from_nanos(ticks);
-        self.base
-            .checked_add(d)
-            .unwrap_or_else(|| self.base + Duration::from_secs(86_400 * 365 * 30))
+        let base = self.clock.base();
+        base.checked_add(d)
+            .unwrap_or_else(|| base + Duration::from_secs(86_400 * 365 * 30))
     }
 
     fn ticks(&self, at: Instant) -> u64 {
-        duration_ticks(at.saturating_duration_since(self.base))
+        duration_ticks(at.saturating_duration_since(self.clock.base()))
     }
 
     fn digest_from(&self, pending: Pending<P>, last_fired: Option<u64>) -> Digest<P> {
@@ -199,7 +201,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
             window_ticks,
             max_keys,
             sweep_every: window_ticks.max(MIN_SWEEP_INTERVAL),
-            base: Instant::now(),
+            clock: Clock::new(),
             len: AtomicUsize::new(0),
             next_sweep: AtomicU64::new(window_ticks.max(MIN_SWEEP_INTERVAL)),
         }
@@ -476,12 +478,4 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         }
         hk.expired
     }
-}
-
-/// A duration in ticks (nanoseconds), saturating (without `u128` arithmetic:
-/// this runs on every call).
-fn duration_ticks(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
 }

@@ -351,3 +351,29 @@ async fn string_keys_are_looked_up_by_str() {
     assert_eq!(fire.suppressed_since_last, 0); // the critical fire reported them
     assert_eq!(c.len(), 2);
 }
+
+/// Outside a runtime (and on multi-thread runtimes) the cooldown reads the TSC
+/// clock, not tokio's: its windows still run on real time. Real time, because
+/// that is what this tests (a spin, not a sleep: a few milliseconds).
+#[test]
+fn window_runs_on_real_time_outside_a_runtime() {
+    let window = Duration::from_millis(5);
+    let cooldown = Cooldown::builder().window(window).build().unwrap();
+    let start = std::time::Instant::now();
+    assert!(cooldown.check(&"k").is_fire());
+    let s = cooldown
+        .check(&"k")
+        .suppressed()
+        .expect("inside the window");
+    assert!(s.remaining <= window && s.remaining > Duration::ZERO);
+    while start.elapsed() < window + Duration::from_millis(2) {
+        std::hint::spin_loop();
+    }
+    let fire = cooldown
+        .check(&"k")
+        .fire()
+        .expect("the window ended in real time");
+    assert_eq!(fire.suppressed_since_last, 1);
+    let digest = fire.digest.unwrap();
+    assert!(digest.first_suppressed >= fire.last_fired.unwrap());
+}

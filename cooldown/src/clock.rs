@@ -1,0 +1,210 @@
+//! The in-memory cooldown's clock: tokio's clock wherever it can be paused, a
+//! TSC clock everywhere else.
+//!
+//! A check reads the clock once, and that read was most of its cost:
+//! `tokio::time::Instant::now()` is a `clock_gettime` (about 23 ns on the
+//! benchmark machine), a TSC read through `quanta` about 9.5 ns (issue 14).
+//! The seawall rule (DESIGN.md, *Time*) allows a cheaper source on one
+//! condition: under a paused tokio clock it reads the paused time. A tokio
+//! clock can only be paused on a `current_thread` runtime (tokio refuses to
+//! pause any other flavor), and `tokio::time::Instant::now()` follows the
+//! runtime current on the calling thread. So:
+//!
+//! - a runtime is current on this thread and it is not a multi-thread one
+//!   (it may be paused): read `tokio::time::Instant::now()`, exactly as before;
+//! - otherwise (no runtime, or a multi-thread runtime, whose clock is the
+//!   system's): read the TSC, calibrated by `quanta` against the monotonic
+//!   clock once per process and placed on the same timeline as tokio's.
+//!
+//! Both give ticks (nanoseconds) since the cooldown's `base`, the tokio instant
+//! at which it was built. The TSC and the monotonic clock may drift apart by a
+//! few parts per million (quanta's calibration error; NTP slews only the
+//! latter), so a window measured on one is within ppm of the other; the
+//! decisions tolerate a `now` that steps back (see [`crate::state`]).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
+
+/// The process-wide TSC clock and one reading of it paired with the
+/// monotonic clock, taken back to back.
+struct Tsc {
+    clock: quanta::Clock,
+    at: quanta::Instant,
+    std: std::time::Instant,
+}
+
+static TSC: OnceLock<Tsc> = OnceLock::new();
+
+impl Tsc {
+    fn get() -> &'static Tsc {
+        TSC.get_or_init(|| {
+            // Calibrates once per process (at least 0.5 ms, at most 200 ms).
+            let clock = quanta::Clock::new();
+            let at = clock.now();
+            let std = std::time::Instant::now();
+            Tsc { clock, at, std }
+        })
+    }
+}
+
+/// A cooldown's clock, reading ticks since the tokio instant it was built at.
+pub(crate) struct Clock {
+    base: Instant,
+    tsc: &'static Tsc,
+    /// Ticks from `base` to `tsc.std` (negative when `base` is later, e.g. a
+    /// cooldown built after the first one, or on a paused clock that was
+    /// advanced).
+    tsc_offset: i64,
+}
+
+impl Clock {
+    /// A clock whose tick 0 is now (tokio's now, so a paused clock's time).
+    pub(crate) fn new() -> Self {
+        let base = Instant::now();
+        let tsc = Tsc::get();
+        let base_std = base.into_std();
+        let tsc_offset = match tsc.std.checked_duration_since(base_std) {
+            Some(d) => i64::try_from(duration_ticks(d)).unwrap_or(i64::MAX),
+            None => i64::try_from(duration_ticks(base_std.duration_since(tsc.std)))
+                .map_or(i64::MIN, |t| -t),
+        };
+        Clock {
+            base,
+            tsc,
+            tsc_offset,
+        }
+    }
+
+    /// The tokio instant of tick 0.
+    pub(crate) fn base(&self) -> Instant {
+        self.base
+    }
+
+    /// Ticks since `base`, 0 if `base` is later.
+    #[inline]
+    pub(crate) fn now_ticks(&self) -> u64 {
+        if tokio_clock_may_be_paused() {
+            self.tokio_ticks()
+        } else {
+            self.tsc_ticks()
+        }
+    }
+
+    /// Ticks since `base` on tokio's clock (the paused time if it is paused).
+    pub(crate) fn tokio_ticks(&self) -> u64 {
+        duration_ticks(Instant::now().saturating_duration_since(self.base))
+    }
+
+    /// Ticks since `base` on the TSC clock.
+    pub(crate) fn tsc_ticks(&self) -> u64 {
+        let since = self.tsc.clock.now().saturating_duration_since(self.tsc.at);
+        let since = i64::try_from(duration_ticks(since)).unwrap_or(i64::MAX);
+        u64::try_from(since.saturating_add(self.tsc_offset)).unwrap_or(0)
+    }
+}
+
+/// True when a tokio runtime is current on this thread and it is not a
+/// multi-thread one: its clock may be paused, so only
+/// `tokio::time::Instant::now()` tells the time. (Tokio pauses only
+/// `current_thread` runtimes; any flavor not known to be unpausable counts as
+/// pausable.)
+#[inline]
+fn tokio_clock_may_be_paused() -> bool {
+    match Handle::try_current() {
+        Ok(handle) => !matches!(handle.runtime_flavor(), RuntimeFlavor::MultiThread),
+        Err(_) => false,
+    }
+}
+
+/// A duration in ticks (nanoseconds), saturating (without `u128` arithmetic:
+/// this runs on every call).
+pub(crate) fn duration_ticks(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins (no sleep) until `d` of real time has passed.
+    fn spin(d: Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn tsc_ticks_follow_the_monotonic_clock() {
+        let clock = Clock::new();
+        let start = std::time::Instant::now();
+        let t0 = clock.tsc_ticks();
+        spin(Duration::from_millis(20));
+        let t1 = clock.tsc_ticks();
+        let real = duration_ticks(start.elapsed());
+        // Tick 0 is the tokio base, taken just before `start`.
+        assert!(t0 < 5_000_000, "t0 = {t0}");
+        let elapsed = t1 - t0;
+        assert!(
+            elapsed.abs_diff(real) < 2_000_000,
+            "tsc {elapsed} ns vs monotonic {real} ns"
+        );
+        // Outside any runtime the TSC clock is the one read.
+        assert!(!tokio_clock_may_be_paused());
+        let t2 = clock.now_ticks();
+        assert!(t2 >= t1 && t2.abs_diff(clock.tokio_ticks()) < 2_000_000);
+    }
+
+    #[test]
+    fn a_later_cooldown_lands_on_the_same_timeline() {
+        let first = Clock::new();
+        spin(Duration::from_millis(5));
+        let second = Clock::new();
+        assert!(second.tsc_offset < 0);
+        let (a, b) = (first.tsc_ticks(), second.tsc_ticks());
+        // `second` started about 5 ms after `first`.
+        let gap = a - b;
+        assert!(
+            (4_000_000..50_000_000).contains(&gap),
+            "gap between the two bases: {gap} ns"
+        );
+    }
+
+    #[test]
+    fn current_thread_runtime_reads_tokio_clock_paused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clock = Clock::new();
+            assert!(tokio_clock_may_be_paused());
+            spin(Duration::from_millis(2));
+            assert_eq!(clock.now_ticks(), 0); // paused: no real time passes
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            assert_eq!(clock.now_ticks(), 3_600_000_000_000);
+        });
+    }
+
+    #[test]
+    fn multi_thread_runtime_reads_tsc() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert!(!tokio_clock_may_be_paused());
+            let on_worker = tokio::spawn(async { tokio_clock_may_be_paused() })
+                .await
+                .unwrap();
+            assert!(!on_worker);
+        });
+    }
+}
