@@ -431,8 +431,9 @@ where
         self
     }
     /// Retry direct primary writes with this policy before spooling (inside the breaker
-    /// permit: the breaker sees one outcome per record). Replay does not use it: the replayer
-    /// retries at `replay_interval`.
+    /// permit: the breaker sees one outcome per record). Only errors that
+    /// [`Primary::is_transient`](crate::Primary::is_transient) calls transient are retried.
+    /// Replay does not use it: the replayer retries at `replay_interval`.
     #[cfg(feature = "retry")]
     pub fn retry(mut self, policy: seawall_retry::RetryPolicy) -> Self {
         self.settings.retry = Some(policy);

@@ -48,4 +48,46 @@ pub trait Primary<T>: Send + std::marker::Sync + 'static {
         &self,
         records: &[Envelope<T>],
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Whether a write that failed with `error` may succeed when tried again (a dropped
+    /// connection, a timeout, a failover), as opposed to failing the same way every time (a
+    /// constraint the record violates, a permission error). The retry policy given to
+    /// [`FallbackSinkBuilder::retry`](crate::FallbackSinkBuilder) retries only transient
+    /// errors; a permanent one goes to the spool at once. Either way the record is not lost.
+    ///
+    /// The default treats every error as transient.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seawall_fallback_sink::{Envelope, Primary};
+    ///
+    /// struct Http;
+    ///
+    /// #[derive(Debug)]
+    /// struct Status(u16);
+    /// impl std::fmt::Display for Status {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "HTTP {}", self.0)
+    ///     }
+    /// }
+    /// impl std::error::Error for Status {}
+    ///
+    /// impl Primary<String> for Http {
+    ///     type Error = Status;
+    ///     async fn write_batch(&self, _: &[Envelope<String>]) -> Result<(), Status> {
+    ///         Err(Status(503))
+    ///     }
+    ///     fn is_transient(&self, error: &Status) -> bool {
+    ///         error.0 >= 500
+    ///     }
+    /// }
+    ///
+    /// assert!(Http.is_transient(&Status(503)));
+    /// assert!(!Http.is_transient(&Status(400)));
+    /// ```
+    fn is_transient(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        true
+    }
 }

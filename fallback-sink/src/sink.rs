@@ -339,6 +339,7 @@ where
             if let Some(policy) = &inner.retry {
                 return policy
                     .retry(|| inner.primary.write_batch(records))
+                    .retry_if(|e| inner.primary.is_transient(e))
                     .await
                     .map_err(|e| ("primary", Error::Retry(e)));
             }

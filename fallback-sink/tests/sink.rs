@@ -475,6 +475,47 @@ async fn retry_policy_is_used_before_spooling() {
     s.shutdown().await.unwrap();
 }
 
+/// A primary whose every error is permanent (a record it will never accept as it is).
+struct Rejecting(Arc<Mem>);
+
+impl Primary<u64> for Rejecting {
+    type Error = Down;
+    async fn write_batch(&self, records: &[Envelope<u64>]) -> Result<(), Down> {
+        Handle(self.0.clone()).write_batch(records).await
+    }
+    fn is_transient(&self, _: &Down) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "retry")]
+#[tokio::test]
+async fn a_permanent_primary_error_is_spooled_without_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Mem::new();
+    let policy = seawall_retry::RetryPolicy::builder()
+        .max_attempts(3)
+        .constant(Duration::ZERO)
+        .build()
+        .unwrap();
+    let s = FallbackSink::builder(dir.path())
+        .name("audit")
+        .background_replay(false)
+        .retry(policy)
+        .open(Rejecting(mem.clone()))
+        .await
+        .unwrap();
+    mem.budget.store(0, Ordering::SeqCst);
+    assert_eq!(s.write(1).await.unwrap(), Delivered::Spooled);
+    assert_eq!(
+        mem.calls.load(Ordering::SeqCst),
+        1,
+        "a permanent error is not retried: one attempt, then the spool"
+    );
+    assert_eq!(s.stats().records, 1, "the record is in the spool, not lost");
+    s.shutdown().await.unwrap();
+}
+
 /// A primary that is down, then panics on the next batch (a bug in the user's store).
 struct Panicky(std::sync::atomic::AtomicBool);
 
