@@ -32,7 +32,8 @@ use tokio::time::Instant;
 /// monotonic clock, taken back to back.
 struct Tsc {
     clock: quanta::Clock,
-    at: quanta::Instant,
+    /// A raw counter reading (`quanta::Clock::raw`), scaled only as a delta.
+    at: u64,
     std: std::time::Instant,
 }
 
@@ -43,7 +44,7 @@ impl Tsc {
         TSC.get_or_init(|| {
             // Calibrates once per process (at least 0.5 ms, at most 200 ms).
             let clock = quanta::Clock::new();
-            let at = clock.now();
+            let at = clock.raw();
             let std = std::time::Instant::now();
             Tsc { clock, at, std }
         })
@@ -100,9 +101,9 @@ impl Clock {
 
     /// Ticks since `base` on the TSC clock.
     pub(crate) fn tsc_ticks(&self) -> u64 {
-        let since = self.tsc.clock.now().saturating_duration_since(self.tsc.at);
-        let since = i64::try_from(duration_ticks(since)).unwrap_or(i64::MAX);
-        u64::try_from(since.saturating_add(self.tsc_offset)).unwrap_or(0)
+        let clock = &self.tsc.clock;
+        let since = clock.delta_as_nanos(self.tsc.at, clock.raw());
+        u64::try_from(self.tsc_offset.saturating_add_unsigned(since)).unwrap_or(0)
     }
 }
 
