@@ -7,6 +7,8 @@
 //!   `Durability::Always`, and for group commit with one writer); `raw_sync_every_8` writes 8 records
 //!   then syncs once (the floor for group commit with 8 writers); `raw_no_sync` only writes
 //!   (the floor for `Durability::Never`). All files live in the system temp dir (a real disk here).
+//!   Each spool contender prints its records per fdatasync (records appended over
+//!   `seawall_fallback_sink_spool_syncs_total`, warm-up included) to stderr.
 //! - `fallback_sink/replay`: a spool pre-filled with 5,000 records drained by
 //!   `FallbackSink::replay_once` into a primary that accepts everything, in records/s.
 
@@ -14,10 +16,12 @@ use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use seawall_fallback_sink::{Durability, Envelope, FallbackSink, Primary, Spool};
+use prometheus_client::registry::Registry;
+use seawall_fallback_sink::{Durability, Envelope, FallbackSink, Metrics, Primary, Spool};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +61,17 @@ fn line(i: u64) -> Vec<u8> {
     out
 }
 
+/// `seawall_fallback_sink_spool_syncs_total` from `registry` (one sink registered).
+fn spool_syncs(registry: &Registry) -> u64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    text.lines()
+        .find(|l| l.starts_with("seawall_fallback_sink_spool_syncs_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 fn append(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("fallback_sink/append");
@@ -73,11 +88,18 @@ fn append(c: &mut Criterion) {
         ("never", Durability::Never),
     ] {
         for writers in [1u64, 8] {
-            g.bench_function(format!("spool_{label}/{writers}w"), |b| {
+            let name = format!("spool_{label}/{writers}w");
+            // Over every spool criterion opens for this contender (warm-up included).
+            let appended = Arc::new(AtomicU64::new(0));
+            let mut syncs = 0;
+            g.bench_function(&name, |b| {
                 let dir = tempfile::tempdir().expect("tempdir");
+                let mut registry = Registry::default();
+                let metrics = Metrics::register(&mut registry);
                 let spool = Arc::new(
                     rt.block_on(
                         Spool::builder(dir.path())
+                            .metrics(&metrics)
                             .durability(sync)
                             .max_bytes(64 << 30)
                             .segment_bytes(64 << 20)
@@ -87,8 +109,10 @@ fn append(c: &mut Criterion) {
                 );
                 b.iter_custom(|iters| {
                     let spool = spool.clone();
+                    let appended = appended.clone();
                     rt.block_on(async move {
                         let per = iters.div_ceil(writers);
+                        appended.fetch_add(per * writers, Ordering::Relaxed);
                         let start = Instant::now();
                         let tasks: Vec<_> = (0..writers)
                             .map(|w| {
@@ -107,8 +131,17 @@ fn append(c: &mut Criterion) {
                         start.elapsed()
                     })
                 });
+                syncs += spool_syncs(&registry);
                 rt.block_on(spool.close()).expect("close");
             });
+            let appended = appended.load(Ordering::Relaxed);
+            if appended == 0 {
+                continue; // filtered out
+            }
+            eprintln!(
+                "{name}: {appended} records, {syncs} fdatasyncs, {:.2} records/fdatasync",
+                appended as f64 / syncs.max(1) as f64
+            );
         }
     }
 

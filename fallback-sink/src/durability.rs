@@ -34,8 +34,11 @@ pub enum Durability {
     /// `max_records` in total, counting itself); the group is written with one `write` and
     /// made durable with one `fdatasync`, then every record in it is acknowledged.
     ///
-    /// With `max_delay` zero nothing waits: the group is whatever queued up while the
-    /// previous `fdatasync` was running, which is the classic database group commit.
+    /// With `max_delay` zero nothing waits on a timer: the group is whatever queued up while
+    /// the previous `fdatasync` was running, which is the classic database group commit,
+    /// plus the appenders that group acknowledged coming straight back (the writer gives
+    /// them a few scheduler turns, so writers that each wait for their acknowledgement
+    /// share one `fdatasync` instead of splitting into two cohorts that take turns).
     Batch {
         /// Largest group: `1..=`[`Durability::MAX_GROUP`].
         max_records: usize,

@@ -20,6 +20,7 @@ type Labels = Vec<(&'static str, String)>;
 /// | `seawall_fallback_sink_backlog_records` | gauge | `sink` |
 /// | `seawall_fallback_sink_backlog_bytes` | gauge | `sink` |
 /// | `seawall_fallback_sink_oldest_record_age_seconds` | gauge | `sink` |
+/// | `seawall_fallback_sink_spool_syncs_total` | counter | `sink` |
 /// | `seawall_fallback_sink_errors_total` | counter | `sink`, `kind` (see [`Error::kind`](crate::Error::kind)) |
 ///
 /// `kind` values: `primary` (a direct write failed; the record was spooled), `breaker_open`
@@ -45,6 +46,7 @@ pub struct Metrics {
     backlog_records: Family<Labels, Gauge>,
     backlog_bytes: Family<Labels, Gauge>,
     oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    spool_syncs: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
 }
 
@@ -68,6 +70,7 @@ impl Metrics {
             backlog_records: Family::default(),
             backlog_bytes: Family::default(),
             oldest_age: Family::default(),
+            spool_syncs: Family::default(),
             errors: Family::default(),
         };
         registry.register(
@@ -101,6 +104,11 @@ impl Metrics {
             m.oldest_age.clone(),
         );
         registry.register(
+            "seawall_fallback_sink_spool_syncs",
+            "fdatasync calls on spool segments while appending (records spooled / this = records per group commit)",
+            m.spool_syncs.clone(),
+        );
+        registry.register(
             "seawall_fallback_sink_errors",
             "Errors by kind",
             m.errors.clone(),
@@ -127,6 +135,7 @@ impl Metrics {
             backlog_records: self.backlog_records.get_or_create_owned(&l),
             backlog_bytes: self.backlog_bytes.get_or_create_owned(&l),
             oldest_age: self.oldest_age.get_or_create_owned(&l),
+            syncs: self.spool_syncs.get_or_create_owned(&l),
             errors: self.errors.clone(),
             sink: sink.to_owned(),
         }
@@ -150,6 +159,7 @@ pub(crate) struct Handles {
     pub(crate) backlog_records: Gauge,
     pub(crate) backlog_bytes: Gauge,
     pub(crate) oldest_age: Gauge<f64, AtomicU64>,
+    pub(crate) syncs: Counter,
     errors: Family<Labels, Counter>,
     sink: String,
 }

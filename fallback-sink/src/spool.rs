@@ -79,6 +79,8 @@ impl Spool {
             state: parking_lot::Mutex::new(state),
             commit_lock: parking_lot::Mutex::new(()),
             inflight: AtomicU64::new(0),
+            returning: std::sync::atomic::AtomicUsize::new(0),
+            returned: tokio::sync::Notify::new(),
             writer_done,
         });
         shared.publish(&shared.state.lock());
@@ -230,16 +232,27 @@ impl Spool {
     ) -> Result<u64, Error> {
         let (reply, rx) = oneshot::channel();
         let _inflight = Inflight::new(&self.shared.inflight);
-        self.request(
-            Msg::Append {
+        let mut rx = Reply {
+            rx: Some(rx),
+            shared: &self.shared,
+        };
+        if self
+            .tx
+            .send(Msg::Append {
                 id,
                 ts_ms,
                 payload,
                 reply,
-            },
-            rx,
-        )
-        .await
+            })
+            .await
+            .is_err()
+        {
+            return Err(self.shared.writer_gone().await);
+        }
+        match rx.recv().await {
+            Some(r) => r,
+            None => Err(self.shared.writer_gone().await),
+        }
     }
 
     /// Sends `msg` to the writer and waits for its reply; when the writer is gone, returns
@@ -476,6 +489,37 @@ async fn supervise(task: tokio::task::JoinHandle<()>, shared: Arc<Shared>) {
     }
 }
 
+/// An append's reply channel. The writer counts the replies it sent (`Shared::returning`) so
+/// group commit can wait for their appenders to come back; this takes each one off the
+/// count exactly once, whether the reply is read or dropped unread with the future.
+struct Reply<'a> {
+    rx: Option<oneshot::Receiver<Result<u64, Error>>>,
+    shared: &'a Shared,
+}
+
+impl Reply<'_> {
+    /// The writer's reply, or `None` if the writer went away without one.
+    async fn recv(&mut self) -> Option<Result<u64, Error>> {
+        let rx = self.rx.as_mut()?;
+        let r = rx.await.ok();
+        self.rx = None;
+        if r.is_some() {
+            self.shared.reply_taken();
+        }
+        r
+    }
+}
+
+impl Drop for Reply<'_> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take()
+            && rx.try_recv().is_ok()
+        {
+            self.shared.reply_taken();
+        }
+    }
+}
+
 struct Inflight<'a>(&'a AtomicU64);
 
 impl<'a> Inflight<'a> {
@@ -524,5 +568,78 @@ mod tests {
         drop(spool);
         let spool = Spool::open(dir.path()).await.unwrap();
         assert_eq!(spool.read_batch(10).await.unwrap().records.len(), 1);
+    }
+
+    /// Yields `n` times.
+    async fn turns(n: u64) {
+        for _ in 0..n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_reply_is_taken_off_the_count_once() {
+        // Group commit waits for the appenders it acknowledged (`Shared::returning`); an
+        // append dropped before, while or after its reply arrives must leave no count behind.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(
+            Spool::builder(dir.path())
+                .durability(crate::Durability::Never)
+                .open()
+                .await
+                .unwrap(),
+        );
+        for i in 0..300u64 {
+            let s = spool.clone();
+            let append = async move { s.append(&Envelope::new(i)).await.unwrap() };
+            if i % 3 == 0 {
+                append.await;
+                continue;
+            }
+            tokio::select! {
+                _ = append => {}
+                () = turns(i % 40) => {}
+            }
+        }
+        spool.sync().await.unwrap(); // every queued append has been answered
+        assert_eq!(spool.shared.returning.load(Ordering::Acquire), 0);
+
+        // Sent, answered, never read: dropping the future takes the reply off the count.
+        let e = Envelope::new(0u64);
+        let mut append = Box::pin(spool.append(&e));
+        tokio::select! {
+            biased;
+            _ = &mut append => panic!("answered before the writer ran"),
+            () = std::future::ready(()) => {}
+        }
+        spool.sync().await.unwrap(); // behind the append: its reply has been sent
+        assert_eq!(spool.shared.returning.load(Ordering::Acquire), 1);
+        drop(append);
+        assert_eq!(spool.shared.returning.load(Ordering::Acquire), 0);
+        // And group commit still runs: a batch after all those drops is acknowledged.
+        spool.append(&Envelope::new(1)).await.unwrap();
+        assert_eq!(spool.shared.returning.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn fdatasyncs_are_counted() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::Metrics::register(&mut registry);
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::builder(dir.path())
+            .metrics(&metrics)
+            .durability(crate::Durability::Always)
+            .open()
+            .await
+            .unwrap();
+        for i in 0..3 {
+            spool.append(&Envelope::new(i)).await.unwrap();
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("seawall_fallback_sink_spool_syncs_total{sink=\"default\"} 3\n"),
+            "{text}"
+        );
     }
 }

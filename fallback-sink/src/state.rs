@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::envelope::from_ms;
@@ -125,6 +125,11 @@ pub(crate) struct Shared {
     pub(crate) state: parking_lot::Mutex<State>,
     pub(crate) commit_lock: parking_lot::Mutex<()>,
     pub(crate) inflight: AtomicU64,
+    /// Appenders that were sent a reply and have not taken it yet (group commit waits for
+    /// them to come back before it starts the next group; see `writer::gather_returning`).
+    pub(crate) returning: AtomicUsize,
+    /// Notified when `returning` drops to zero.
+    pub(crate) returned: tokio::sync::Notify,
     /// Set (to `true`) once the writer task has ended, whatever ended it.
     pub(crate) writer_done: tokio::sync::watch::Sender<bool>,
 }
@@ -144,6 +149,13 @@ impl Shared {
                     .as_secs_f64()
             });
             m.oldest_age.set(age);
+        }
+    }
+
+    /// An appender took its reply (or dropped it unread).
+    pub(crate) fn reply_taken(&self) {
+        if self.returning.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.returned.notify_one();
         }
     }
 

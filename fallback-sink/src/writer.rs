@@ -4,10 +4,13 @@
 //! group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
 //! `fdatasync` on tokio's blocking pool. While that runs, new appends queue up and form the
 //! next group, so concurrent writers share fdatasyncs without anyone waiting on a timer.
+//! With `Durability::Batch`, once a group is acknowledged the writer also lets its appenders
+//! come back (see `gather_returning`) before it gathers the next group.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
@@ -104,6 +107,10 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                 }
             }
         }
+        let appends = group
+            .iter()
+            .filter(|m| matches!(m, Msg::Append { .. }))
+            .count();
         let Some(mut sw) = w.take() else { return };
         let sh = shared.clone();
         match tokio::task::spawn_blocking(move || {
@@ -112,7 +119,12 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
         })
         .await
         {
-            Ok((sw, None)) => w = Some(sw),
+            Ok((sw, None)) => {
+                w = Some(sw);
+                if matches!(policy, Durability::Batch { .. }) {
+                    gather_returning(&shared, &rx, appends).await;
+                }
+            }
             Ok((sw, Some((reply, result)))) => {
                 // Release the directory lock before telling the closer it may reopen.
                 drop(sw);
@@ -131,6 +143,42 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
     if let Some(sw) = w.take() {
         // Dropped without close: make what was written durable before releasing the lock.
         let _ = sw.file.sync_data();
+    }
+}
+
+/// Most scheduler turns group commit gives the appenders it just acknowledged to come back.
+const RETURN_TURNS: usize = 64;
+/// Turns given, once all replies are taken, to appenders still sending their next record.
+const RETURN_TAIL_TURNS: usize = 4;
+
+/// Group commit with appenders that each wait for their acknowledgement (a request handler,
+/// a worker loop): once a group is acknowledged, its appenders come back at once with their
+/// next records. Starting the next group before they are back splits the appenders into two
+/// cohorts that take turns, each fdatasync carrying about half of them. So before gathering
+/// the next group, wait until every acknowledged appender has taken its reply (and so has
+/// had its turn to append again), or until `RETURN_TURNS` scheduler turns have passed (an
+/// appender whose future is kept but no longer polled cannot hold the spool up). No timer:
+/// the wait is a `Notify` raced with `yield_now`.
+async fn gather_returning(shared: &Shared, rx: &mpsc::Receiver<Msg>, acked: usize) {
+    let mut turns = 0;
+    while turns < RETURN_TURNS {
+        let back = shared.returned.notified();
+        if shared.returning.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        tokio::select! {
+            biased;
+            () = back => {}
+            () = tokio::task::yield_now() => turns += 1,
+        }
+    }
+    // The last appenders to take their replies may still be sending their next records (on
+    // another worker): give them a few turns, unless they are all queued already.
+    for _ in 0..RETURN_TAIL_TURNS {
+        if rx.len() >= acked {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -176,7 +224,7 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
                     && p.acks.is_empty()
                     && let Err(e) = rotate(w, shared)
                 {
-                    let _ = reply.send(Err(e));
+                    answer(shared, reply, Err(e));
                     continue;
                 }
                 let seq = w.next_seq;
@@ -191,11 +239,15 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
                         if let Some(m) = &shared.metrics {
                             m.error("full");
                         }
-                        let _ = reply.send(Err(Error::Full {
-                            bytes,
-                            record_bytes: len,
-                            max_bytes: shared.opts.max_bytes,
-                        }));
+                        answer(
+                            shared,
+                            reply,
+                            Err(Error::Full {
+                                bytes,
+                                record_bytes: len,
+                                max_bytes: shared.opts.max_bytes,
+                            }),
+                        );
                         continue;
                     }
                 }
@@ -203,7 +255,7 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
                 if in_file > 0 && in_file.saturating_add(len) > shared.opts.segment_bytes {
                     flush(w, shared, &mut p, true);
                     if let Err(e) = rotate(w, shared) {
-                        let _ = reply.send(Err(e));
+                        answer(shared, reply, Err(e));
                         continue;
                     }
                 }
@@ -231,10 +283,27 @@ fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseR
     None
 }
 
+/// Replies to an append, counting the reply in `Shared::returning` until its appender takes
+/// it (see `gather_returning`).
+fn answer(shared: &Shared, reply: oneshot::Sender<Result<u64, Error>>, r: Result<u64, Error>) {
+    shared.returning.fetch_add(1, Ordering::AcqRel);
+    if reply.send(r).is_err() {
+        // The appender is gone: nobody will take this reply.
+        shared.reply_taken();
+    }
+}
+
 fn sync(w: &SegWriter, shared: &Shared) -> Result<(), Error> {
+    count_sync(shared);
     w.file
         .sync_data()
         .map_err(|e| Error::io("fdatasync", shared.dir.join(segment_name(w.id)), e))
+}
+
+fn count_sync(shared: &Shared) {
+    if let Some(m) = &shared.metrics {
+        m.syncs.inc();
+    }
 }
 
 /// Writes the pending lines, syncs if asked, then acknowledges them (or fails them all).
@@ -248,6 +317,7 @@ fn flush(w: &mut SegWriter, shared: &Shared, p: &mut Pending, do_sync: bool) {
         .write_all(&p.buf)
         .map_err(|e| Error::io("write", path(), e));
     if result.is_ok() && do_sync {
+        count_sync(shared);
         result = w
             .file
             .sync_data()
@@ -271,7 +341,7 @@ fn flush(w: &mut SegWriter, shared: &Shared, p: &mut Pending, do_sync: bool) {
                 shared.publish(&st);
             }
             for (reply, seq) in p.acks.drain(..) {
-                let _ = reply.send(Ok(seq));
+                answer(shared, reply, Ok(seq));
             }
         }
         Err(e) => {
@@ -291,7 +361,7 @@ fn flush(w: &mut SegWriter, shared: &Shared, p: &mut Pending, do_sync: bool) {
                 if let Some(m) = &shared.metrics {
                     m.error(kind);
                 }
-                let _ = reply.send(Err(err));
+                answer(shared, reply, Err(err));
             }
         }
     }
@@ -308,6 +378,7 @@ fn rotate(w: &mut SegWriter, shared: &Shared) -> Result<(), Error> {
         .and_then(|f| f.set_len(0).map(|()| f))
         .map_err(|e| Error::io("create", &path, e))?;
     sync_dir(&shared.dir)?;
+    count_sync(shared);
     let _ = w.file.sync_data();
     w.file = file;
     w.id = next;
