@@ -8,8 +8,9 @@
 //! Forgetting is lazy. A breaker is *idle* when it is closed, counts no failure, holds no bad
 //! call in its windows and no call or permit holds it: a fresh breaker would decide every
 //! later call the same way, so forgetting it loses nothing. A shard forgets its idle breakers
-//! when it has doubled since its last sweep (amortized O(1) per new key), and when the keyed
-//! breaker is full (`max_keys`). Nothing else is ever forgotten.
+//! when it has doubled since its last sweep and holds at least `max_keys / 64` keys
+//! (amortized O(1) per new key), and when the keyed breaker is full (`max_keys`). Nothing
+//! else is ever forgotten.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -37,7 +38,9 @@ use crate::{
 
 /// Shards of the key map: enough that two tasks rarely meet on one lock.
 const SHARDS: usize = 16;
-/// A shard sweeps once it holds this many keys, then each time it has doubled since.
+/// A shard sweeps once it holds `max_keys / SHARDS / 4` keys (at least this many), then each
+/// time it has doubled since: healthy keys in steady use are not forgotten and re-created on
+/// every few calls, and idle ones hold at most a quarter of `max_keys` beyond the live ones.
 const MIN_SWEEP: usize = 8;
 /// After a sweep of every shard forgot nothing, the next waits this long (tokio clock), so a
 /// full keyed breaker does not scan every key for each new key.
@@ -64,8 +67,11 @@ pub struct KeyedTransition<K> {
 /// no bad call in its windows, and no call or permit in flight. A fresh breaker would decide
 /// every later call the same way, so forgetting it loses nothing (a forgotten rate window
 /// restarts empty: it must see `min_calls` again, so it can only trip later, never sooner).
-/// Idle breakers are forgotten lazily, when a shard has doubled since its last sweep and when
-/// the keyed breaker is full, or at once by [`forget_idle`](Self::forget_idle).
+/// Idle breakers are forgotten lazily, with no background task: when a shard (one of 16) has
+/// doubled since its last sweep and holds at least `max_keys / 64` keys, and when the keyed
+/// breaker is full; or at once by [`forget_idle`](Self::forget_idle). So idle keys hold at
+/// most about a quarter of `max_keys` beyond the live ones, and a healthy key in steady use
+/// is not re-created every few calls.
 /// At most [`max_keys`](crate::KeyedCircuitBreakerBuilder::max_keys) keys are tracked; when
 /// every one of them holds a breaker that cannot be forgotten, a call for a new key is
 /// **passed through untracked** and counted ([`untracked_calls`](Self::untracked_calls)): an
@@ -129,6 +135,8 @@ struct Shared<K> {
     overrides: HashMap<K, Template>,
     seed: u64,
     max_keys: usize,
+    /// A shard never sweeps below this size.
+    sweep_floor: usize,
     hasher: RandomState,
     shards: Box<[RwLock<Shard<K>>]>,
     len: AtomicUsize,
@@ -300,7 +308,7 @@ where
         shard.map.retain(|_, breaker| !forgettable(breaker));
         let forgotten = before - shard.map.len();
         self.len.fetch_sub(forgotten, Ordering::AcqRel);
-        shard.sweep_at = shard.map.len().saturating_mul(2).max(MIN_SWEEP);
+        shard.sweep_at = shard.map.len().saturating_mul(2).max(self.sweep_floor);
         forgotten
     }
 
@@ -418,18 +426,20 @@ where
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             overflow.disable();
         });
+        let sweep_floor = (max_keys / SHARDS / 4).max(MIN_SWEEP);
         let shared = Arc::new(Shared {
             name,
             template,
             overrides,
             seed,
             max_keys,
+            sweep_floor,
             hasher: RandomState::new(),
             shards: (0..SHARDS)
                 .map(|_| {
                     RwLock::new(Shard {
                         map: HashMap::new(),
-                        sweep_at: MIN_SWEEP,
+                        sweep_at: sweep_floor,
                     })
                 })
                 .collect(),
