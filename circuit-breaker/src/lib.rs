@@ -69,7 +69,9 @@
 //! - Half-open: `probes` concurrent probes (default 1), `successes_to_close` (default 1); any
 //!   failed or hung probe reopens.
 //! - [`CircuitBreaker::call`] / [`call_with`](CircuitBreaker::call_with) for async code,
-//!   [`try_acquire`](CircuitBreaker::try_acquire) and a [`Permit`] for everything else.
+//!   [`try_acquire_ref`](CircuitBreaker::try_acquire_ref) and a [`PermitRef`] (borrowed; no
+//!   shared write on the closed path) or [`try_acquire`](CircuitBreaker::try_acquire) and a
+//!   `'static` [`Permit`] for everything else.
 //! - Manual [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable),
 //!   [`reset`](CircuitBreaker::reset).
 //! - Every transition is a `tracing` event, a [`Transition`] on
@@ -78,11 +80,44 @@
 //! The closed-state success path of the consecutive-failure policy takes no lock and reads no
 //! clock: one atomic load to check the state, one to see that the failure count is zero.
 //!
+//! # One breaker per key
+//!
+//! [`KeyedCircuitBreaker`] keeps one breaker per host, tenant or endpoint, created on first
+//! use from one configuration ([`CircuitBreakerBuilder::keyed`]), so the one host that is down
+//! is cut off while the others keep serving. Its memory is bounded without a background task:
+//! idle breakers (closed, nothing counted, nothing in flight) are forgotten lazily, at most
+//! [`max_keys`](KeyedCircuitBreakerBuilder::max_keys) are tracked, and when every slot holds
+//! a breaker that cannot be forgotten a new key's call passes through untracked and is
+//! counted: an open or half-open breaker is never forgotten. Metrics never carry a key;
+//! [`subscribe`](KeyedCircuitBreaker::subscribe) and the tracing events do.
+//!
+//! ```
+//! use std::time::Duration;
+//! use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let hosts: KeyedCircuitBreaker<String> = CircuitBreaker::builder()
+//!     .name("upstream")
+//!     .consecutive_failures(1)
+//!     .open_duration(Duration::from_secs(30))
+//!     .keyed()
+//!     .max_keys(10_000)
+//!     .build()
+//!     .unwrap();
+//!
+//! let _ = hosts.call("eu.api", || async { Err::<(), _>("connection refused") }).await;
+//! assert!(hosts.call("eu.api", || async { Ok::<_, &str>(()) }).await.unwrap_err().is_open());
+//! assert_eq!(hosts.call("us.api", || async { Ok::<_, &str>(7) }).await, Ok(7));
+//! assert_eq!(hosts.open_keys(), vec![("eu.api".to_owned(), State::Open)]);
+//! # }
+//! ```
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker; fail-fast: while the breaker would reject, `poll_ready` is ready at once and `call` rejects without touching the inner service (see its readiness contract) |
+//! | `tower` | no | `layer::CircuitBreakerLayer`, a `tower::Layer` wrapping a service in the breaker; fail-fast: while the breaker would reject, `poll_ready` is ready at once and `call` rejects without touching the inner service (see its readiness contract). `keyed_layer::KeyedCircuitBreakerLayer`, one breaker per request key (e.g. the URI's host): `poll_ready` always ready, a rejected key never touches the inner service |
 //!
 //! # Minimum supported Rust version
 //!
