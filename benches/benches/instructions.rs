@@ -386,7 +386,8 @@ fn seawall_cooldown(keys: u64) -> (Runtime, seawall_cooldown::Cooldown<u64>, u64
 }
 
 fn governor_limiter(keys: u64) -> (Governor, u64) {
-    let limiter = governor::RateLimiter::keyed(governor::Quota::with_period(WINDOW).expect("quota"));
+    let limiter =
+        governor::RateLimiter::keyed(governor::Quota::with_period(WINDOW).expect("quota"));
     for k in 0..keys {
         assert!(limiter.check_key(&k).is_ok());
     }
@@ -427,4 +428,9 @@ library_benchmark_group!(
     benchmarks = cooldown_seawall, cooldown_governor
 );
 
-main!(library_benchmark_groups = breaker, retry, keyed_lock, cooldown);
+main!(
+    library_benchmark_groups = breaker,
+    retry,
+    keyed_lock,
+    cooldown
+);
