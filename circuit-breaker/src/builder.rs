@@ -772,6 +772,11 @@ impl<K> KeyedCircuitBreakerBuilder<K> {
     /// and the `outcome="untracked"` call series). No open or half-open breaker is ever
     /// forgotten to make room, and a healthy new host is never refused because others fail.
     ///
+    /// Room is looked for first in the new key's shard, then in every shard; a sweep of every
+    /// shard that frees nothing is not tried again for one second (tokio clock), so a keyed
+    /// breaker full of failing keys does not scan them all for each new key. In that second a
+    /// new key may go untracked although a breaker elsewhere has since become idle.
+    ///
     /// # Examples
     ///
     /// ```

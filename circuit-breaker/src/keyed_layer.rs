@@ -51,8 +51,8 @@ use crate::{Error, KeyedCircuitBreaker, Permit};
 /// // Requests are (host, path); a host answering "down" fails.
 /// let hosts = CircuitBreaker::builder().consecutive_failures(1).keyed::<String>().build().unwrap();
 /// let svc = ServiceBuilder::new()
-///     .layer(KeyedCircuitBreakerLayer::new(hosts, |req: &(&str, &str)| req.0.to_owned()))
-///     .service(service_fn(|(host, _path): (&str, &str)| async move {
+///     .layer(KeyedCircuitBreakerLayer::new(hosts, |req: &(&'static str, &'static str)| req.0.to_owned()))
+///     .service(service_fn(|(host, _path): (&'static str, &'static str)| async move {
 ///         if host == "down.example" { Err("refused") } else { Ok(host.len()) }
 ///     }));
 ///

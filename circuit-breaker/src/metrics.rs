@@ -44,8 +44,12 @@ struct TransitionLabels {
 /// | family | type | labels |
 /// | --- | --- | --- |
 /// | `seawall_circuit_breaker_state` | gauge, 1 for the current state, 0 for the others; computed at scrape time (an open breaker whose open duration has passed reads `half_open`) | `breaker`, `state` |
-/// | `seawall_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success`, `failure`, `ignored`, `rejected`, `abandoned` |
+/// | `seawall_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = `success`, `failure`, `ignored`, `rejected`, `abandoned`; for a keyed breaker also `untracked` |
 /// | `seawall_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
+/// | `seawall_circuit_breaker_keys` | gauge: keys of a [`KeyedCircuitBreaker`](crate::KeyedCircuitBreaker) per state, computed at scrape time | `breaker`, `state` |
+///
+/// A keyed breaker counts the calls and transitions of all its keys under its own name, and
+/// has no `state` series (it has no single state): never a key as a label value.
 ///
 /// Cheap to clone (the families are reference counted). A breaker resolves its own series
 /// once, when it is built, so recording a call costs one atomic add.
