@@ -151,7 +151,13 @@ where
                         // cannot vanish while this place is counted as live. Both are handled
                         // as "take a new place" rather than a panic.
                         Poll::Ready(Some(Err(_)) | None) => {
-                            match backend.acquire_or_enqueue(&*key, *ttl, None, &shared.events) {
+                            match backend.acquire_or_enqueue(
+                                &*key,
+                                *ttl,
+                                None,
+                                &shared.events,
+                                Some(cx.waker()),
+                            ) {
                                 Ok(grant) => this.state = State::Granted(grant),
                                 Err(again) => *place = again,
                             }

@@ -388,7 +388,7 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let backend = &self.shared.backend;
-        match backend.acquire_or_enqueue(key, ttl, None, &self.shared.events) {
+        match backend.acquire_or_enqueue(key, ttl, None, &self.shared.events, None) {
             Ok(grant) => Enqueued::granted(self.clone(), grant),
             Err(place) => Enqueued::queued(self.clone(), key.to_owned(), ttl, place),
         }

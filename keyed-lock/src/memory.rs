@@ -5,14 +5,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::hash::{BuildHasher, Hash};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, VacantEntry};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 mod place;
 
@@ -53,6 +54,10 @@ struct Waiter {
     tx: GrantTx,
     ttl: Duration,
     since: Instant,
+    /// Names the waiter within its shard (for the watcher role).
+    id: u64,
+    /// The waiter's task, once it has been polled: the slot's timer wakes it if it watches.
+    waker: Option<Waker>,
 }
 
 /// One key's entry: the current lease and the queue behind it. It exists only while the key
@@ -66,11 +71,21 @@ struct Slot<K> {
     queue: VecDeque<Waiter>,
     /// Queued waiters that are still waiting (the queue may also hold cancelled ones).
     live: usize,
+    /// One timer per key, not per waiter: it wakes the watcher no later than the lease's
+    /// deadline, so that a lease that runs out is handed on without its holder. Made by the
+    /// first waiter that is polled, kept while the entry lives; it is re-armed only when it
+    /// fires early (a hand-over or an extension moved the deadline later) or when the
+    /// deadline moves earlier, so a busy key hands over without touching the timer wheel.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The id of the waiter whose waker the timer holds (0: none). The last waiter to join
+    /// takes the role, so the head's grant rarely has to pass it on.
+    watcher: u64,
 }
 
 struct ShardState<K> {
     table: HashTable<Slot<K>>,
     next_token: u64,
+    next_waiter: u64,
 }
 
 /// Keeps shards on separate cache lines.
@@ -82,11 +97,13 @@ struct Shard<K>(Mutex<ShardState<K>>);
 /// Keys are spread over a power-of-two number of shards, each a `parking_lot` mutex around a
 /// `hashbrown` table of entries. An entry exists only while its key is leased; it holds the
 /// lease (token, grant time, deadline) and a FIFO queue of waiters, each with a one-shot
-/// channel. Releasing hands the key straight to the first waiter still waiting, under the
-/// shard lock, so a release and a cancelled wait can never both miss each other. The
+/// channel. Releasing picks the first waiter still waiting and makes it the holder under the
+/// shard lock, so a release and a cancelled wait can never both miss each other, and sends
+/// its grant after unlocking (a waiter that gave up in between hands it back). The
 /// uncontended path allocates nothing (unless the table grows), reads the clock once and
-/// starts no timer: an expired lease is noticed by the next acquirer, or by the first waiter,
-/// whose wait is bounded by the holder's deadline.
+/// starts no timer. An expired lease is noticed by the next acquirer, or by the key's one
+/// timer, which a waiter holds: armed at the holder's deadline, it hands the key to the first
+/// waiter then.
 pub struct MemoryBackend<K> {
     shards: Box<[Shard<K>]>,
     hasher: DefaultHashBuilder,
@@ -120,6 +137,7 @@ impl<K> MemoryBackend<K> {
                 Shard(Mutex::new(ShardState {
                     table: HashTable::new(),
                     next_token: 1,
+                    next_waiter: 1,
                 }))
             })
             .collect::<Vec<_>>()
@@ -209,7 +227,9 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let hash = self.hash(key);
         let mut state = self.shard(hash);
         let now = Instant::now();
-        let ShardState { table, next_token } = &mut *state;
+        let ShardState {
+            table, next_token, ..
+        } = &mut *state;
         match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
@@ -230,13 +250,16 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         }
     }
 
-    /// Grants at once, or takes a place at the back of the key's queue.
+    /// Grants at once, or takes a place at the back of the key's queue. `waker` is the
+    /// waiting task's, if known (the call is made from a poll): the place then watches the
+    /// lease's deadline from the start.
     pub(crate) fn acquire_or_enqueue<Q>(
         &self,
         key: &Q,
         ttl: Duration,
         timeout: Option<Duration>,
         events: &LockEvents,
+        waker: Option<&Waker>,
     ) -> Result<Grant<MemoryLease>, Place>
     where
         K: Borrow<Q>,
@@ -245,7 +268,11 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let hash = self.hash(key);
         let mut state = self.shard(hash);
         let now = Instant::now();
-        let ShardState { table, next_token } = &mut *state;
+        let ShardState {
+            table,
+            next_token,
+            next_waiter,
+        } = &mut *state;
         match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
@@ -258,16 +285,28 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                     hand_over(slot, next_token, now, events);
                 }
                 let (tx, rx) = oneshot::channel();
+                let id = *next_waiter;
+                *next_waiter += 1;
                 slot.queue.push_back(Waiter {
                     tx,
                     ttl,
                     since: now,
+                    id,
+                    waker: waker.cloned(),
                 });
                 slot.live += 1;
+                if let Some(waker) = waker {
+                    slot.watcher = id;
+                    if arm(slot, waker) {
+                        // Only a zero TTL ends at once: let the waiter's poll expire it.
+                        waker.wake_by_ref();
+                    }
+                }
                 Err(Place::new(
                     hash,
                     rx,
-                    slot.deadline,
+                    id,
+                    waker.is_some(),
                     timeout.map(|d| (deadline_after(now, d), d)),
                 ))
             }
@@ -290,7 +329,12 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             Wait::For(d) => Some(d),
             Wait::Forever => None,
         };
-        match self.acquire_or_enqueue(key, ttl, timeout, events) {
+        // From a poll, so that a place taken now watches the lease's deadline at once.
+        let first = poll_fn(|cx| {
+            Poll::Ready(self.acquire_or_enqueue(key, ttl, timeout, events, Some(cx.waker())))
+        })
+        .await;
+        match first {
             Ok(grant) => Ok(grant),
             // Boxed so that the uncontended future stays small.
             Err(place) => Box::pin(self.wait_queued(key, ttl, timeout, events, place)).await,
@@ -328,7 +372,13 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                     Poll::Ready(None) => {
                         // The entry vanished under us (cannot happen while we are counted as
                         // live): start over rather than wait forever.
-                        match backend.acquire_or_enqueue(*key, ttl, timeout, events) {
+                        match backend.acquire_or_enqueue(
+                            *key,
+                            ttl,
+                            timeout,
+                            events,
+                            Some(cx.waker()),
+                        ) {
                             Ok(grant) => return Poll::Ready(Ok(grant)),
                             Err(again) => *place = again,
                         }
@@ -340,29 +390,70 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         .await
     }
 
-    /// Called by a waiter whose wait reached the holder's deadline: if the lease is indeed
-    /// over, hand the key to the first live waiter. Returns the deadline to wait for next, or
-    /// `None` if the key was handed over (the caller should look at its channel).
-    fn expire_if_due<Q>(&self, key: &Q, hash: u64, events: &LockEvents) -> Option<Instant>
+    /// Called by a queued waiter polled without a grant (its first poll of an owned place, a
+    /// wake-up by the slot's timer, a spurious or moved wake-up): records its waker, takes the
+    /// watcher role if nobody has it, and, if it watches, hands the key on when the lease is
+    /// over or re-arms the timer at the lease's deadline. Returns `false` if the key's entry
+    /// is gone.
+    fn watch<Q>(&self, key: &Q, hash: u64, id: u64, waker: &Waker, events: &LockEvents) -> bool
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let mut state = self.shard(hash);
-        let now = Instant::now();
-        let ShardState { table, next_token } = &mut *state;
-        let slot = table.find_mut(hash, |s| s.key.borrow() == key)?;
-        if slot.deadline > now {
-            return Some(slot.deadline);
+        let ShardState {
+            table, next_token, ..
+        } = &mut *state;
+        let Some(slot) = table.find_mut(hash, |s| s.key.borrow() == key) else {
+            return false;
+        };
+        if let Some(waiter) = slot.queue.iter_mut().find(|w| w.id == id) {
+            match &mut waiter.waker {
+                Some(known) if known.will_wake(waker) => {}
+                known => *known = Some(waker.clone()),
+            }
         }
-        expire(slot, now, events);
-        hand_over(slot, next_token, now, events);
-        None
+        if slot.watcher != 0 && slot.watcher != id {
+            return true;
+        }
+        slot.watcher = id;
+        while arm(slot, waker) {
+            let now = Instant::now();
+            if slot.deadline > now {
+                // The timer fired a hair before the clock reached the deadline: look again.
+                waker.wake_by_ref();
+                break;
+            }
+            // The lease is over: hand the key to the first live waiter (perhaps this one).
+            expire(slot, now, events);
+            if !hand_over(slot, next_token, now, events) || slot.watcher != id {
+                break;
+            }
+        }
+        true
     }
 
+    /// Releases lease `token`. The next waiter's grant is sent after the shard lock is
+    /// released, as tokio's own mutex wakes its waiter after unlocking: the wake may have to
+    /// unpark another worker thread (a syscall), and the other worker, about to run, must
+    /// not find the shard locked meanwhile. If that waiter gave up in the meantime (its
+    /// channel closed, so the send fails), its lease is released in turn.
     fn release_inner(&self, hash: u64, token: u64, events: &LockEvents) {
-        let mut state = self.shard(hash);
-        release_locked(&mut state, hash, token, events);
+        let mut token = token;
+        loop {
+            let next = {
+                let mut state = self.shard(hash);
+                release_deferred(&mut state, hash, token, events)
+            };
+            let Some((tx, grant)) = next else {
+                return;
+            };
+            let granted = grant.token.get();
+            if tx.send(grant).is_ok() {
+                return;
+            }
+            token = granted;
+        }
     }
 
     fn deadline_inner(&self, hash: u64, token: u64) -> Option<Instant> {
@@ -379,6 +470,7 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let mut state = self.shard(hash);
         if let Some(slot) = state.table.find_mut(hash, |s| s.token == token) {
             slot.deadline = deadline;
+            rewatch(slot);
         }
     }
 
@@ -425,6 +517,8 @@ where
         deadline,
         queue: VecDeque::new(),
         live: 0,
+        timer: None,
+        watcher: 0,
     });
     events.granted(None);
     Grant::new(
@@ -492,6 +586,12 @@ fn hand_over<K>(
             slot.since = now;
             slot.deadline = deadline;
             slot.live -= 1;
+            if slot.watcher == waiter.id {
+                slot.watcher = 0;
+            }
+            if slot.live > 0 {
+                rewatch(slot);
+            }
             events.granted(Some(now.saturating_duration_since(waiter.since)));
             return true;
         }
@@ -499,8 +599,135 @@ fn hand_over<K>(
     false
 }
 
+/// Registers `waker` with the slot's timer, armed no later than the lease's deadline, and
+/// returns `true` if that deadline has passed. Called only from a waiter's own poll: a timer
+/// that has fired (or never existed) is replaced by a new one made in the caller's runtime, so
+/// a timer whose runtime has shut down (which fires them all) is never polled again. A timer
+/// armed at an earlier deadline is kept: it fires early and is replaced then.
+fn arm<K>(slot: &mut Slot<K>, waker: &Waker) -> bool {
+    let deadline = slot.deadline;
+    let mut cx = Context::from_waker(waker);
+    loop {
+        let timer = match &mut slot.timer {
+            Some(timer) if !timer.is_elapsed() => timer,
+            other => other.insert(Box::pin(sleep_until(deadline))),
+        };
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(&mut cx).is_pending() {
+            return false;
+        }
+        if timer.deadline() >= deadline {
+            return true;
+        }
+    }
+}
+
+/// Makes sure a live, polled waiter watches the slot's timer, armed no later than the
+/// lease's deadline: after the watcher left, or after the deadline moved. Callable from any
+/// context (a guard dropped outside the runtime): it never makes a timer; when the timer
+/// needs a new one, it wakes the new watcher, whose poll makes it. A waiter that has not been
+/// polled yet has no waker; it takes the role when it is.
+fn rewatch<K>(slot: &mut Slot<K>) {
+    let current = slot.watcher;
+    let armed = slot
+        .timer
+        .as_ref()
+        .is_some_and(|t| !t.is_elapsed() && t.deadline() <= slot.deadline);
+    if current != 0 && armed {
+        return;
+    }
+    let watcher = slot
+        .queue
+        .iter()
+        .rev()
+        .filter(|w| current == 0 || w.id == current)
+        .find(|w| !w.tx.is_closed())
+        .and_then(|w| Some((w.id, w.waker.clone()?)));
+    slot.watcher = 0;
+    let Some((id, waker)) = watcher else {
+        return;
+    };
+    slot.watcher = id;
+    let deadline = slot.deadline;
+    match &mut slot.timer {
+        Some(timer) if !timer.is_elapsed() => {
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
+                waker.wake();
+            }
+        }
+        // No live timer: the watcher's poll makes one in its runtime.
+        _ => waker.wake(),
+    }
+}
+
+/// [`release_locked`], except that the grant to the next waiter is returned for the caller to
+/// send after unlocking. The waiter has left the queue already (it no longer counts as live):
+/// if it gives up before the send, its `leave_queue` finds it gone and leaves the count alone,
+/// and the caller releases the grant the failed send returns.
+fn release_deferred<K>(
+    state: &mut ShardState<K>,
+    hash: u64,
+    token: u64,
+    events: &LockEvents,
+) -> Option<(GrantTx, Grant<MemoryLease>)> {
+    let ShardState {
+        table, next_token, ..
+    } = state;
+    let Ok(mut entry) = table.find_entry(hash, |s| s.token == token) else {
+        return None;
+    };
+    let slot = entry.get_mut();
+    if slot.live == 0 {
+        let expired = events.observes_expiry() && slot.deadline <= Instant::now();
+        entry.remove();
+        events.released(expired);
+        return None;
+    }
+    let now = Instant::now();
+    events.released(slot.deadline <= now);
+    while let Some(waiter) = slot.queue.pop_front() {
+        if waiter.tx.is_closed() {
+            continue;
+        }
+        let token = *next_token;
+        *next_token += 1;
+        let deadline = deadline_after(now, waiter.ttl);
+        slot.token = token;
+        slot.since = now;
+        slot.deadline = deadline;
+        slot.live -= 1;
+        if slot.watcher == waiter.id {
+            slot.watcher = 0;
+        }
+        if slot.live > 0 {
+            rewatch(slot);
+        }
+        events.granted(Some(now.saturating_duration_since(waiter.since)));
+        let grant = Grant::new(
+            MemoryLease { hash: slot.hash },
+            FencingToken::new(token),
+            now,
+            deadline,
+        );
+        return Some((waiter.tx, grant));
+    }
+    entry.remove();
+    None
+}
+
 fn release_locked<K>(state: &mut ShardState<K>, hash: u64, token: u64, events: &LockEvents) {
-    let ShardState { table, next_token } = state;
+    let ShardState {
+        table, next_token, ..
+    } = state;
     let Ok(mut entry) = table.find_entry(hash, |s| s.token == token) else {
         // Stale: the lease expired and someone else holds (or held) the key.
         return;

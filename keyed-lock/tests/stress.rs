@@ -138,3 +138,58 @@ async fn release_racing_with_cancellation_never_loses_the_key() {
         assert_eq!(locks.len(), 0, "round {round}");
     }
 }
+
+/// FIFO on a multi-thread runtime with the grant sent after the shard is unlocked: places are
+/// taken in order (`enqueue`), awaited by tasks spread over four workers, and some are dropped
+/// before, during or right after their turn. Every place that is served is served in the
+/// order it was taken (tokens increase with the place's index), holders never overlap, and
+/// no entry is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn places_are_served_in_order_across_workers_while_some_give_up() {
+    let locks = KeyedLock::<u64>::builder().shards(1).build().unwrap();
+    for round in 0..200u64 {
+        let state = Arc::new(PerKey {
+            inside: AtomicUsize::new(0),
+            last_token: AtomicU64::new(0),
+            entered: AtomicU64::new(0),
+        });
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let holder = locks.lock(&round).await;
+        let mut tasks = Vec::new();
+        for i in 0..16u64 {
+            let place = locks.enqueue(&round);
+            let state = Arc::clone(&state);
+            let served = Arc::clone(&served);
+            tasks.push(tokio::spawn(async move {
+                let guard = place.await;
+                critical_section(&state, guard.token().get());
+                served.lock().unwrap().push((i, guard.token().get()));
+                if i % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                leave(&state);
+            }));
+        }
+        // Give up on some places: before, while or after their turn comes.
+        for (i, t) in tasks.iter().enumerate() {
+            if i % 5 == 2 {
+                t.abort();
+            }
+        }
+        drop(holder);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a place was never served"));
+        }
+        let served = served.lock().unwrap().clone();
+        let mut by_index = served.clone();
+        by_index.sort();
+        assert!(
+            by_index.windows(2).all(|w| w[0].1 < w[1].1),
+            "round {round}: served out of order: {served:?}"
+        );
+        assert!(served.len() >= 16 - 4, "round {round}: {served:?}");
+        assert_eq!(locks.len(), 0, "round {round}");
+    }
+}

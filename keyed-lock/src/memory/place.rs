@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{GrantRx, MemoryBackend, MemoryLease, ShardState, release_locked};
+use super::{GrantRx, MemoryBackend, MemoryLease, ShardState, release_locked, rewatch};
 use crate::LockEvents;
 use crate::backend::{Grant, Refused};
 
@@ -24,11 +24,12 @@ use crate::backend::{Grant, Refused};
 pub(crate) struct Place {
     hash: u64,
     rx: GrantRx,
-    /// The deadline of the lease this place waits behind, when it was created.
-    lease_deadline: Instant,
-    /// Wakes the waiter at the holder's deadline; made on the first poll (a place may be
-    /// created outside a runtime).
-    expiry: Option<Pin<Box<Sleep>>>,
+    /// Names this place in its shard's queues.
+    id: u64,
+    /// Whether the queue already knows the waker of the first poll (the place was taken from
+    /// a poll): that poll need not visit the shard again. The key's timer (one per key, see
+    /// `Slot::timer`) bounds the wait by the holder's deadline.
+    fresh: bool,
     /// When to give up, and the timeout asked for.
     give_up: Option<(Instant, Duration)>,
     give_up_timer: Option<Pin<Box<Sleep>>>,
@@ -41,14 +42,15 @@ impl Place {
     pub(super) fn new(
         hash: u64,
         rx: GrantRx,
-        lease_deadline: Instant,
+        id: u64,
+        fresh: bool,
         give_up: Option<(Instant, Duration)>,
     ) -> Self {
         Self {
             hash,
             rx,
-            lease_deadline,
-            expiry: None,
+            id,
+            fresh,
             give_up,
             give_up_timer: None,
             done: false,
@@ -71,37 +73,40 @@ impl Place {
         if self.done {
             return Poll::Ready(None);
         }
-        loop {
-            match Pin::new(&mut self.rx).poll(cx) {
-                Poll::Ready(Ok(grant)) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Ok(grant)));
-                }
-                Poll::Ready(Err(_)) => {
-                    self.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending => {}
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(Ok(grant)) => {
+                self.done = true;
+                return Poll::Ready(Some(Ok(grant)));
             }
-            if let Some((at, waited)) = self.give_up {
-                let timer = self
-                    .give_up_timer
-                    .get_or_insert_with(|| Box::pin(sleep_until(at)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Some(self.time_out(backend, key, events, waited)));
-                }
+            Poll::Ready(Err(_)) => {
+                self.done = true;
+                return Poll::Ready(None);
             }
-            let lease_deadline = self.lease_deadline;
-            let expiry = self
-                .expiry
-                .get_or_insert_with(|| Box::pin(sleep_until(lease_deadline)));
-            if expiry.as_mut().poll(cx).is_ready() {
-                if let Some(next) = backend.expire_if_due(key, self.hash, events) {
-                    expiry.as_mut().reset(next);
-                }
-                continue;
+            Poll::Pending => {}
+        }
+        if let Some((at, waited)) = self.give_up {
+            let timer = self
+                .give_up_timer
+                .get_or_insert_with(|| Box::pin(sleep_until(at)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(self.time_out(backend, key, events, waited)));
             }
+        }
+        if std::mem::take(&mut self.fresh) {
+            // Taken from this very poll: the queue has this waker already.
             return Poll::Pending;
+        }
+        if !backend.watch(key, self.hash, self.id, cx.waker(), events) {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        // `watch` may have handed the key on (the lease was over), perhaps to this place.
+        match Pin::new(&mut self.rx).poll(cx) {
+            Poll::Ready(result) => {
+                self.done = true;
+                Poll::Ready(result.ok().map(Ok))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -122,7 +127,7 @@ impl Place {
         if let Ok(grant) = self.rx.try_recv() {
             return Ok(grant);
         }
-        leave_queue(&mut state, self.hash, key);
+        leave_queue(&mut state, self.hash, key, self.id);
         events.timed_out(waited);
         Err(Refused::TimedOut)
     }
@@ -142,22 +147,34 @@ impl Place {
         self.rx.close();
         match self.rx.try_recv() {
             Ok(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
-            Err(_) => leave_queue(&mut state, self.hash, key),
+            Err(_) => leave_queue(&mut state, self.hash, key, self.id),
         }
     }
 }
 
-/// Forgets one cancelled (channel closed, nothing received) waiter of `key`'s slot, compacting
-/// the queue when cancelled waiters outnumber live ones.
-fn leave_queue<K, Q>(state: &mut ShardState<K>, hash: u64, key: &Q)
+/// Forgets one cancelled (channel closed, nothing received) waiter of `key`'s slot (unless a
+/// release already took it off the queue and is about to find its channel closed), passing
+/// its watcher role on and compacting the queue when cancelled waiters outnumber live ones.
+fn leave_queue<K, Q>(state: &mut ShardState<K>, hash: u64, key: &Q, id: u64)
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
     if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key) {
+        if !slot.queue.iter().any(|w| w.id == id) {
+            // Taken off the queue by a release whose grant is still on its way: the failed
+            // send gives the grant back to that release, which passes it on.
+            return;
+        }
         slot.live -= 1;
         if slot.queue.len() > 2 * slot.live + 8 {
             slot.queue.retain(|w| !w.tx.is_closed());
+        }
+        if slot.watcher == id {
+            slot.watcher = 0;
+            if slot.live > 0 {
+                rewatch(slot);
+            }
         }
     }
 }
