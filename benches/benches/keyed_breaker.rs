@@ -9,9 +9,11 @@
 //! - `keyed_seawall`: `KeyedCircuitBreaker<String>::call(&str, || fut)`, consecutive failures
 //!   (5). With `max_keys` 100 000, 10 000 healthy keys stay tracked (no shard reaches its
 //!   sweep size).
-//! - `keyed_seawall_churn`: the same with the default `max_keys` (10 000): healthy keys are
-//!   idle, so shards forget them once they pass `max_keys / 64` keys and they are re-created
-//!   on their next call. The price of bounded memory on a workload of only healthy keys.
+//! - `keyed_seawall_churn`: the same with the default `max_keys` (10 000), as many keys as
+//!   `max_keys`: healthy keys are idle, so routine shard sweeps (past `max_keys / 64` keys)
+//!   may forget them, sparing once a key used since the previous sweep; a forgotten key is
+//!   re-created on its next call. The price of bounded memory on a workload of only healthy
+//!   keys at the bound.
 //! - `diy_dashmap_failsafe`: what users write today: a `DashMap<String, failsafe breaker>`,
 //!   `get(&str)` then `call`, `entry(key.to_owned()).or_insert_with(..)` on a miss. Keeps
 //!   every key for ever.

@@ -9,8 +9,9 @@
 //! call in its windows and no call or permit holds it: a fresh breaker would decide every
 //! later call the same way, so forgetting it loses nothing. A shard forgets its idle breakers
 //! when it has doubled since its last sweep and holds at least `max_keys / 64` keys
-//! (amortized O(1) per new key), and when the keyed breaker is full (`max_keys`). Nothing
-//! else is ever forgotten.
+//! (amortized O(1) per new key; a key looked up since the previous sweep is spared once, so
+//! healthy keys in steady use stay), and when the keyed breaker is full (`max_keys`; then
+//! every idle breaker goes). Nothing else is ever forgotten.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ use crate::{
 const SHARDS: usize = 16;
 /// A shard sweeps once it holds `max_keys / SHARDS / 4` keys (at least this many), then each
 /// time it has doubled since: healthy keys in steady use are not forgotten and re-created on
-/// every few calls, and idle ones hold at most a quarter of `max_keys` beyond the live ones.
+/// every few calls, and idle ones hold at most about half of `max_keys` beyond the live ones.
 const MIN_SWEEP: usize = 8;
 /// After a sweep of every shard forgot nothing, the next waits this long (tokio clock), so a
 /// full keyed breaker does not scan every key for each new key.
@@ -68,9 +69,10 @@ pub struct KeyedTransition<K> {
 /// every later call the same way, so forgetting it loses nothing (a forgotten rate window
 /// restarts empty: it must see `min_calls` again, so it can only trip later, never sooner).
 /// Idle breakers are forgotten lazily, with no background task: when a shard (one of 16) has
-/// doubled since its last sweep and holds at least `max_keys / 64` keys, and when the keyed
-/// breaker is full; or at once by [`forget_idle`](Self::forget_idle). So idle keys hold at
-/// most about a quarter of `max_keys` beyond the live ones, and a healthy key in steady use
+/// doubled since its last sweep and holds at least `max_keys / 64` keys (sparing, once, a key
+/// used since the previous sweep), and when the keyed breaker is full; or at once by
+/// [`forget_idle`](Self::forget_idle). So idle keys hold at
+/// most about half of `max_keys` beyond the live ones, and a healthy key in steady use
 /// is not re-created every few calls.
 /// At most [`max_keys`](crate::KeyedCircuitBreakerBuilder::max_keys) keys are tracked; when
 /// every one of them holds a breaker that cannot be forgotten, a call for a new key is
@@ -163,9 +165,17 @@ impl<K: fmt::Debug> fmt::Debug for Shared<K> {
 }
 
 struct Shard<K> {
-    map: HashMap<K, CircuitBreaker>,
+    map: HashMap<K, Entry>,
     /// Sweep when the map reaches this size.
     sweep_at: usize,
+}
+
+struct Entry {
+    breaker: CircuitBreaker,
+    /// Looked up since the shard's last routine sweep: a routine sweep spares it once
+    /// (a second chance), so a healthy key in steady use is not forgotten and re-created
+    /// on its next call. Sweeps made to find room ignore it.
+    used: AtomicBool,
 }
 
 /// Tags one key's transitions with the key.
@@ -240,7 +250,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        read(self.shard(key)).map.get(key).cloned()
+        read(self.shard(key))
+            .map
+            .get(key)
+            .map(|e| e.breaker.clone())
     }
 
     /// The key's breaker, created if it is new and there is room; `None` when it must go
@@ -252,8 +265,11 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let shard = self.shard(key);
-        if let Some(breaker) = read(shard).map.get(key) {
-            return Some(breaker.clone());
+        if let Some(entry) = read(shard).map.get(key) {
+            if !entry.used.load(Ordering::Relaxed) {
+                entry.used.store(true, Ordering::Relaxed);
+            }
+            return Some(entry.breaker.clone());
         }
         self.insert(shard, key)
     }
@@ -267,16 +283,20 @@ where
         for attempt in 0..2 {
             {
                 let mut shard = write(shard);
-                if let Some(breaker) = shard.map.get(key) {
-                    return Some(breaker.clone());
+                if let Some(entry) = shard.map.get(key) {
+                    return Some(entry.breaker.clone());
                 }
                 if shard.map.len() >= shard.sweep_at {
-                    self.sweep(&mut shard);
+                    self.sweep(&mut shard, false);
                 }
-                if self.reserve() || (self.sweep(&mut shard) > 0 && self.reserve()) {
+                if self.reserve() || (self.sweep(&mut shard, true) > 0 && self.reserve()) {
                     let key = key.to_owned();
                     let breaker = self.make(&key);
-                    shard.map.insert(key, breaker.clone());
+                    let entry = Entry {
+                        breaker: breaker.clone(),
+                        used: AtomicBool::new(true),
+                    };
+                    shard.map.insert(key, entry);
                     return Some(breaker);
                 }
             }
@@ -302,10 +322,16 @@ where
             .is_ok()
     }
 
-    /// Forgets the shard's idle breakers; returns how many.
-    fn sweep(&self, shard: &mut Shard<K>) -> usize {
+    /// Forgets the shard's idle breakers; returns how many. A routine sweep (not `hard`)
+    /// spares, once, an idle breaker looked up since the previous one.
+    fn sweep(&self, shard: &mut Shard<K>, hard: bool) -> usize {
         let before = shard.map.len();
-        shard.map.retain(|_, breaker| !forgettable(breaker));
+        shard.map.retain(|_, e| {
+            if !forgettable(&e.breaker) {
+                return true;
+            }
+            !hard && e.used.swap(false, Ordering::Relaxed)
+        });
         let forgotten = before - shard.map.len();
         self.len.fetch_sub(forgotten, Ordering::AcqRel);
         shard.sweep_at = shard.map.len().saturating_mul(2).max(self.sweep_floor);
@@ -322,7 +348,7 @@ where
         let forgotten: usize = self
             .shards
             .iter()
-            .map(|shard| self.sweep(&mut write(shard)))
+            .map(|shard| self.sweep(&mut write(shard), true))
             .sum();
         if forgotten == 0 {
             let backoff = u64::try_from(FULL_SWEEP_BACKOFF.as_nanos()).unwrap_or(u64::MAX);
@@ -357,8 +383,8 @@ where
 
     fn for_each(&self, mut f: impl FnMut(&K, &CircuitBreaker)) {
         for shard in self.shards.iter() {
-            for (key, breaker) in &read(shard).map {
-                f(key, breaker);
+            for (key, entry) in &read(shard).map {
+                f(key, &entry.breaker);
             }
         }
     }

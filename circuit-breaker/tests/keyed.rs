@@ -83,8 +83,9 @@ async fn shards_forget_idle_keys_without_being_asked() {
             .unwrap();
     }
     // Each shard sweeps whenever it has doubled past max_keys / 64 (156 of the default
-    // 10 000): at most a quarter of max_keys is kept, without anyone asking.
-    assert!(hosts.len() <= 2_500, "{} keys tracked", hosts.len());
+    // 10 000), sparing once a key used since its previous sweep: at most about half of
+    // max_keys is kept, without anyone asking.
+    assert!(hosts.len() <= 5_000, "{} keys tracked", hosts.len());
     assert_eq!(hosts.untracked_calls(), 0);
 }
 
