@@ -329,12 +329,9 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             Wait::For(d) => Some(d),
             Wait::Forever => None,
         };
-        // From a poll, so that a place taken now watches the lease's deadline at once.
-        let first = poll_fn(|cx| {
-            Poll::Ready(self.acquire_or_enqueue(key, ttl, timeout, events, Some(cx.waker())))
-        })
-        .await;
-        match first {
+        // No waker here (an extra await point costs the uncontended path ~17 instructions): a
+        // place taken now starts watching the lease's deadline at its first poll.
+        match self.acquire_or_enqueue(key, ttl, timeout, events, None) {
             Ok(grant) => Ok(grant),
             // Boxed so that the uncontended future stays small.
             Err(place) => Box::pin(self.wait_queued(key, ttl, timeout, events, place)).await,
