@@ -1,0 +1,262 @@
+//! The operations on one key's slot, under its shard's lock: creating it, expiring and
+//! re-granting its lease, handing it to the next waiter, arming and moving the key's one
+//! lease timer, and releasing it (the grant itself is sent after the lock is dropped).
+
+use super::*;
+
+pub(super) fn insert<K, Q>(
+    vacant: VacantEntry<'_, Slot<K>>,
+    next_token: &mut u64,
+    hash: u64,
+    key: &Q,
+    ttl: Duration,
+    now: Instant,
+    events: &LockEvents,
+) -> Grant<MemoryLease>
+where
+    Q: ToOwned<Owned = K> + ?Sized,
+{
+    let token = *next_token;
+    *next_token += 1;
+    let deadline = deadline_after(now, ttl);
+    vacant.insert(Slot {
+        hash,
+        key: key.to_owned(),
+        token,
+        since: now,
+        deadline,
+        queue: VecDeque::new(),
+        live: 0,
+        timer: None,
+        watcher: 0,
+    });
+    events.granted(None);
+    Grant::new(
+        MemoryLease { hash },
+        FencingToken::new(token),
+        now,
+        deadline,
+    )
+}
+
+/// Reports the end of the slot's current (expired) lease.
+pub(super) fn expire<K>(slot: &Slot<K>, now: Instant, events: &LockEvents) {
+    events.taken_over(
+        FencingToken::new(slot.token),
+        now.saturating_duration_since(slot.since),
+    );
+}
+
+/// Grants the slot to the caller itself (nobody queued).
+pub(super) fn regrant<K>(
+    slot: &mut Slot<K>,
+    next_token: &mut u64,
+    ttl: Duration,
+    now: Instant,
+    events: &LockEvents,
+) -> Grant<MemoryLease> {
+    let token = *next_token;
+    *next_token += 1;
+    slot.token = token;
+    slot.since = now;
+    slot.deadline = deadline_after(now, ttl);
+    events.granted(None);
+    Grant::new(
+        MemoryLease { hash: slot.hash },
+        FencingToken::new(token),
+        now,
+        slot.deadline,
+    )
+}
+
+/// Grants the slot to the first waiter still waiting. Returns `false` if there is none (the
+/// caller then removes the slot).
+pub(super) fn hand_over<K>(
+    slot: &mut Slot<K>,
+    next_token: &mut u64,
+    now: Instant,
+    events: &LockEvents,
+) -> bool {
+    while let Some(waiter) = slot.queue.pop_front() {
+        if waiter.tx.is_closed() {
+            continue;
+        }
+        let token = *next_token;
+        *next_token += 1;
+        let deadline = deadline_after(now, waiter.ttl);
+        let grant = Grant::new(
+            MemoryLease { hash: slot.hash },
+            FencingToken::new(token),
+            now,
+            deadline,
+        );
+        // Under the shard lock a waiter cannot close its channel between the check and the send.
+        if waiter.tx.send(grant).is_ok() {
+            slot.token = token;
+            slot.since = now;
+            slot.deadline = deadline;
+            slot.live -= 1;
+            if slot.watcher == waiter.id {
+                slot.watcher = 0;
+            }
+            if slot.live > 0 {
+                rewatch(slot);
+            }
+            events.granted(Some(now.saturating_duration_since(waiter.since)));
+            return true;
+        }
+    }
+    false
+}
+
+/// Registers `waker` with the slot's timer, armed no later than the lease's deadline, and
+/// returns `true` if that deadline has passed. Called only from a waiter's own poll: a timer
+/// that has fired (or never existed) is replaced by a new one made in the caller's runtime, so
+/// a timer whose runtime has shut down (which fires them all) is never polled again. A timer
+/// armed at an earlier deadline is kept: it fires early and is replaced then.
+pub(super) fn arm<K>(slot: &mut Slot<K>, waker: &Waker) -> bool {
+    let deadline = slot.deadline;
+    let mut cx = Context::from_waker(waker);
+    loop {
+        let timer = match &mut slot.timer {
+            Some(timer) if !timer.is_elapsed() => timer,
+            other => other.insert(Box::pin(sleep_until(deadline))),
+        };
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(&mut cx).is_pending() {
+            return false;
+        }
+        if timer.deadline() >= deadline {
+            return true;
+        }
+    }
+}
+
+/// Makes sure a live, polled waiter watches the slot's timer, armed no later than the
+/// lease's deadline: after the watcher left, or after the deadline moved. Callable from any
+/// context (a guard dropped outside the runtime): it never makes a timer; when the timer
+/// needs a new one, it wakes the new watcher, whose poll makes it. A waiter that has not been
+/// polled yet has no waker; it takes the role when it is.
+pub(super) fn rewatch<K>(slot: &mut Slot<K>) {
+    let current = slot.watcher;
+    let armed = slot
+        .timer
+        .as_ref()
+        .is_some_and(|t| !t.is_elapsed() && t.deadline() <= slot.deadline);
+    if current != 0 && armed {
+        return;
+    }
+    let watcher = slot
+        .queue
+        .iter()
+        .rev()
+        .filter(|w| current == 0 || w.id == current)
+        .find(|w| !w.tx.is_closed())
+        .and_then(|w| Some((w.id, w.waker.clone()?)));
+    slot.watcher = 0;
+    let Some((id, waker)) = watcher else {
+        return;
+    };
+    slot.watcher = id;
+    let deadline = slot.deadline;
+    match &mut slot.timer {
+        Some(timer) if !timer.is_elapsed() => {
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
+                waker.wake();
+            }
+        }
+        // No live timer: the watcher's poll makes one in its runtime.
+        _ => waker.wake(),
+    }
+}
+
+/// [`release_locked`], except that the grant to the next waiter is returned for the caller to
+/// send after unlocking. The waiter has left the queue already (it no longer counts as live):
+/// if it gives up before the send, its `leave_queue` finds it gone and leaves the count alone,
+/// and the caller releases the grant the failed send returns.
+pub(super) fn release_deferred<K>(
+    state: &mut ShardState<K>,
+    hash: u64,
+    token: u64,
+    events: &LockEvents,
+) -> Option<(GrantTx, Grant<MemoryLease>)> {
+    let ShardState {
+        table, next_token, ..
+    } = state;
+    let Ok(mut entry) = table.find_entry(hash, |s| s.token == token) else {
+        return None;
+    };
+    let slot = entry.get_mut();
+    if slot.live == 0 {
+        let expired = events.observes_expiry() && slot.deadline <= Instant::now();
+        entry.remove();
+        events.released(expired);
+        return None;
+    }
+    let now = Instant::now();
+    events.released(slot.deadline <= now);
+    while let Some(waiter) = slot.queue.pop_front() {
+        if waiter.tx.is_closed() {
+            continue;
+        }
+        let token = *next_token;
+        *next_token += 1;
+        let deadline = deadline_after(now, waiter.ttl);
+        slot.token = token;
+        slot.since = now;
+        slot.deadline = deadline;
+        slot.live -= 1;
+        if slot.watcher == waiter.id {
+            slot.watcher = 0;
+        }
+        if slot.live > 0 {
+            rewatch(slot);
+        }
+        events.granted(Some(now.saturating_duration_since(waiter.since)));
+        let grant = Grant::new(
+            MemoryLease { hash: slot.hash },
+            FencingToken::new(token),
+            now,
+            deadline,
+        );
+        return Some((waiter.tx, grant));
+    }
+    entry.remove();
+    None
+}
+
+pub(super) fn release_locked<K>(
+    state: &mut ShardState<K>,
+    hash: u64,
+    token: u64,
+    events: &LockEvents,
+) {
+    let ShardState {
+        table, next_token, ..
+    } = state;
+    let Ok(mut entry) = table.find_entry(hash, |s| s.token == token) else {
+        // Stale: the lease expired and someone else holds (or held) the key.
+        return;
+    };
+    let slot = entry.get_mut();
+    if slot.live == 0 {
+        let expired = events.observes_expiry() && slot.deadline <= Instant::now();
+        entry.remove();
+        events.released(expired);
+        return;
+    }
+    let now = Instant::now();
+    events.released(slot.deadline <= now);
+    if !hand_over(slot, next_token, now, events) {
+        entry.remove();
+    }
+}
