@@ -209,12 +209,17 @@ fn probe(contender: &str) {
 
 fn memory_report() {
     let exe = std::env::current_exe().expect("bench binary path");
-    println!("memory per tracked key ({MEMORY_KEYS} keys, resident set growth / keys; keys stored as String):");
+    println!(
+        "memory per tracked key ({MEMORY_KEYS} keys, resident set growth / keys; keys stored as String):"
+    );
     for contender in ["keyed_seawall", "diy_dashmap_failsafe", "single_seawall"] {
         let out = Command::new(&exe).env(PROBE_ENV, contender).output();
         let bytes = match out {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-            Ok(o) => format!("probe failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+            Ok(o) => format!(
+                "probe failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
             Err(e) => format!("probe failed: {e}"),
         };
         let what = if contender == "single_seawall" {

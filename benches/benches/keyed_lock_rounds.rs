@@ -85,7 +85,10 @@ fn main() {
     let mut ours = Vec::new();
     let mut peer = Vec::new();
     println!("keyed_lock 2 tasks, 1 key: ns per lock + unlock, {per_task} per task per round");
-    println!("{:>5} {:>12} {:>18}", "round", "seawall", "dashmap_evicting");
+    println!(
+        "{:>5} {:>12} {:>18}",
+        "round", "seawall", "dashmap_evicting"
+    );
     for r in 0..rounds {
         let l = locks.clone();
         let a = round(&rt, per_task, move || {
