@@ -81,7 +81,9 @@ impl Alerter {
         }
     }
 
-    pub(crate) fn record_transition(&self, t: &Transition, at_secs: f64) {
+    /// Records a transition for the report, under its breaker's name; `key` is the key of a
+    /// keyed breaker's transition.
+    pub(crate) fn record_transition(&self, t: &Transition, key: Option<&str>, at_secs: f64) {
         self.state
             .lock()
             .transitions
@@ -89,6 +91,7 @@ impl Alerter {
             .or_default()
             .push(TransitionLine {
                 at_secs,
+                key: key.map(str::to_string),
                 from: t.from.to_string(),
                 to: t.to.to_string(),
                 reason: t.reason.to_string(),

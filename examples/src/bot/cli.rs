@@ -7,9 +7,9 @@ use clap::Parser;
 /// A chat bot service that composes every Seawall crate, driven through a scripted outage.
 ///
 /// Synthetic users send messages in bursts. Each user's messages are serialized by a keyed lock
-/// and answered in arrival order; each answer calls a flaky upstream through a per-attempt
-/// timeout, a retry policy with a shared budget and a circuit breaker; every event is written to
-/// a SQLite audit store through a fallback sink that spools to disk while the store is down;
+/// and answered in arrival order; each answer calls one model of a flaky upstream through a
+/// per-attempt timeout, a retry policy with a shared budget and a keyed circuit breaker (one per
+/// model); every event is written to a SQLite audit store through a fallback sink that spools to disk while the store is down;
 /// operators are alerted through a cooldown. The run ends with a report and end-to-end checks,
 /// and exits non-zero if any check fails.
 #[derive(Debug, Clone, Parser)]

@@ -1,15 +1,16 @@
 //! How the five crates are wired: copy this file into a service and change the numbers.
 //!
 //! One registry holds every crate's metrics; each crate gets its `Metrics` handle through its
-//! builder. The audit sink takes the audit breaker, so an outage of the store opens it and the
-//! sink spools without waiting on the store.
+//! builder. The upstream gets a keyed breaker, one breaker per model, so an outage of one
+//! model cuts off that model alone. The audit sink takes the audit breaker, so an outage of the
+//! store opens it and the sink spools without waiting on the store.
 
 use std::path::Path;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use seawall_circuit_breaker::{self as breaker, CircuitBreaker};
+use seawall_circuit_breaker::{self as breaker, CircuitBreaker, KeyedCircuitBreaker};
 use seawall_cooldown::{self as cooldown, Cooldown};
 use seawall_fallback_sink::{self as sink, FallbackSink, Primary};
 use seawall_keyed_lock::{self as keyed_lock, KeyedLock};
@@ -50,7 +51,8 @@ pub(crate) fn count_hinted(
 
 /// The resilience parts of the bot, built from one set of timings.
 pub(crate) struct Components<T, P: Primary<T>> {
-    pub(crate) upstream_breaker: CircuitBreaker,
+    /// One breaker per upstream model, keyed by the model's name.
+    pub(crate) upstream_breaker: KeyedCircuitBreaker<&'static str>,
     pub(crate) audit_breaker: CircuitBreaker,
     pub(crate) retry: RetryPolicy,
     pub(crate) locks: KeyedLock<u32>,
@@ -73,21 +75,22 @@ where
 {
     let breakers = breaker::Metrics::register(registry);
     let breaker = |name: &str, failures: u32, first_open: u64, max_open: u64| {
-        CircuitBreaker::builder()
-            .name(name)
-            .consecutive_failures(failures)
-            .open_durations(
-                retry::Backoff::exponential(s(first_open))
-                    .max_delay(s(max_open))
-                    .build()?,
-            )
-            .jitter(0.2)
-            .metrics(breakers.clone())
-            .build()
-            .map_err(anyhow::Error::from)
+        anyhow::Ok(
+            CircuitBreaker::builder()
+                .name(name)
+                .consecutive_failures(failures)
+                .open_durations(
+                    retry::Backoff::exponential(s(first_open))
+                        .max_delay(s(max_open))
+                        .build()?,
+                )
+                .jitter(0.2)
+                .metrics(breakers.clone()),
+        )
     };
-    let upstream_breaker = breaker("upstream", 5, 1000, 2000)?;
-    let audit_breaker = breaker("audit", 3, 200, 1600)?;
+    // One breaker per model, each with these settings; metrics under the one name "upstream".
+    let upstream_breaker = breaker("upstream", 5, 1000, 2000)?.keyed().build()?;
+    let audit_breaker = breaker("audit", 3, 200, 1600)?.build()?;
 
     let retry = RetryPolicy::builder()
         .name("upstream")

@@ -25,6 +25,9 @@ pub struct Check {
 pub struct TransitionLine {
     /// Seconds since the start of the run.
     pub at_secs: f64,
+    /// The key whose breaker changed, for a keyed breaker (the upstream's model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The state left.
     pub from: String,
     /// The state entered.
@@ -36,11 +39,12 @@ pub struct TransitionLine {
 /// What one circuit breaker did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BreakerReport {
-    /// Every transition, in order.
+    /// Every transition, in order (of every key's breaker, for a keyed breaker).
     pub transitions: Vec<TransitionLine>,
     /// Calls the breaker turned away while open.
     pub rejected: u64,
-    /// The state at the end of the run.
+    /// The state at the end of the run; for a keyed breaker, `closed` when every key's
+    /// breaker is closed, else each key whose breaker is not, with its state.
     pub final_state: String,
 }
 
@@ -221,17 +225,33 @@ impl Report {
             let _ = writeln!(s, "{c:<12} {what:<34} {v}");
         }
         for (name, b) in &self.breakers {
+            // A keyed breaker's transitions, counted per key.
+            let mut per_key = std::collections::BTreeMap::<&str, usize>::new();
+            for key in b.transitions.iter().filter_map(|t| t.key.as_deref()) {
+                *per_key.entry(key).or_default() += 1;
+            }
+            let per_key = if per_key.is_empty() {
+                String::new()
+            } else {
+                let keys: Vec<_> = per_key.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                format!(" ({})", keys.join(", "))
+            };
             let _ = writeln!(
                 s,
-                "\nbreaker {name}: {} transitions, {} calls rejected while open, ends {}",
+                "\nbreaker {name}: {} transitions{per_key}, {} calls rejected while open, ends {}",
                 b.transitions.len(),
                 b.rejected,
                 b.final_state
             );
             for t in &b.transitions {
+                let key = t
+                    .key
+                    .as_deref()
+                    .map(|k| format!("{k} "))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "  [{:>6.2} s] {:>9} -> {:<9} {}",
+                    "  [{:>6.2} s] {key}{:>9} -> {:<9} {}",
                     t.at_secs, t.from, t.to, t.reason
                 );
             }
@@ -357,23 +377,27 @@ impl Bot {
         });
 
         let mut breakers = std::collections::BTreeMap::new();
-        for (name, b, rejected) in [
+        for (name, final_state, rejected) in [
             (
                 "upstream",
-                &self.upstream_breaker,
+                self.upstream_state(),
+                // Summed over the models' breakers: metrics carry the name, never a key.
                 m.sum(
                     "seawall_circuit_breaker_calls_total",
                     &[("breaker", "upstream"), ("outcome", "rejected")],
                 ),
             ),
-            ("audit", &self.audit_breaker, 0),
+            ("audit", self.audit_breaker.state().to_string(), 0),
         ] {
+            let mut transitions = self.alerter.transitions(name);
+            // The keys' transitions arrive in no order across keys: list them by time.
+            transitions.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
             breakers.insert(
                 name.to_string(),
                 BreakerReport {
-                    transitions: self.alerter.transitions(name),
+                    transitions,
                     rejected,
-                    final_state: b.state().to_string(),
+                    final_state,
                 },
             );
         }
@@ -456,6 +480,50 @@ mod tests {
         let text = r.render();
         assert!(
             text.contains("PASS  a") && text.contains("FAIL  b (x)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_keyed_breaker_lists_its_transitions_per_key() {
+        let line = |at_secs, key: Option<&str>, to: &str| TransitionLine {
+            at_secs,
+            key: key.map(str::to_string),
+            from: "closed".into(),
+            to: to.into(),
+            reason: "5 consecutive failures".into(),
+        };
+        let mut r = Report::default();
+        r.breakers.insert(
+            "upstream".into(),
+            BreakerReport {
+                transitions: vec![
+                    line(1.0, Some("model-a"), "open"),
+                    line(2.0, Some("model-b"), "open"),
+                    line(3.0, Some("model-a"), "half_open"),
+                ],
+                rejected: 7,
+                final_state: "model-b open".into(),
+            },
+        );
+        r.breakers.insert(
+            "audit".into(),
+            BreakerReport {
+                transitions: vec![line(4.0, None, "open")],
+                rejected: 0,
+                final_state: "closed".into(),
+            },
+        );
+        let text = r.render();
+        assert!(
+            text.contains(
+                "breaker upstream: 3 transitions (model-a 2, model-b 1), 7 calls rejected while open, ends model-b open"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("] model-a    closed -> open")
+                && text.contains("breaker audit: 1 transitions, 0"),
             "{text}"
         );
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
-use seawall_circuit_breaker::{self as breaker, CircuitBreaker, State, Transition};
+use seawall_circuit_breaker::{
+    self as breaker, CircuitBreaker, KeyedCircuitBreaker, State, Transition,
+};
 use seawall_fallback_sink::{Delivered, FallbackSink};
 use seawall_keyed_lock::KeyedLock;
 use seawall_retry::{AttemptError, RetryError, RetryPolicy};
@@ -22,8 +24,8 @@ use super::audit::{AuditEvent, AuditStore};
 use super::components::{self, UpstreamCallError};
 use super::counters::BotMetrics;
 use super::http::{Health, Status};
-use super::schedule::{Arrival, Fault, PHASES, scaled};
-use super::upstream::{Mode, Upstream, UpstreamError};
+use super::schedule::{Arrival, Fault, MODEL_DOWN_FIRST, PHASES, scaled};
+use super::upstream::{Mode, Upstream, UpstreamError, model_for};
 
 /// The outcome of one message.
 #[derive(Debug, Clone)]
@@ -39,7 +41,8 @@ pub(crate) struct Bot {
     pub(crate) scale: f64,
     pub(crate) start: Instant,
     pub(crate) upstream: Upstream,
-    pub(crate) upstream_breaker: CircuitBreaker,
+    /// One breaker per upstream model.
+    pub(crate) upstream_breaker: KeyedCircuitBreaker<&'static str>,
     pub(crate) audit_breaker: CircuitBreaker,
     pub(crate) retry: RetryPolicy,
     pub(crate) locks: KeyedLock<u32>,
@@ -89,9 +92,23 @@ impl Bot {
             "[{:>6.2} s] {phase:<30} answered {answered:>5}, failed {failed:>4} of {:>5}; upstream breaker {}, spool backlog {}",
             self.elapsed(),
             outcomes.len(),
-            self.upstream_breaker.state(),
+            self.upstream_state(),
             stats.records
         );
+    }
+
+    /// The upstream breakers' state: `closed` when every model's breaker is closed, else
+    /// each model whose breaker is not, with its state (e.g. `model-a open`).
+    pub(crate) fn upstream_state(&self) -> String {
+        let mut keys = self.upstream_breaker.open_keys();
+        if keys.is_empty() {
+            return State::Closed.to_string();
+        }
+        keys.sort_unstable_by_key(|(model, _)| *model);
+        keys.iter()
+            .map(|(model, state)| format!("{model} {state}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Dispatches every message at its arrival time while switching the faults phase by phase.
@@ -110,6 +127,8 @@ impl Bot {
                 Fault::UpstreamSlow => Mode::Slow,
                 _ => Mode::Healthy,
             });
+            self.upstream
+                .set_failing_model((phase.fault == Fault::ModelErrors).then_some(MODEL_DOWN_FIRST));
             self.sink
                 .primary()
                 .set_down(phase.fault == Fault::AuditDown);
@@ -185,7 +204,10 @@ impl Bot {
             ))
             .await;
             let outcome = match bot
-                .answer(&format!("user {} message {}", a.user, a.seq))
+                .answer(
+                    model_for(a.user),
+                    &format!("user {} message {}", a.user, a.seq),
+                )
                 .await
             {
                 Ok(answer) => {
@@ -224,16 +246,20 @@ impl Bot {
         }
     }
 
-    /// Asks the upstream through the breaker, a per-attempt timeout and the retry policy.
-    /// `Err` carries the reason the message could not be answered.
-    async fn answer(&self, prompt: &str) -> Result<String, String> {
+    /// Asks `model` of the upstream through its breaker, a per-attempt timeout and the retry
+    /// policy. `Err` carries the reason the message could not be answered.
+    async fn answer(&self, model: &'static str, prompt: &str) -> Result<String, String> {
         let attempt_timeout = scaled(Duration::from_millis(400), self.scale);
         let result = self
             .retry
             .retry(|| async {
                 self.upstream_breaker
-                    .call(|| async {
-                        match tokio::time::timeout(attempt_timeout, self.upstream.ask(prompt)).await
+                    .call(&model, || async {
+                        match tokio::time::timeout(
+                            attempt_timeout,
+                            self.upstream.ask_model(model, prompt),
+                        )
+                        .await
                         {
                             Ok(r) => r,
                             Err(_) => {
@@ -267,8 +293,8 @@ impl Bot {
             let mut tick = tokio::time::interval(scaled(Duration::from_millis(100), bot.scale));
             loop {
                 tokio::select! {
-                    Ok(t) = upstream_rx.recv() => bot.on_transition(&t),
-                    Ok(t) = audit_rx.recv() => bot.on_transition(&t),
+                    Ok(t) = upstream_rx.recv() => bot.on_transition(&t.transition, Some(t.key)),
+                    Ok(t) = audit_rx.recv() => bot.on_transition(&t, None),
                     _ = tick.tick() => {
                         let backlog = bot.sink.stats().records;
                         bot.peak_backlog.fetch_max(backlog, Ordering::Relaxed);
@@ -287,12 +313,19 @@ impl Bot {
         task.abort_handle()
     }
 
-    fn on_transition(&self, t: &Transition) {
-        self.alerter.record_transition(t, secs(t.at - self.start));
+    /// Records a transition of a breaker, or of one key's breaker of a keyed one, and alerts
+    /// when it opened (one alert key per model: `breaker_open:upstream/model-a`).
+    fn on_transition(&self, t: &Transition, key: Option<&str>) {
+        self.alerter
+            .record_transition(t, key, secs(t.at.saturating_duration_since(self.start)));
         if t.to == State::Open {
+            let name = match key {
+                Some(key) => format!("{}/{key}", t.breaker),
+                None => t.breaker.to_string(),
+            };
             self.alerter.alert(
-                &format!("breaker_open:{}", t.breaker),
-                &format!("circuit breaker {} opened: {}", t.breaker, t.reason),
+                &format!("breaker_open:{name}"),
+                &format!("circuit breaker {name} opened: {}", t.reason),
                 self.elapsed(),
             );
         }
@@ -301,16 +334,25 @@ impl Bot {
     pub(crate) fn health(&self) -> Health {
         let mut reasons = Vec::new();
         let mut status = Status::Healthy;
-        for b in [&self.upstream_breaker, &self.audit_breaker] {
-            match b.state() {
+        let mut upstream = self.upstream_breaker.open_keys();
+        upstream.sort_unstable_by_key(|(model, _)| *model);
+        let breakers = upstream
+            .into_iter()
+            .map(|(model, state)| (format!("{}/{model}", self.upstream_breaker.name()), state))
+            .chain([(
+                self.audit_breaker.name().to_string(),
+                self.audit_breaker.state(),
+            )]);
+        for (name, state) in breakers {
+            match state {
                 State::Closed | State::Disabled => {}
                 State::ForcedOpen => {
                     status = Status::Unhealthy;
-                    reasons.push(format!("breaker {} is forced open", b.name()));
+                    reasons.push(format!("breaker {name} is forced open"));
                 }
                 s => {
                     status = status.max_with(Status::Degraded);
-                    reasons.push(format!("breaker {} is {s}", b.name()));
+                    reasons.push(format!("breaker {name} is {s}"));
                 }
             }
         }

@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 pub(crate) enum Fault {
     /// Everything works.
     None,
+    /// One model of the upstream ([`MODEL_DOWN_FIRST`]) fails most calls; the others serve.
+    ModelErrors,
     /// The upstream fails most calls.
     UpstreamErrors,
     /// The upstream answers slower than the per-attempt timeout.
@@ -27,12 +29,20 @@ pub(crate) struct Phase {
     pub(crate) base: Duration,
 }
 
+/// The model whose outage starts first, during [`Fault::ModelErrors`].
+pub(crate) const MODEL_DOWN_FIRST: &str = "model-a";
+
 /// The phases in order. Messages arrive during all of them; the drain follows.
-pub(crate) const PHASES: [Phase; 5] = [
+pub(crate) const PHASES: [Phase; 6] = [
     Phase {
         name: "normal traffic",
         fault: Fault::None,
-        base: Duration::from_millis(3000),
+        base: Duration::from_millis(2200),
+    },
+    Phase {
+        name: "upstream outage: model-a errors",
+        fault: Fault::ModelErrors,
+        base: Duration::from_millis(800),
     },
     Phase {
         name: "upstream outage: errors",

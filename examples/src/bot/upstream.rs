@@ -1,13 +1,22 @@
-//! A simulated LLM-like upstream API whose behaviour the scenario switches at run time.
+//! A simulated LLM-like upstream API serving a few models, whose behaviour the scenario
+//! switches at run time.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+/// The models the upstream serves; each has its own circuit breaker.
+pub(crate) const MODELS: [&str; 3] = ["model-a", "model-b", "model-c"];
+
+/// The model a user's messages go to.
+pub(crate) fn model_for(user: u32) -> &'static str {
+    MODELS[user as usize % MODELS.len()]
+}
 
 /// How the upstream behaves right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +97,8 @@ pub(crate) struct Upstream {
 #[derive(Debug)]
 struct Inner {
     mode: AtomicU8,
+    /// A model that fails whatever the mode (index into [`MODELS`] plus one; 0 for none).
+    failing_model: AtomicUsize,
     rng: Mutex<SmallRng>,
     scale: f64,
     calls: AtomicU64,
@@ -98,6 +109,7 @@ impl Upstream {
         Upstream {
             inner: Arc::new(Inner {
                 mode: AtomicU8::new(0),
+                failing_model: AtomicUsize::new(0),
                 rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x5eed_u64)),
                 scale,
                 calls: AtomicU64::new(0),
@@ -107,6 +119,14 @@ impl Upstream {
 
     pub(crate) fn set_mode(&self, mode: Mode) {
         self.inner.mode.store(mode as u8, Ordering::Relaxed);
+    }
+
+    /// Makes `model` fail (as [`Mode::Failing`]) whatever the mode, or no model with `None`.
+    pub(crate) fn set_failing_model(&self, model: Option<&str>) {
+        let index = model
+            .and_then(|m| MODELS.iter().position(|&known| known == m))
+            .map_or(0, |i| i + 1);
+        self.inner.failing_model.store(index, Ordering::Relaxed);
     }
 
     pub(crate) fn mode(&self) -> Mode {
@@ -122,10 +142,27 @@ impl Upstream {
         Duration::from_secs_f64(ms as f64 / 1000.0 * self.inner.scale)
     }
 
-    /// Asks the upstream to answer `prompt`.
+    /// Asks the upstream to answer `prompt`, naming no model.
     pub(crate) async fn ask(&self, prompt: &str) -> Result<String, UpstreamError> {
+        self.respond(None, prompt).await
+    }
+
+    /// Asks `model` of the upstream to answer `prompt`.
+    pub(crate) async fn ask_model(
+        &self,
+        model: &str,
+        prompt: &str,
+    ) -> Result<String, UpstreamError> {
+        self.respond(Some(model), prompt).await
+    }
+
+    async fn respond(&self, model: Option<&str>, prompt: &str) -> Result<String, UpstreamError> {
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        let mode = self.mode();
+        let failing = self.inner.failing_model.load(Ordering::Relaxed);
+        let mode = match model {
+            Some(m) if failing > 0 && MODELS.get(failing - 1) == Some(&m) => Mode::Failing,
+            _ => self.mode(),
+        };
         // Decide everything up front so the RNG lock is never held across an await.
         let (latency_ms, outcome) = {
             let mut rng = self.inner.rng.lock();
@@ -168,6 +205,9 @@ impl Upstream {
             }
         };
         tokio::time::sleep(self.scaled(latency_ms)).await;
-        outcome.map(|()| format!("answer to {prompt:?}"))
+        outcome.map(|()| match model {
+            Some(model) => format!("{model}'s answer to {prompt:?}"),
+            None => format!("answer to {prompt:?}"),
+        })
     }
 }
