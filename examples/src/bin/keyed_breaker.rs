@@ -116,7 +116,10 @@ async fn main() -> anyhow::Result<()> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     println!("\nmetrics:");
-    for line in text.lines().filter(|l| l.starts_with("seawall_circuit_breaker_")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("seawall_circuit_breaker_"))
+    {
         println!("  {line}");
     }
 
@@ -130,7 +133,10 @@ async fn main() -> anyhow::Result<()> {
             failures.push(format!("{DOWN} was never rejected at once"));
         }
         if eu.failed > 20 {
-            failures.push(format!("{DOWN} failed {} calls: the breaker did not cut it off", eu.failed));
+            failures.push(format!(
+                "{DOWN} failed {} calls: the breaker did not cut it off",
+                eu.failed
+            ));
         }
         for host in HOSTS.iter().filter(|h| **h != DOWN) {
             let c = counts.get(host).copied().unwrap_or_default();
