@@ -556,7 +556,7 @@ impl Replica {
     /// Raises alert `key` through the Redis cooldown: it reaches a person once per window
     /// across the fleet; a fired alert is stored in PostgreSQL (later, if it is down).
     async fn alert(&self, key: &str, message: &str) {
-        if let Decision::Fire(fire) = self.alerts.check(&key.to_string()).await {
+        if let Decision::Fire(fire) = self.alerts.check(key).await {
             println!(
                 "ALERT [{}] {key}: {message} ({} more like this were suppressed{})",
                 self.id,
