@@ -188,6 +188,18 @@ impl Schedule {
         Duration::from_nanos(delay)
     }
 
+    /// The delay every step of a constant schedule without jitter returns (the same value
+    /// [`next`](Self::next) computes), so that a policy can skip the cursor altogether.
+    pub(crate) fn fixed(&self) -> Option<Duration> {
+        match (self.kind, self.jitter) {
+            (Kind::Constant, Jitter::None) => {
+                let base = ((self.initial as f64).min(self.max as f64) as u64).min(self.max);
+                Some(Duration::from_nanos(base))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn max_delay(&self) -> Duration {
         Duration::from_nanos(self.max)
     }
@@ -323,6 +335,38 @@ mod tests {
 
     fn take(b: &BackoffBuilder, n: usize) -> Vec<Duration> {
         b.build().unwrap().take(n).collect()
+    }
+
+    proptest::proptest! {
+        /// The policy's shortcut for constant schedules returns what the cursor would.
+        #[test]
+        fn a_fixed_delay_is_what_the_schedule_yields(
+            initial in 0u64..=365 * 86_400_000_000_000,
+            max in 0u64..=365 * 86_400_000_000_000,
+        ) {
+            let s = Schedule {
+                kind: Kind::Constant,
+                initial,
+                max,
+                jitter: Jitter::None,
+                seed: None,
+            };
+            let mut c = s.start();
+            let fixed = s.fixed().expect("constant without jitter is fixed");
+            for _ in 0..3 {
+                proptest::prop_assert_eq!(s.next(&mut c), fixed);
+            }
+        }
+    }
+
+    #[test]
+    fn only_constant_schedules_without_jitter_are_fixed() {
+        let d = Duration::from_millis(5);
+        let fixed = |b: BackoffBuilder| b.build().unwrap().schedule().fixed();
+        assert_eq!(fixed(Backoff::constant(d)), Some(d));
+        assert_eq!(fixed(Backoff::constant(d).jitter(Jitter::Full)), None);
+        assert_eq!(fixed(Backoff::linear(d, d)), None);
+        assert_eq!(fixed(Backoff::exponential(d)), None);
     }
 
     #[test]

@@ -371,9 +371,9 @@ impl RetryPolicyBuilder {
         }
         let built = b.build()?;
         let max_delay = built.max_delay();
-        let backoff = match self.custom {
-            Some(f) => Delays0::Custom(f),
-            None => Delays0::Builtin(built.schedule()),
+        let (backoff, fixed_delay) = match self.custom {
+            Some(f) => (Delays0::Custom(f), None),
+            None => (Delays0::Builtin(built.schedule()), built.schedule().fixed()),
         };
         let metrics = self
             .metrics
@@ -385,6 +385,7 @@ impl RetryPolicyBuilder {
             name: self.name,
             max_attempts: self.max_attempts,
             backoff,
+            fixed_delay,
             max_delay,
             max_hint: self.max_hint,
             attempt_timeout: self.attempt_timeout,

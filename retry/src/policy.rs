@@ -15,7 +15,7 @@ use crate::builder::RetryPolicyBuilder;
 use crate::error::{AttemptError, RetryError};
 use crate::hooks::{Hooks, Verdict};
 use crate::metrics::PolicyMetrics;
-use crate::retrying::{Phase, Retrying};
+use crate::retrying::{Phase, Rare, Retrying};
 
 pub(crate) type BoxedDelays = Box<dyn Iterator<Item = Duration> + Send>;
 pub(crate) type DelayFactory = dyn Fn() -> BoxedDelays + Send + Sync;
@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Delays0,
+    /// Every delay of a constant schedule without jitter: no cursor is kept for it.
+    pub(crate) fixed_delay: Option<Duration>,
     pub(crate) max_delay: Duration,
     pub(crate) max_hint: Duration,
     pub(crate) attempt_timeout: Option<Duration>,
@@ -310,8 +312,8 @@ impl RetryPolicy {
             attempt: 0,
             phase: Phase::Idle,
             deadline: None,
-            delays: None,
-            timer: None,
+            delays: Rare::NONE,
+            timer: Rare::NONE,
             hooks: Hooks::NONE,
             _error: PhantomData,
         }
@@ -436,14 +438,18 @@ impl RetryPolicy {
         if attempt >= inner.max_attempts {
             return Step::Stop(Stop::Exhausted);
         }
-        let delays = delays.get_or_insert_with(|| match &inner.backoff {
-            Delays0::Builtin(s) => Delays::Builtin(s.start()),
-            Delays0::Custom(f) => Delays::Custom(f()),
-        });
-        let next = match (delays, &inner.backoff) {
-            (Delays::Builtin(cursor), Delays0::Builtin(s)) => Some(s.next(cursor)),
-            (Delays::Custom(it), _) => it.next(),
-            (Delays::Builtin(_), Delays0::Custom(_)) => None,
+        let next = if let Some(fixed) = inner.fixed_delay {
+            Some(fixed)
+        } else {
+            let delays = delays.get_or_insert_with(|| match &inner.backoff {
+                Delays0::Builtin(s) => Delays::Builtin(s.start()),
+                Delays0::Custom(f) => Delays::Custom(f()),
+            });
+            match (delays, &inner.backoff) {
+                (Delays::Builtin(cursor), Delays0::Builtin(s)) => Some(s.next(cursor)),
+                (Delays::Custom(it), _) => it.next(),
+                (Delays::Builtin(_), Delays0::Custom(_)) => None,
+            }
         };
         let Some(backoff) = next else {
             return Step::Stop(Stop::Exhausted);

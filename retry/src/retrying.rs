@@ -57,8 +57,8 @@ pin_project! {
         pub(crate) attempt: u32,
         pub(crate) phase: Phase,
         pub(crate) deadline: Option<Instant>,
-        pub(crate) delays: Option<Delays>,
-        pub(crate) timer: Option<Pin<Box<Sleep>>>,
+        pub(crate) delays: Rare<Delays>,
+        pub(crate) timer: Timer,
         pub(crate) hooks: Hooks<P, H, N>,
         pub(crate) _error: PhantomData<fn() -> E>,
     }
@@ -78,14 +78,49 @@ impl<E, F, Fut, P, H, N> fmt::Debug for Retrying<'_, E, F, Fut, P, H, N> {
     }
 }
 
-/// Points the call's (lazily boxed, then reused) timer at `deadline` and returns it.
-fn arm(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> &mut Pin<Box<Sleep>> {
-    match timer {
-        Some(sleep) => {
-            sleep.as_mut().reset(deadline);
-            sleep
+/// An `Option` whose drop is one inlined test, with the value's own drop kept out of line.
+///
+/// The call's timer and its delay cursor are rarely set (a success sets neither), yet the drop
+/// glue of `Option<Pin<Box<Sleep>>>` and `Option<Delays>` (a boxed iterator) made dropping a
+/// finished `Retrying` an out-of-line call of ~20 instructions on every call.
+pub(crate) struct Rare<T>(pub(crate) Option<T>);
+
+impl<T> Rare<T> {
+    pub(crate) const NONE: Rare<T> = Rare(None);
+}
+
+impl<T> Drop for Rare<T> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            drop_cold(value);
         }
-        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_cold<T>(value: T) {
+    drop(value);
+}
+
+/// The call's timer: boxed on first use, then reused for every sleep and attempt timeout.
+pub(crate) type Timer = Rare<Pin<Box<Sleep>>>;
+
+impl Timer {
+    /// Points the timer at `deadline` and returns it.
+    fn arm(&mut self, deadline: Instant) -> &mut Pin<Box<Sleep>> {
+        match &mut self.0 {
+            Some(sleep) => {
+                sleep.as_mut().reset(deadline);
+                sleep
+            }
+            slot @ None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    fn get(&mut self) -> Option<&mut Pin<Box<Sleep>>> {
+        self.0.as_mut()
     }
 }
 
@@ -265,7 +300,7 @@ where
                         Phase::Running { .. } => false,
                         Phase::Idle => true,
                         Phase::Sleeping => {
-                            if let Some(timer) = this.timer.as_mut() {
+                            if let Some(timer) = this.timer.get() {
                                 ready!(timer.as_mut().poll(cx));
                             }
                             true
@@ -279,7 +314,7 @@ where
                         this.fut.set(Some((this.op)()));
                         let mut timed = None;
                         if let Some(limit) = inner.attempt_timeout {
-                            arm(this.timer, after(Instant::now(), limit));
+                            this.timer.arm(after(Instant::now(), limit));
                             timed = Some(limit);
                         }
                         *this.phase = Phase::Running { timed };
@@ -292,7 +327,7 @@ where
                         Poll::Ready(r) => r.map_err(AttemptError::Inner),
                         Poll::Pending => {
                             let (Phase::Running { timed: Some(limit) }, Some(timer)) =
-                                (*this.phase, this.timer.as_mut())
+                                (*this.phase, this.timer.get())
                             else {
                                 return Poll::Pending;
                             };
@@ -312,10 +347,16 @@ where
                 }
             };
             let attempt = *this.attempt;
-            match policy.on_failure(attempt, &err, this.delays, *this.deadline, this.hooks) {
+            match policy.on_failure(
+                attempt,
+                &err,
+                &mut this.delays.0,
+                *this.deadline,
+                this.hooks,
+            ) {
                 Step::Retry(delay) if delay.is_zero() => *this.phase = Phase::Idle,
                 Step::Retry(delay) => {
-                    arm(this.timer, after(Instant::now(), delay));
+                    this.timer.arm(after(Instant::now(), delay));
                     *this.phase = Phase::Sleeping;
                 }
                 Step::Stop(stop) => {
