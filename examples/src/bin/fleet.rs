@@ -11,7 +11,9 @@
 //! 3. SIGSTOP one replica past its lease TTL, then SIGCONT: its stale writes are fenced off.
 //! 4. Restart Redis: every lease and cooldown is lost.
 //! 5. Stop PostgreSQL for a stretch (and SIGKILL a replica with audit events in its spool),
-//!    then start it again (and the replica, whose spool replays).
+//!    then start it again (and the replica, whose spool replays). Every replica writes a
+//!    `db_down` audit event when it sees the outage; a check requires one stored from each,
+//!    which only a replay can have put there.
 //! 6. Drain: SIGTERM every replica once the inbox is handled.
 //!
 //! Then the report: a table per replica, fleet totals, the checks (by SQL), and messages per
@@ -849,8 +851,8 @@ async fn sql_report(
     // 4. Audit exactly once.
     let r = &q(format!(
         "SELECT (SELECT 2 * count(*) FROM {s}.handled),
-                (SELECT count(*) FROM {s}.audit WHERE kind <> 'db_wait'),
-                (SELECT count(DISTINCT event_id) FROM {s}.audit WHERE kind <> 'db_wait'),
+                (SELECT count(*) FROM {s}.audit WHERE kind IN ('received', 'outcome')),
+                (SELECT count(DISTINCT event_id) FROM {s}.audit WHERE kind IN ('received', 'outcome')),
                 (SELECT count(*) FROM {s}.handled h CROSS JOIN (VALUES ('received'), ('outcome')) k(kind)
                   WHERE NOT EXISTS (SELECT 1 FROM {s}.audit a
                                      WHERE a.event_id = 'u' || h.user_id || '-m' || h.seq || '-' || k.kind)),
@@ -868,6 +870,27 @@ async fn sql_report(
         detail: format!(
             "received + outcome: {} expected, {} rows, {} distinct ids, {} missing, {} duplicated, {} outcomes disagreeing with their handled row; plus {} db_wait events (one per message that waited for PostgreSQL), {} of no message",
             v[0], v[1], v[2], v[3], v[1] - v[2], v[4], v[5], v[6]
+        ),
+    });
+
+    // 4b. The outage went through the spools: every replica wrote a `db_down` event while
+    // PostgreSQL was down (r3's was in its spool when it was SIGKILLed), so each row got
+    // there by a replay.
+    let r = &q(format!(
+        "SELECT (SELECT count(DISTINCT replica) FROM {s}.audit WHERE kind = 'db_down'),
+                (SELECT count(*) FROM {s}.audit WHERE kind = 'db_down'),
+                (SELECT coalesce(string_agg(DISTINCT replica, ',' ORDER BY replica), '') FROM {s}.audit WHERE kind = 'db_down'),
+                (SELECT coalesce(sum(spooled), 0)::bigint FROM {s}.replica_runs),
+                (SELECT coalesce(sum(replayed), 0)::bigint FROM {s}.replica_runs)"
+    ))
+    .await?[0];
+    let (replicas, events, names, spooled, replayed): (i64, i64, String, i64, i64) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    checks.push(Check {
+        name: "the PostgreSQL outage (step 5) was spooled and replayed by every replica",
+        passed: replicas == 3,
+        detail: format!(
+            "db_down events written during the outage: {events}, stored from {replicas} replicas ({names}); spooled {spooled}, replayed {replayed} as the replicas reported on exit (r3's SIGKILLed run reported nothing)"
         ),
     });
 

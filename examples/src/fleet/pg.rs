@@ -139,7 +139,8 @@ pub struct FleetEvent {
     pub user: u32,
     /// The message's position in its user's stream.
     pub seq: u32,
-    /// `received` or `outcome`.
+    /// `received`, `outcome`, `db_wait` (a message's write waited for PostgreSQL) or
+    /// `db_down` (a replica saw PostgreSQL go down; user and seq 0).
     pub kind: String,
     /// The fencing token of the lease it was written under.
     pub token: i64,

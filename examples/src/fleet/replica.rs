@@ -597,6 +597,7 @@ impl Replica {
     /// on what is wrong, and stores fired alerts.
     async fn monitor(self: Arc<Self>) {
         let mut redis_was_up = true;
+        let mut pg_was_up = true;
         let mut upstream_rx = self.upstream_breaker.subscribe();
         let mut audit_rx = self.audit_breaker.subscribe();
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -612,7 +613,23 @@ impl Replica {
                     let pg = self.ping_pg().await;
                     if let Err(e) = &pg {
                         self.alert("postgres_unreachable", e).await;
+                        if pg_was_up {
+                            // Once per outage, an audit event written while PostgreSQL is
+                            // down: it can only reach the table through the spool's replay.
+                            let at = now_ms();
+                            self.audit(FleetEvent {
+                                event_id: format!("{}-db_down-{at}", self.id),
+                                user: 0,
+                                seq: 0,
+                                kind: "db_down".into(),
+                                token: 0,
+                                replica: self.id.clone(),
+                                detail: format!("PostgreSQL unreachable at {at} ms: {e}"),
+                            })
+                            .await;
+                        }
                     }
+                    pg_was_up = pg.is_ok();
                     *self.pg_rtt.lock() = Some(pg);
                     let redis = self.ping_redis().await;
                     // Once per outage: the cooldown lives in that Redis, and while it is
