@@ -79,22 +79,41 @@ start_redis() {
 # REDIS_DIR; exports SEAWALL_REDIS_CLUSTER_URLS (comma-separated node URLs). Call after
 # start_redis.
 start_redis_cluster() {
-    local ports=() port dir
+    local ports=() port dir pid up
     for _ in 1 2 3; do
-        port="$(free_port)"
-        dir="$REDIS_DIR/cluster-$port"
-        mkdir -p "$dir"
-        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-            --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
-            --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
-        CLUSTER_PIDS+=($!)
-        ports+=("$port")
-    done
-    for port in "${ports[@]}"; do
-        for _ in $(seq 1 50); do
-            redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
-            sleep 0.1
+        # Each node on its own free port; a node that does not answer (it lost a race for its
+        # port or its bus port) is stopped and started again on another.
+        up=""
+        for _ in 1 2 3; do
+            port="$(free_port)"
+            dir="$REDIS_DIR/cluster-$port"
+            mkdir -p "$dir"
+            redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+                --cluster-enabled yes --cluster-config-file "$dir/nodes.conf" \
+                --dir "$dir" --logfile "$dir/redis.log" --daemonize no &
+            pid=$!
+            for _ in $(seq 1 50); do
+                if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+                    up=yes
+                    break
+                fi
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            if [ -n "$up" ]; then
+                CLUSTER_PIDS+=("$pid")
+                ports+=("$port")
+                break
+            fi
+            echo "cluster node on port $port did not start; its log:" >&2
+            cat "$dir/redis.log" >&2 || true
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
         done
+        if [ -z "$up" ]; then
+            echo "error: a cluster node did not start in three tries" >&2
+            return 1
+        fi
     done
     local nodes=()
     for port in "${ports[@]}"; do nodes+=("127.0.0.1:$port"); done
