@@ -8,6 +8,9 @@
 //! - `cooldown_suppressed/10k_keys`: 10 000 keys, visited round-robin.
 //! - `cooldown_suppressed/1key_2threads`: one hot key, a second thread hammering the same
 //!   instance with the same key for the whole measurement.
+//! - `cooldown_suppressed/1key_2workers`: the same, as two tasks on a two-worker tokio runtime
+//!   (how a service calls it: inside a multi-thread runtime, where seawall has to find out that
+//!   the runtime's clock cannot be paused).
 //!
 //! `clock_floor` is one `tokio::time::Instant::now()` (what seawall reads per call, a vDSO
 //! `clock_gettime`); governor reads the TSC through `quanta` instead, which is cheaper but does
@@ -21,8 +24,8 @@
 
 use std::hash::Hash;
 use std::hint::black_box;
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -104,12 +107,74 @@ where
     })
 }
 
-fn bench_group(c: &mut Criterion, name: &str, keys: u64, contended: bool) {
+/// How the measured calls are made.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// One thread, nothing else running.
+    Alone,
+    /// A second thread makes the same calls meanwhile.
+    TwoThreads,
+    /// Two tasks on a two-worker tokio runtime, both making the calls.
+    TwoWorkers,
+}
+
+/// Times `iters` calls of `op(i)` in a task of `rt` while a second task makes the same calls.
+fn measure_on_workers<F>(rt: &tokio::runtime::Runtime, iters: u64, op: &Arc<F>) -> Duration
+where
+    F: Fn(u64) + Send + Sync + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(tokio::sync::Barrier::new(2));
+    let (o, s, r) = (op.clone(), stop.clone(), ready.clone());
+    let other = rt.spawn(async move {
+        r.wait().await;
+        let mut i = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            o(i);
+            i = i.wrapping_add(1);
+        }
+    });
+    let op = op.clone();
+    let measured = rt.spawn(async move {
+        ready.wait().await;
+        let start = std::time::Instant::now();
+        for i in 0..iters {
+            op(i);
+        }
+        let elapsed = start.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        elapsed
+    });
+    rt.block_on(async {
+        let elapsed = measured.await.expect("measured task");
+        other.await.expect("second task");
+        elapsed
+    })
+}
+
+/// Times `iters` calls of `op` made the way `mode` says.
+fn run<F>(mode: Mode, rt: &tokio::runtime::Runtime, iters: u64, op: &Arc<F>) -> Duration
+where
+    F: Fn(u64) + Send + Sync + 'static,
+{
+    match mode {
+        Mode::Alone => measure(iters, false, |i| op(i)),
+        Mode::TwoThreads => measure(iters, true, |i| op(i)),
+        Mode::TwoWorkers => measure_on_workers(rt, iters, op),
+    }
+}
+
+fn bench_group(c: &mut Criterion, name: &str, keys: u64, mode: Mode) {
     let mut group = c.benchmark_group(format!("cooldown_suppressed/{name}"));
 
-    let ours = seawall();
-    let limiter = governor();
-    let naive = Naive::new();
+    let ours = Arc::new(seawall());
+    let limiter = Arc::new(governor());
+    let naive = Arc::new(Naive::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+
     for k in 0..keys {
         assert!(ours.check(&k).is_fire());
         assert!(limiter.check_key(&k).is_ok());
@@ -119,41 +184,40 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, contended: bool) {
     assert!(limiter.check_key(&0).is_err());
     assert!(!naive.check(0));
 
+    // Each op is in an `Arc` so that the worker tasks can own it (statically dispatched).
+    let o = ours.clone();
+    let op = Arc::new(move |i| {
+        black_box(o.check(&black_box(i % keys)));
+    });
     group.bench_function("seawall", |b| {
-        b.iter_custom(|iters| {
-            measure(iters, contended, |i| {
-                black_box(ours.check(&black_box(i % keys)));
-            })
-        })
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let l = limiter.clone();
+    let op = Arc::new(move |i| {
+        let _ = black_box(l.check_key(&black_box(i % keys)));
     });
     group.bench_function("governor", |b| {
-        b.iter_custom(|iters| {
-            measure(iters, contended, |i| {
-                let _ = black_box(limiter.check_key(&black_box(i % keys)));
-            })
-        })
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let n = naive.clone();
+    let op = Arc::new(move |i| {
+        black_box(n.check(black_box(i % keys)));
     });
     group.bench_function("dashmap_naive", |b| {
-        b.iter_custom(|iters| {
-            measure(iters, contended, |i| {
-                black_box(naive.check(black_box(i % keys)));
-            })
-        })
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let op = Arc::new(|_| {
+        black_box(Instant::now());
     });
     group.bench_function("clock_floor", |b| {
-        b.iter_custom(|iters| {
-            measure(iters, contended, |_| {
-                black_box(Instant::now());
-            })
-        })
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
     });
     let tsc = governor::clock::DefaultClock::default();
+    let op = Arc::new(move |_| {
+        black_box(governor::clock::Clock::now(&tsc));
+    });
     group.bench_function("tsc_clock_floor", |b| {
-        b.iter_custom(|iters| {
-            measure(iters, contended, |_| {
-                black_box(governor::clock::Clock::now(&tsc));
-            })
-        })
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
     });
     group.finish();
 
@@ -163,9 +227,10 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, contended: bool) {
 }
 
 fn suppressed(c: &mut Criterion) {
-    bench_group(c, "1key", 1, false);
-    bench_group(c, "10k_keys", MANY, false);
-    bench_group(c, "1key_2threads", 1, true);
+    bench_group(c, "1key", 1, Mode::Alone);
+    bench_group(c, "10k_keys", MANY, Mode::Alone);
+    bench_group(c, "1key_2threads", 1, Mode::TwoThreads);
+    bench_group(c, "1key_2workers", 1, Mode::TwoWorkers);
 }
 
 criterion_group!(benches, suppressed);

@@ -22,6 +22,7 @@
 //! latter), so a window measured on one is within ppm of the other; the
 //! decisions tolerate a `now` that steps back (see [`crate::state`]).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -107,15 +108,43 @@ impl Clock {
     }
 }
 
+thread_local! {
+    /// Set on a thread once it has run a task of a multi-thread runtime: a
+    /// worker (or blocking-pool) thread, which belongs to that runtime for
+    /// its whole life.
+    static MULTI_THREAD_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
 /// True when a tokio runtime is current on this thread and it is not a
 /// multi-thread one: its clock may be paused, so only
 /// `tokio::time::Instant::now()` tells the time. (Tokio pauses only
 /// `current_thread` runtimes; any flavor not known to be unpausable counts as
 /// pausable.)
+///
+/// `Handle::try_current()` clones the runtime's handle: on a multi-thread
+/// runtime that is a reference-count increment and decrement on one cache
+/// line shared by every worker, on every check. So a task of a multi-thread
+/// runtime asks once per thread: tasks run only on their runtime's own
+/// threads, and those threads never serve another runtime. (The one way
+/// around it, entering a paused `current_thread` runtime's context with
+/// `Handle::enter` from inside such a task, would read the TSC clock.)
 #[inline]
 fn tokio_clock_may_be_paused() -> bool {
+    if MULTI_THREAD_WORKER.with(Cell::get) && tokio::task::try_id().is_some() {
+        return false;
+    }
+    may_be_paused_uncached()
+}
+
+fn may_be_paused_uncached() -> bool {
     match Handle::try_current() {
-        Ok(handle) => !matches!(handle.runtime_flavor(), RuntimeFlavor::MultiThread),
+        Ok(handle) => {
+            let multi_thread = matches!(handle.runtime_flavor(), RuntimeFlavor::MultiThread);
+            if multi_thread && tokio::task::try_id().is_some() {
+                MULTI_THREAD_WORKER.with(|w| w.set(true));
+            }
+            !multi_thread
+        }
         Err(_) => false,
     }
 }
@@ -202,10 +231,31 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             assert!(!tokio_clock_may_be_paused());
-            let on_worker = tokio::spawn(async { tokio_clock_may_be_paused() })
+            let on_worker = tokio::spawn(async {
+                let first = tokio_clock_may_be_paused();
+                // The second answer comes from the worker's cache.
+                assert!(MULTI_THREAD_WORKER.with(Cell::get));
+                (first, tokio_clock_may_be_paused())
+            })
+            .await
+            .unwrap();
+            assert_eq!(on_worker, (false, false));
+            // `block_on`'s own future is no task: this thread is not marked.
+            assert!(!MULTI_THREAD_WORKER.with(Cell::get));
+        });
+        // A paused `current_thread` runtime on the same (unmarked) thread still
+        // reads tokio's clock, in `block_on` and in its tasks.
+        let paused = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        paused.block_on(async {
+            assert!(tokio_clock_may_be_paused());
+            let in_task = tokio::spawn(async { tokio_clock_may_be_paused() })
                 .await
                 .unwrap();
-            assert!(!on_worker);
+            assert!(in_task);
         });
     }
 }
