@@ -43,6 +43,15 @@ fn leave(state: &PerKey) {
     assert_eq!(state.inside.fetch_sub(1, Ordering::SeqCst), 1);
 }
 
+/// Leaves the critical section when dropped.
+struct Inside<'a>(&'a PerKey);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        leave(self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hot_and_cold_keys_stay_exclusive_and_leave_no_entries() {
     let locks = KeyedLock::<u64>::builder().shards(8).build().unwrap();
@@ -163,11 +172,15 @@ async fn places_are_served_in_order_across_workers_while_some_give_up() {
             tasks.push(tokio::spawn(async move {
                 let guard = place.await;
                 critical_section(&state, guard.token().get());
+                // Leaves on drop too: a task aborted while its poll is still running (its
+                // worker preempted) can be granted in that same poll and then be dropped at
+                // the yield below, holding the guard. It must leave before the guard (declared
+                // earlier, dropped later) releases the key.
+                let _inside = Inside(&state);
                 served.lock().unwrap().push((i, guard.token().get()));
                 if i % 3 == 0 {
                     tokio::task::yield_now().await;
                 }
-                leave(&state);
             }));
         }
         // Give up on some places: before, while or after their turn comes.
