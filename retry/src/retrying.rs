@@ -92,15 +92,16 @@ impl<T> Rare<T> {
 impl<T> Drop for Rare<T> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(value) = self.0.take() {
-            drop_cold(value);
+        // Test before taking: the common (empty) case then writes nothing back.
+        if self.0.is_some() {
+            drop_cold(self.0.take());
         }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn drop_cold<T>(value: T) {
+fn drop_cold<T>(value: Option<T>) {
     drop(value);
 }
 
@@ -247,13 +248,16 @@ where
         if *this.attempt == 0 && policy.inner().plain {
             // The first attempt of a policy without timeout, deadline or budget is polled
             // right here, so that a success costs about what a bare `.await` costs.
-            *this.attempt = 1;
-            *this.phase = Phase::Running { timed: None };
+            // The call's state is written only as far as the outcome needs it.
             let mut fut = this.fut;
             fut.set(Some((this.op)()));
             if let Some(f) = fut.as_mut().as_pin_mut() {
                 match f.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        *this.attempt = 1;
+                        *this.phase = Phase::Running { timed: None };
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Ok(v)) => {
                         fut.set(None);
                         *this.phase = Phase::Done;
@@ -262,6 +266,7 @@ where
                     }
                     Poll::Ready(Err(e)) => {
                         fut.set(None);
+                        *this.attempt = 1;
                         return self.drive(cx, Some(AttemptError::Inner(e)));
                     }
                 }
