@@ -24,7 +24,7 @@
 
 use std::hash::Hash;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -119,15 +119,26 @@ enum Mode {
 }
 
 /// Times `iters` calls of `op(i)` in a task of `rt` while a second task makes the same calls.
+///
+/// Both tasks are spawned from outside the runtime (into its shared queue, where either worker
+/// can take them) and meet at a spinning rendezvous, so each ends up on its own worker. (An
+/// async barrier would wake the second task into the first worker's LIFO slot, which no other
+/// worker can steal from: the busy first task would then never let it run.)
 fn measure_on_workers<F>(rt: &tokio::runtime::Runtime, iters: u64, op: &Arc<F>) -> Duration
 where
     F: Fn(u64) + Send + Sync + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(tokio::sync::Barrier::new(2));
-    let (o, s, r) = (op.clone(), stop.clone(), ready.clone());
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let meet = |arrived: &AtomicUsize| {
+        arrived.fetch_add(1, Ordering::SeqCst);
+        while arrived.load(Ordering::SeqCst) < 2 {
+            std::hint::spin_loop();
+        }
+    };
+    let (o, s, a) = (op.clone(), stop.clone(), arrived.clone());
     let other = rt.spawn(async move {
-        r.wait().await;
+        meet(&a);
         let mut i = 0u64;
         while !s.load(Ordering::Relaxed) {
             o(i);
@@ -136,7 +147,7 @@ where
     });
     let op = op.clone();
     let measured = rt.spawn(async move {
-        ready.wait().await;
+        meet(&arrived);
         let start = std::time::Instant::now();
         for i in 0..iters {
             op(i);
