@@ -136,6 +136,7 @@ fn tokio_clock_may_be_paused() -> bool {
     may_be_paused_uncached()
 }
 
+#[inline]
 fn may_be_paused_uncached() -> bool {
     match Handle::try_current() {
         Ok(handle) => {
