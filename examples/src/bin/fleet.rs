@@ -12,8 +12,8 @@
 //! 4. Restart Redis: every lease and cooldown is lost.
 //! 5. Stop PostgreSQL for a stretch (and SIGKILL a replica with audit events in its spool),
 //!    then start it again (and the replica, whose spool replays). Every replica writes a
-//!    `db_down` audit event when it sees the outage; a check requires one stored from each,
-//!    which only a replay can have put there.
+//!    `db_down` audit event when it sees the outage; a check requires one stored from r1 and
+//!    from r2 (alive throughout), which only a replay can have put there.
 //! 6. Drain: SIGTERM every replica once the inbox is handled.
 //!
 //! Then the report: a table per replica, fleet totals, the checks (by SQL), and messages per
@@ -873,24 +873,25 @@ async fn sql_report(
         ),
     });
 
-    // 4b. The outage went through the spools: every replica wrote a `db_down` event while
-    // PostgreSQL was down (r3's was in its spool when it was SIGKILLed), so each row got
-    // there by a replay.
+    // 4b. The outage went through the spools: r1 and r2 live through the whole outage, and
+    // each writes a `db_down` event when its health loop sees PostgreSQL go down, so each row
+    // got there by a replay. (r3 is SIGKILLed as soon as its spool holds anything, which may
+    // be before its health loop has noticed: its event is reported, not required.)
     let r = &q(format!(
-        "SELECT (SELECT count(DISTINCT replica) FROM {s}.audit WHERE kind = 'db_down'),
+        "SELECT (SELECT count(DISTINCT replica) FROM {s}.audit WHERE kind = 'db_down' AND replica IN ('r1', 'r2')),
                 (SELECT count(*) FROM {s}.audit WHERE kind = 'db_down'),
                 (SELECT coalesce(string_agg(DISTINCT replica, ',' ORDER BY replica), '') FROM {s}.audit WHERE kind = 'db_down'),
                 (SELECT coalesce(sum(spooled), 0)::bigint FROM {s}.replica_runs),
                 (SELECT coalesce(sum(replayed), 0)::bigint FROM {s}.replica_runs)"
     ))
     .await?[0];
-    let (replicas, events, names, spooled, replayed): (i64, i64, String, i64, i64) =
+    let (survivors, events, names, spooled, replayed): (i64, i64, String, i64, i64) =
         (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
     checks.push(Check {
-        name: "the PostgreSQL outage (step 5) was spooled and replayed by every replica",
-        passed: replicas == 3,
+        name: "the PostgreSQL outage (step 5) was spooled and replayed by the replicas that lived through it",
+        passed: survivors == 2,
         detail: format!(
-            "db_down events written during the outage: {events}, stored from {replicas} replicas ({names}); spooled {spooled}, replayed {replayed} as the replicas reported on exit (r3's SIGKILLed run reported nothing)"
+            "db_down events written during the outage and stored: {events}, from {names} (r1 and r2 required); spooled {spooled}, replayed {replayed} as the replicas reported on exit (r3's SIGKILLed run reported nothing)"
         ),
     });
 
