@@ -23,6 +23,9 @@ pub struct Envelope<T> {
 impl<T> Envelope<T> {
     /// Wraps `payload` with a fresh UUIDv7 and the current wall-clock time.
     ///
+    /// The id's random bits come from a thread-local CSPRNG seeded from the operating system
+    /// (no system call per envelope).
+    ///
     /// # Examples
     ///
     /// ```
