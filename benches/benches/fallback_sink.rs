@@ -2,7 +2,9 @@
 //! `write` + `fdatasync` loop doing the same batching, and replay throughput.
 //!
 //! - `fallback_sink/append`: ~200-byte JSON records, in records/s (`Throughput::Elements`).
-//!   `spool_<policy>/<n>w` appends from `n` concurrent tasks on a 2-worker tokio runtime.
+//!   `spool_<policy>/<n>w` appends from `n` concurrent tasks on a 2-worker tokio runtime (the
+//!   default: writes and fdatasyncs on tokio's blocking pool); `spool_<policy>_rt/<n>w` the same
+//!   with `SpoolBuilder::io_on_runtime_thread(true)` (they run on the writer task's thread).
 //!   `raw_sync_every_1` is one `write(2)` + `fdatasync` per record (the floor for
 //!   `Durability::Always`, and for group commit with one writer); `raw_sync_every_8` writes 8 records
 //!   then syncs once (the floor for group commit with 8 writers); `raw_no_sync` only writes
@@ -87,8 +89,9 @@ fn append(c: &mut Criterion) {
         ("batch", batch),
         ("never", Durability::Never),
     ] {
-        for writers in [1u64, 8] {
-            let name = format!("spool_{label}/{writers}w");
+        for (writers, on_runtime) in [(1u64, false), (8, false), (1, true), (8, true)] {
+            let rt_suffix = if on_runtime { "_rt" } else { "" };
+            let name = format!("spool_{label}{rt_suffix}/{writers}w");
             // Over every spool criterion opens for this contender (warm-up included).
             let appended = Arc::new(AtomicU64::new(0));
             let mut syncs = 0;
@@ -103,6 +106,7 @@ fn append(c: &mut Criterion) {
                             .durability(sync)
                             .max_bytes(64 << 30)
                             .segment_bytes(64 << 20)
+                            .io_on_runtime_thread(on_runtime)
                             .open(),
                     )
                     .expect("open"),

@@ -187,7 +187,8 @@ impl Spool {
     ///
     /// The payload is serialised here, on the caller's task; the write and fdatasync happen
     /// on the spool's writer (blocking I/O runs on tokio's blocking pool, never on a runtime
-    /// worker).
+    /// worker, unless the spool was built with
+    /// [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread)).
     ///
     /// # Errors
     ///

@@ -18,6 +18,9 @@ pub(crate) struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) name: String,
     pub(crate) metrics: Option<Metrics>,
+    /// Run each group's write and fdatasync on the writer task's own thread (a runtime
+    /// thread) instead of tokio's blocking pool.
+    pub(crate) io_on_runtime_thread: bool,
 }
 
 /// Longest accepted instance name (it becomes a metrics label value).
@@ -31,6 +34,7 @@ impl Default for Options {
             segment_bytes: 16 << 20,
             name: "default".to_owned(),
             metrics: None,
+            io_on_runtime_thread: false,
         }
     }
 }

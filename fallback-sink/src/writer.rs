@@ -2,7 +2,7 @@
 //!
 //! One tokio task owns the active segment. Appends arrive over a channel; the task collects a
 //! group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
-//! `fdatasync` on tokio's blocking pool. While that runs, new appends queue up and form the
+//! `fdatasync` on tokio's blocking pool (or on its own thread, with `io_on_runtime_thread`). While that runs, new appends queue up and form the
 //! next group, so concurrent writers share fdatasyncs without anyone waiting on a timer.
 //! With `Durability::Batch`, once a group is acknowledged the writer also lets its appenders
 //! come back (see `gather_returning`) before it gathers the next group.
@@ -112,13 +112,20 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             .filter(|m| matches!(m, Msg::Append { .. }))
             .count();
         let Some(mut sw) = w.take() else { return };
-        let sh = shared.clone();
-        match tokio::task::spawn_blocking(move || {
-            let close = process(&mut sw, &sh, group);
-            (sw, close)
-        })
-        .await
-        {
+        let done = if shared.opts.io_on_runtime_thread {
+            // The caller chose to wait for the disk here (`io_on_runtime_thread`): no hand-off
+            // to the blocking pool and back. A panic unwinds this task; `supervise` reports it.
+            let close = process(&mut sw, &shared, group);
+            Ok((sw, close))
+        } else {
+            let sh = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let close = process(&mut sw, &sh, group);
+                (sw, close)
+            })
+            .await
+        };
+        match done {
             Ok((sw, None)) => {
                 w = Some(sw);
                 if matches!(policy, Durability::Batch { .. }) {

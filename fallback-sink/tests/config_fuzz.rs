@@ -142,6 +142,7 @@ async fn spool_case(rng: &mut Rng, dir: PathBuf) -> Result<bool, String> {
         .durability(durability(rng))
         .max_bytes(u64s(rng))
         .segment_bytes(u64s(rng))
+        .io_on_runtime_thread(rng.next().is_multiple_of(2))
         .name(name(rng));
     let spool = match b.open().await {
         Ok(s) => s,
@@ -168,6 +169,7 @@ async fn sink_case(rng: &mut Rng, dir: PathBuf) -> Result<bool, String> {
         .durability(durability(rng))
         .max_bytes(u64s(rng))
         .segment_bytes(u64s(rng))
+        .io_on_runtime_thread(rng.next().is_multiple_of(2))
         .name(name(rng))
         .replay_batch(usizes(rng))
         .replay_interval(durations(rng))

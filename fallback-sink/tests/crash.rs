@@ -1,5 +1,5 @@
 //! Crash test: a child process appends with `Durability::Always` and replays concurrently; it is
-//! killed with SIGKILL at random moments. After each kill the spool is reopened and drained:
+//! killed with SIGKILL at random moments. Odd rounds run the writer with `io_on_runtime_thread`. After each kill the spool is reopened and drained:
 //! every acknowledged record is there, nothing is invented, and a record is delivered twice
 //! only when the kill fell between delivering a batch and committing it.
 
@@ -11,6 +11,7 @@ use std::time::Duration;
 use seawall_fallback_sink::{Durability, Envelope, Spool};
 
 const DIR_ENV: &str = "SEAWALL_CRASH_TEST_DIR";
+const ON_RUNTIME_ENV: &str = "SEAWALL_CRASH_TEST_IO_ON_RUNTIME";
 const REPLAY_BATCH: usize = 16;
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -27,6 +28,7 @@ fn crash_child_writer() {
     let Ok(dir) = std::env::var(DIR_ENV) else {
         return;
     };
+    let on_runtime = std::env::var(ON_RUNTIME_ENV).is_ok_and(|v| v == "1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,6 +39,7 @@ fn crash_child_writer() {
             Spool::builder(&dir)
                 .durability(Durability::Always)
                 .segment_bytes(8 << 10)
+                .io_on_runtime_thread(on_runtime)
                 .open()
                 .await
                 .unwrap(),
@@ -106,6 +109,7 @@ fn sigkill_never_loses_an_acknowledged_record() {
                 "--test-threads=1",
             ])
             .env(DIR_ENV, dir.path())
+            .env(ON_RUNTIME_ENV, if round % 2 == 1 { "1" } else { "0" })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
