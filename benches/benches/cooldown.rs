@@ -18,6 +18,13 @@
 //! `DefaultClock`, quanta): the difference between the two floors is what following tokio's
 //! clock costs per call.
 //!
+//! `count_floor` is one `fetch_add` on the key's own `AtomicU64`, and `locked_count_floor` one
+//! increment of the key's `u64` under a `parking_lot::Mutex` (seawall keeps each key's count
+//! under its shard's mutex): the least that counting suppressions per key costs. With two
+//! threads on one key both write one cache line on every call, which governor's rejection (a
+//! load, no store) never does; these two floors show how much of seawall's two-thread time is
+//! that write.
+//!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and
 //! never shrinks.
@@ -228,6 +235,27 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, mode: Mode) {
         black_box(governor::clock::Clock::now(&tsc));
     });
     group.bench_function("tsc_clock_floor", |b| {
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let counts: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new(
+        (0..keys)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let op = Arc::new(move |i: u64| {
+        black_box(counts[black_box(i % keys) as usize].fetch_add(1, Ordering::Relaxed));
+    });
+    group.bench_function("count_floor", |b| {
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let locked: Arc<Vec<parking_lot::Mutex<u64>>> =
+        Arc::new((0..keys).map(|_| parking_lot::Mutex::new(0)).collect());
+    let op = Arc::new(move |i: u64| {
+        let mut count = locked[black_box(i % keys) as usize].lock();
+        *count += 1;
+        black_box(*count);
+    });
+    group.bench_function("locked_count_floor", |b| {
         b.iter_custom(|iters| run(mode, &rt, iters, &op))
     });
     group.finish();
