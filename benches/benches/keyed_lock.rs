@@ -6,6 +6,9 @@
 //! unlock per iteration on a current-thread runtime) and `keyed_lock/contended_1_key` (two
 //! tasks on a two-worker runtime locking the same key; time per lock + unlock). Only ours
 //! also keeps a lease deadline and a fencing token per grant.
+//!
+//! `clock_floor` (in the uncontended groups) is one `tokio::time::Instant::now()` awaited the same
+//! way: the clock read that a lease deadline costs each grant, and that no peer makes.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -85,6 +88,11 @@ fn uncontended(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, keys: u64
                 let guard = peer.lock(key).await;
                 black_box(&guard);
             }
+        });
+    });
+    group.bench_function("clock_floor", |b| {
+        b.to_async(rt).iter(|| async {
+            black_box(tokio::time::Instant::now());
         });
     });
     let pool = lockable::LockPool::<u64>::new();
