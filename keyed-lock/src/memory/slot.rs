@@ -25,9 +25,9 @@ where
         token,
         since: now,
         deadline,
-        queue: VecDeque::new(),
+        queue: Queue::default(),
         live: 0,
-        timer: None,
+        timer: Timer::default(),
         watcher: 0,
     });
     events.granted(None);
@@ -118,7 +118,7 @@ pub(super) fn arm<K>(slot: &mut Slot<K>, waker: &Waker) -> bool {
     let deadline = slot.deadline;
     let mut cx = Context::from_waker(waker);
     loop {
-        let timer = match &mut slot.timer {
+        let timer = match &mut *slot.timer {
             Some(timer) if !timer.is_elapsed() => timer,
             other => other.insert(Box::pin(sleep_until(deadline))),
         };
@@ -161,7 +161,7 @@ pub(super) fn rewatch<K>(slot: &mut Slot<K>) {
     };
     slot.watcher = id;
     let deadline = slot.deadline;
-    match &mut slot.timer {
+    match &mut *slot.timer {
         Some(timer) if !timer.is_elapsed() => {
             if timer.deadline() > deadline {
                 timer.as_mut().reset(deadline);
