@@ -127,34 +127,45 @@ enum Mode {
 
 /// Times `iters` calls of `op(i)` in a task of `rt` while a second task makes the same calls.
 ///
-/// Both tasks are spawned from outside the runtime (into its shared queue, where either worker
-/// can take them) and meet at a spinning rendezvous, so each ends up on its own worker. (An
-/// async barrier would wake the second task into the first worker's LIFO slot, which no other
-/// worker can steal from: the busy first task would then never let it run.)
+/// Both tasks are spawned from outside the runtime (into its shared queue) and meet at a
+/// rendezvous that spins, so that each ends up on its own worker. (An async barrier would wake
+/// the second task into the first worker's LIFO slot, which no other worker can steal from:
+/// the busy first task would then never let it run.) A worker can also take both tasks from the
+/// shared queue in one batch: so the spin yields now and then (the waiting task goes to the
+/// back of its worker's queue, where the other can run or be stolen), and the second task
+/// yields every 4096 calls, so a run can never hang with both on one worker.
 fn measure_on_workers<F>(rt: &tokio::runtime::Runtime, iters: u64, op: &Arc<F>) -> Duration
 where
     F: Fn(u64) + Send + Sync + 'static,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let arrived = Arc::new(AtomicUsize::new(0));
-    let meet = |arrived: &AtomicUsize| {
+    async fn meet(arrived: &AtomicUsize) {
         arrived.fetch_add(1, Ordering::SeqCst);
+        let mut spins = 0u32;
         while arrived.load(Ordering::SeqCst) < 2 {
             std::hint::spin_loop();
+            spins += 1;
+            if spins.is_multiple_of(1 << 16) {
+                tokio::task::yield_now().await;
+            }
         }
-    };
+    }
     let (o, s, a) = (op.clone(), stop.clone(), arrived.clone());
     let other = rt.spawn(async move {
-        meet(&a);
+        meet(&a).await;
         let mut i = 0u64;
         while !s.load(Ordering::Relaxed) {
             o(i);
             i = i.wrapping_add(1);
+            if i.is_multiple_of(4096) {
+                tokio::task::yield_now().await;
+            }
         }
     });
     let op = op.clone();
     let measured = rt.spawn(async move {
-        meet(&arrived);
+        meet(&arrived).await;
         let start = std::time::Instant::now();
         for i in 0..iters {
             op(i);
