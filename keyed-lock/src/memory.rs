@@ -14,15 +14,19 @@ use std::time::Duration;
 use hashbrown::hash_table::{Entry, VacantEntry};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 mod place;
 mod slot;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use place::Place;
 use place::Queued;
-use slot::{arm, expire, hand_over, insert, regrant, release_deferred, release_locked, rewatch};
+use slot::{
+    arm, expire, hand_over, insert, lease_of, regrant, release_deferred, release_locked, rewatch,
+    take_grant,
+};
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
 use crate::{Busy, ExtendError, FencingToken, LeaseExpired, LockEvents};
@@ -51,17 +55,21 @@ impl MemoryLease {
     }
 }
 
-type GrantTx = oneshot::Sender<Grant<MemoryLease>>;
-type GrantRx = oneshot::Receiver<Grant<MemoryLease>>;
+/// A grant that a waiter has not picked up, kept in its shard because the lease it names was
+/// taken over (it ran out) before the waiter was polled: the waiter gets it, expired, at its
+/// next poll, as it would have had it been polled in time.
+type Orphan = (u64, Grant<MemoryLease>);
 
 struct Waiter {
-    tx: GrantTx,
     ttl: Duration,
     since: Instant,
     /// Names the waiter within its shard (for the watcher role).
     id: u64,
-    /// The waiter's task, once it has been polled: the slot's timer wakes it if it watches.
+    /// The waiter's task, once it has been polled: woken when the key is handed to it, and by
+    /// the slot's timer if it watches.
     waker: Option<Waker>,
+    /// It gave up (dropped, or timed out); skipped by hand-overs, removed by compaction.
+    cancelled: bool,
 }
 
 /// One key's entry: the current lease and the queue behind it. It exists only while the key
@@ -84,6 +92,10 @@ struct Slot<K> {
     /// The id of the waiter whose waker the timer holds (0: none). The last waiter to join
     /// takes the role, so the head's grant rarely has to pass it on.
     watcher: u64,
+    /// The id of the waiter the current lease was handed to, until it picks the grant up at
+    /// its next poll (0: none, the holder has its guard). Grants travel through the slot, under
+    /// the shard lock, rather than through a channel per waiter.
+    unclaimed: u64,
 }
 
 /// A key's wait queue. Empty and unallocated on the uncontended path, which removes the slot at
@@ -155,10 +167,23 @@ fn drop_timer(timer: &mut Option<Pin<Box<Sleep>>>) {
     drop(timer.take());
 }
 
+/// What a queued waiter's poll found.
+enum Polled {
+    /// The key was handed to it: its grant.
+    Granted(Grant<MemoryLease>),
+    /// Still waiting (its waker is recorded).
+    Waiting,
+    /// Its key's entry is gone (the caller takes a new place).
+    Gone,
+}
+
 struct ShardState<K> {
     table: HashTable<Slot<K>>,
     next_token: u64,
     next_waiter: u64,
+    /// Grants taken over before their waiter picked them up (see [`Orphan`]); almost always
+    /// empty, and never longer than the number of waiting places.
+    orphans: Vec<Orphan>,
 }
 
 /// Keeps shards on separate cache lines.
@@ -169,10 +194,10 @@ struct Shard<K>(Mutex<ShardState<K>>);
 ///
 /// Keys are spread over a power-of-two number of shards, each a `parking_lot` mutex around a
 /// `hashbrown` table of entries. An entry exists only while its key is leased; it holds the
-/// lease (token, grant time, deadline) and a FIFO queue of waiters, each with a one-shot
-/// channel. Releasing picks the first waiter still waiting and makes it the holder under the
-/// shard lock, so a release and a cancelled wait can never both miss each other, and sends
-/// its grant after unlocking (a waiter that gave up in between hands it back). The
+/// lease (token, grant time, deadline) and a FIFO queue of waiters. Releasing picks the first
+/// waiter still waiting and makes it the holder under the shard lock, so a release and a
+/// cancelled wait can never both miss each other, and wakes it after unlocking; the waiter
+/// picks its grant up from the entry (a waiter that gave up first passes it on). The
 /// uncontended path allocates nothing (unless the table grows), reads the clock once and
 /// starts no timer. An expired lease is noticed by the next acquirer, or by the key's one
 /// timer, which a waiter holds: armed at the holder's deadline, it hands the key to the first
@@ -211,6 +236,7 @@ impl<K> MemoryBackend<K> {
                     table: HashTable::new(),
                     next_token: 1,
                     next_waiter: 1,
+                    orphans: Vec::new(),
                 }))
             })
             .collect::<Vec<_>>()
@@ -251,10 +277,11 @@ impl<K> MemoryBackend<K> {
         let mut purged = 0;
         for shard in &self.shards {
             let mut state = shard.0.lock();
-            state.table.retain(|slot| {
+            let ShardState { table, orphans, .. } = &mut *state;
+            table.retain(|slot| {
                 let expired = slot.deadline <= now && slot.live == 0;
                 if expired {
-                    expire(slot, now, events);
+                    expire(slot, orphans, now, events);
                     purged += 1;
                 }
                 !expired
@@ -301,14 +328,17 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let mut state = self.shard(hash);
         let now = Instant::now();
         let ShardState {
-            table, next_token, ..
+            table,
+            next_token,
+            orphans,
+            ..
         } = &mut *state;
         match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
                 if slot.deadline <= now {
-                    expire(slot, now, events);
+                    expire(slot, orphans, now, events);
                     if slot.live == 0 {
                         return Ok(regrant(slot, next_token, ttl, now, events));
                     }
@@ -345,27 +375,27 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             table,
             next_token,
             next_waiter,
+            orphans,
         } = &mut *state;
         match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
             Entry::Occupied(mut occupied) => {
                 let slot = occupied.get_mut();
                 if slot.deadline <= now {
-                    expire(slot, now, events);
+                    expire(slot, orphans, now, events);
                     if slot.live == 0 {
                         return Ok(regrant(slot, next_token, ttl, now, events));
                     }
                     hand_over(slot, next_token, now, events);
                 }
-                let (tx, rx) = oneshot::channel();
                 let id = *next_waiter;
                 *next_waiter += 1;
                 slot.queue.push_back(Waiter {
-                    tx,
                     ttl,
                     since: now,
                     id,
                     waker: waker.cloned(),
+                    cancelled: false,
                 });
                 slot.live += 1;
                 if let Some(waker) = waker {
@@ -377,7 +407,6 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                 }
                 Err(Place::new(
                     hash,
-                    rx,
                     id,
                     waker.is_some(),
                     timeout.map(|d| (deadline_after(now, d), d)),
@@ -460,31 +489,45 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         .await
     }
 
-    /// Called by a queued waiter polled without a grant (its first poll of an owned place, a
-    /// wake-up by the slot's timer, a spurious or moved wake-up): records its waker, takes the
-    /// watcher role if nobody has it, and, if it watches, hands the key on when the lease is
-    /// over or re-arms the timer at the lease's deadline. Returns `false` if the key's entry
-    /// is gone.
-    fn watch<Q>(&self, key: &Q, hash: u64, id: u64, waker: &Waker, events: &LockEvents) -> bool
+    /// Called by a queued waiter's poll (unless its place was taken in that very poll): picks
+    /// up the grant if the key was handed to it; otherwise records its waker, takes the watcher
+    /// role if nobody has it, and, if it watches, hands the key on when the lease is over or
+    /// re-arms the timer at the lease's deadline.
+    fn poll_place<Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        id: u64,
+        waker: &Waker,
+        events: &LockEvents,
+    ) -> Polled
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         let mut state = self.shard(hash);
+        if let Some(grant) = take_grant(&mut state, hash, key, id) {
+            return Polled::Granted(grant);
+        }
         let ShardState {
-            table, next_token, ..
+            table,
+            next_token,
+            orphans,
+            ..
         } = &mut *state;
         let Some(slot) = table.find_mut(hash, |s| s.key.borrow() == key) else {
-            return false;
+            return Polled::Gone;
         };
-        if let Some(waiter) = slot.queue.iter_mut().find(|w| w.id == id) {
-            match &mut waiter.waker {
-                Some(known) if known.will_wake(waker) => {}
-                known => *known = Some(waker.clone()),
-            }
+        let Some(waiter) = slot.queue.iter_mut().find(|w| w.id == id && !w.cancelled) else {
+            // Neither granted nor queued: cannot happen; the caller takes a new place.
+            return Polled::Gone;
+        };
+        match &mut waiter.waker {
+            Some(known) if known.will_wake(waker) => {}
+            known => *known = Some(waker.clone()),
         }
         if slot.watcher != 0 && slot.watcher != id {
-            return true;
+            return Polled::Waiting;
         }
         slot.watcher = id;
         while arm(slot, waker) {
@@ -495,34 +538,30 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                 break;
             }
             // The lease is over: hand the key to the first live waiter (perhaps this one).
-            expire(slot, now, events);
+            expire(slot, orphans, now, events);
             if !hand_over(slot, next_token, now, events) || slot.watcher != id {
                 break;
             }
         }
-        true
+        if slot.unclaimed == id {
+            slot.unclaimed = 0;
+            return Polled::Granted(lease_of(slot));
+        }
+        Polled::Waiting
     }
 
-    /// Releases lease `token`. The next waiter's grant is sent after the shard lock is
-    /// released, as tokio's own mutex wakes its waiter after unlocking: the wake may have to
-    /// unpark another worker thread (a syscall), and the other worker, about to run, must
-    /// not find the shard locked meanwhile. If that waiter gave up in the meantime (its
-    /// channel closed, so the send fails), its lease is released in turn.
+    /// Releases lease `token`. The next waiter is woken after the shard lock is released, as
+    /// tokio's own mutex wakes its waiter after unlocking: the wake may have to unpark another
+    /// worker thread (a syscall), and the other worker, about to run, must not find the shard
+    /// locked meanwhile. If that waiter gives up before it is polled, it passes the lease on
+    /// itself (under the shard lock, so nothing is lost in between).
     fn release_inner(&self, hash: u64, token: u64, events: &LockEvents) {
-        let mut token = token;
-        loop {
-            let next = {
-                let mut state = self.shard(hash);
-                release_deferred(&mut state, hash, token, events)
-            };
-            let Some((tx, grant)) = next else {
-                return;
-            };
-            let granted = grant.token.get();
-            if tx.send(grant).is_ok() {
-                return;
-            }
-            token = granted;
+        let next = {
+            let mut state = self.shard(hash);
+            release_deferred(&mut state, hash, token, events)
+        };
+        if let Some(waker) = next {
+            waker.wake();
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{GrantRx, MemoryBackend, MemoryLease, ShardState, release_locked, rewatch};
+use super::{MemoryBackend, MemoryLease, Polled, ShardState, release_locked, rewatch, take_grant};
 use crate::LockEvents;
 use crate::backend::{Grant, Refused};
 
@@ -23,12 +23,11 @@ use crate::backend::{Grant, Refused};
 /// next hand-over, but stays counted as live.
 pub(crate) struct Place {
     hash: u64,
-    rx: GrantRx,
-    /// Names this place in its shard's queues.
+    /// Names this place in its shard's queues (and the grant handed to it).
     id: u64,
     /// Whether the queue already knows the waker of the first poll (the place was taken from
-    /// a poll): that poll need not visit the shard again. The key's timer (one per key, see
-    /// `Slot::timer`) bounds the wait by the holder's deadline.
+    /// a poll): that poll need not visit the shard again (a grant made since wakes it). The
+    /// key's timer (one per key, see `Slot::timer`) bounds the wait by the holder's deadline.
     fresh: bool,
     /// When to give up, and the timeout asked for.
     give_up: Option<(Instant, Duration)>,
@@ -41,14 +40,12 @@ impl Place {
     /// instant, and the timeout asked for) if set.
     pub(super) fn new(
         hash: u64,
-        rx: GrantRx,
         id: u64,
         fresh: bool,
         give_up: Option<(Instant, Duration)>,
     ) -> Self {
         Self {
             hash,
-            rx,
             id,
             fresh,
             give_up,
@@ -73,17 +70,6 @@ impl Place {
         if self.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(grant)) => {
-                self.done = true;
-                return Poll::Ready(Some(Ok(grant)));
-            }
-            Poll::Ready(Err(_)) => {
-                self.done = true;
-                return Poll::Ready(None);
-            }
-            Poll::Pending => {}
-        }
         if let Some((at, waited)) = self.give_up {
             let timer = self
                 .give_up_timer
@@ -96,17 +82,16 @@ impl Place {
             // Taken from this very poll: the queue has this waker already.
             return Poll::Pending;
         }
-        if !backend.watch(key, self.hash, self.id, cx.waker(), events) {
-            self.done = true;
-            return Poll::Ready(None);
-        }
-        // `watch` may have handed the key on (the lease was over), perhaps to this place.
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(result) => {
+        match backend.poll_place(key, self.hash, self.id, cx.waker(), events) {
+            Polled::Granted(grant) => {
                 self.done = true;
-                Poll::Ready(result.ok().map(Ok))
+                Poll::Ready(Some(Ok(grant)))
             }
-            Poll::Pending => Poll::Pending,
+            Polled::Waiting => Poll::Pending,
+            Polled::Gone => {
+                self.done = true;
+                Poll::Ready(None)
+            }
         }
     }
 
@@ -123,8 +108,7 @@ impl Place {
     {
         self.done = true;
         let mut state = backend.shard(self.hash);
-        self.rx.close();
-        if let Ok(grant) = self.rx.try_recv() {
+        if let Some(grant) = take_grant(&mut state, self.hash, key, self.id) {
             return Ok(grant);
         }
         leave_queue(&mut state, self.hash, key, self.id);
@@ -144,31 +128,30 @@ impl Place {
         }
         self.done = true;
         let mut state = backend.shard(self.hash);
-        self.rx.close();
-        match self.rx.try_recv() {
-            Ok(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
-            Err(_) => leave_queue(&mut state, self.hash, key, self.id),
+        match take_grant(&mut state, self.hash, key, self.id) {
+            // A stale token (an orphan's lease was taken over) releases nothing.
+            Some(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
+            None => leave_queue(&mut state, self.hash, key, self.id),
         }
     }
 }
 
-/// Forgets one cancelled (channel closed, nothing received) waiter of `key`'s slot (unless a
-/// release already took it off the queue and is about to find its channel closed), passing
-/// its watcher role on and compacting the queue when cancelled waiters outnumber live ones.
+/// Marks waiter `id` of `key`'s slot cancelled (it was granted nothing), passing its watcher
+/// role on and compacting the queue when cancelled waiters outnumber live ones.
 fn leave_queue<K, Q>(state: &mut ShardState<K>, hash: u64, key: &Q, id: u64)
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
     if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key) {
-        if !slot.queue.iter().any(|w| w.id == id) {
-            // Taken off the queue by a release whose grant is still on its way: the failed
-            // send gives the grant back to that release, which passes it on.
+        let Some(waiter) = slot.queue.iter_mut().find(|w| w.id == id && !w.cancelled) else {
             return;
-        }
+        };
+        waiter.cancelled = true;
+        waiter.waker = None;
         slot.live -= 1;
         if slot.queue.len() > 2 * slot.live + 8 {
-            slot.queue.retain(|w| !w.tx.is_closed());
+            slot.queue.retain(|w| !w.cancelled);
         }
         if slot.watcher == id {
             slot.watcher = 0;

@@ -29,6 +29,7 @@ where
         live: 0,
         timer: Timer::default(),
         watcher: 0,
+        unclaimed: 0,
     });
     events.granted(None);
     Grant::new(
@@ -39,12 +40,94 @@ where
     )
 }
 
-/// Reports the end of the slot's current (expired) lease.
-pub(super) fn expire<K>(slot: &Slot<K>, now: Instant, events: &LockEvents) {
+/// Reports the end of the slot's current (expired) lease, before it is replaced or removed. If
+/// it was handed to a waiter that has not picked it up yet, the grant is kept for that waiter
+/// in `orphans`.
+pub(super) fn expire<K>(
+    slot: &mut Slot<K>,
+    orphans: &mut Vec<Orphan>,
+    now: Instant,
+    events: &LockEvents,
+) {
+    if slot.unclaimed != 0 {
+        orphans.push((slot.unclaimed, lease_of(slot)));
+        slot.unclaimed = 0;
+    }
     events.taken_over(
         FencingToken::new(slot.token),
         now.saturating_duration_since(slot.since),
     );
+}
+
+/// The slot's current lease, as a grant.
+pub(super) fn lease_of<K>(slot: &Slot<K>) -> Grant<MemoryLease> {
+    Grant::new(
+        MemoryLease { hash: slot.hash },
+        FencingToken::new(slot.token),
+        slot.since,
+        slot.deadline,
+    )
+}
+
+/// Takes the grant handed to waiter `id` of `key`, if any: the slot's current lease, or an
+/// orphan (a grant taken over before the waiter picked it up).
+pub(super) fn take_grant<K, Q>(
+    state: &mut ShardState<K>,
+    hash: u64,
+    key: &Q,
+    id: u64,
+) -> Option<Grant<MemoryLease>>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key)
+        && slot.unclaimed == id
+    {
+        slot.unclaimed = 0;
+        return Some(lease_of(slot));
+    }
+    if state.orphans.is_empty() {
+        return None;
+    }
+    let at = state.orphans.iter().position(|(waiter, _)| *waiter == id)?;
+    Some(state.orphans.swap_remove(at).1)
+}
+
+/// Makes the first live waiter the holder of the slot's lease from `now` and takes it off the
+/// queue; it picks the grant up at its next poll. Returns its waker (to wake once the shard is
+/// unlocked), or `None` without a live waiter (the caller then removes the slot).
+fn grant_next<K>(
+    slot: &mut Slot<K>,
+    next_token: &mut u64,
+    now: Instant,
+    events: &LockEvents,
+) -> Option<Option<Waker>> {
+    debug_assert_eq!(
+        slot.unclaimed, 0,
+        "the lease being replaced was picked up or orphaned"
+    );
+    while let Some(waiter) = slot.queue.pop_front() {
+        if waiter.cancelled {
+            continue;
+        }
+        let token = *next_token;
+        *next_token += 1;
+        slot.token = token;
+        slot.since = now;
+        slot.deadline = deadline_after(now, waiter.ttl);
+        slot.unclaimed = waiter.id;
+        slot.live -= 1;
+        if slot.watcher == waiter.id {
+            slot.watcher = 0;
+        }
+        if slot.live > 0 {
+            rewatch(slot);
+        }
+        events.granted(Some(now.saturating_duration_since(waiter.since)));
+        return Some(waiter.waker);
+    }
+    None
 }
 
 /// Grants the slot to the caller itself (nobody queued).
@@ -69,44 +152,23 @@ pub(super) fn regrant<K>(
     )
 }
 
-/// Grants the slot to the first waiter still waiting. Returns `false` if there is none (the
-/// caller then removes the slot).
+/// Grants the slot to the first waiter still waiting and wakes it. Returns `false` if there is
+/// none (the caller then removes the slot).
 pub(super) fn hand_over<K>(
     slot: &mut Slot<K>,
     next_token: &mut u64,
     now: Instant,
     events: &LockEvents,
 ) -> bool {
-    while let Some(waiter) = slot.queue.pop_front() {
-        if waiter.tx.is_closed() {
-            continue;
-        }
-        let token = *next_token;
-        *next_token += 1;
-        let deadline = deadline_after(now, waiter.ttl);
-        let grant = Grant::new(
-            MemoryLease { hash: slot.hash },
-            FencingToken::new(token),
-            now,
-            deadline,
-        );
-        // Under the shard lock a waiter cannot close its channel between the check and the send.
-        if waiter.tx.send(grant).is_ok() {
-            slot.token = token;
-            slot.since = now;
-            slot.deadline = deadline;
-            slot.live -= 1;
-            if slot.watcher == waiter.id {
-                slot.watcher = 0;
+    match grant_next(slot, next_token, now, events) {
+        Some(waker) => {
+            if let Some(waker) = waker {
+                waker.wake();
             }
-            if slot.live > 0 {
-                rewatch(slot);
-            }
-            events.granted(Some(now.saturating_duration_since(waiter.since)));
-            return true;
+            true
         }
+        None => false,
     }
-    false
 }
 
 /// Registers `waker` with the slot's timer, armed no later than the lease's deadline, and
@@ -153,7 +215,7 @@ pub(super) fn rewatch<K>(slot: &mut Slot<K>) {
         .iter()
         .rev()
         .filter(|w| current == 0 || w.id == current)
-        .find(|w| !w.tx.is_closed())
+        .find(|w| !w.cancelled)
         .and_then(|w| Some((w.id, w.waker.clone()?)));
     slot.watcher = 0;
     let Some((id, waker)) = watcher else {
@@ -179,16 +241,15 @@ pub(super) fn rewatch<K>(slot: &mut Slot<K>) {
     }
 }
 
-/// [`release_locked`], except that the grant to the next waiter is returned for the caller to
-/// send after unlocking. The waiter has left the queue already (it no longer counts as live):
-/// if it gives up before the send, its `leave_queue` finds it gone and leaves the count alone,
-/// and the caller releases the grant the failed send returns.
+/// [`release_locked`], except that the next waiter's waker is returned for the caller to wake
+/// after unlocking. The waiter has left the queue already (it no longer counts as live) and
+/// holds the lease: if it gives up before it is polled, it releases the lease in turn.
 pub(super) fn release_deferred<K>(
     state: &mut ShardState<K>,
     hash: u64,
     token: u64,
     events: &LockEvents,
-) -> Option<(GrantTx, Grant<MemoryLease>)> {
+) -> Option<Waker> {
     let ShardState {
         table, next_token, ..
     } = state;
@@ -204,34 +265,13 @@ pub(super) fn release_deferred<K>(
     }
     let now = Instant::now();
     events.released(slot.deadline <= now);
-    while let Some(waiter) = slot.queue.pop_front() {
-        if waiter.tx.is_closed() {
-            continue;
+    match grant_next(slot, next_token, now, events) {
+        Some(waker) => waker,
+        None => {
+            entry.remove();
+            None
         }
-        let token = *next_token;
-        *next_token += 1;
-        let deadline = deadline_after(now, waiter.ttl);
-        slot.token = token;
-        slot.since = now;
-        slot.deadline = deadline;
-        slot.live -= 1;
-        if slot.watcher == waiter.id {
-            slot.watcher = 0;
-        }
-        if slot.live > 0 {
-            rewatch(slot);
-        }
-        events.granted(Some(now.saturating_duration_since(waiter.since)));
-        let grant = Grant::new(
-            MemoryLease { hash: slot.hash },
-            FencingToken::new(token),
-            now,
-            deadline,
-        );
-        return Some((waiter.tx, grant));
     }
-    entry.remove();
-    None
 }
 
 pub(super) fn release_locked<K>(
