@@ -1,5 +1,5 @@
 # Sourced by `.ci/run` and `.ci/instructions`: installs what the instruction-count benchmark
-# (benches/benches/instructions.rs) needs when it is missing: valgrind from Debian's packages and
+# (benches/benches/instructions_*.rs) needs when it is missing: valgrind from Debian's packages and
 # the gungraun-runner whose version matches the gungraun library in Cargo.lock. Without the runner
 # even `cargo bench --workspace -- --test` fails, at that benchmark.
 
