@@ -117,9 +117,10 @@ async fn aborted_future_holding_the_lock() {
         .await
         .unwrap_err();
     }
-    timeout(Duration::from_millis(1), locks.lock(&7))
+    let guard = timeout(Duration::from_millis(1), locks.lock(&7))
         .await
         .expect("the key is free");
+    drop(guard);
 }
 
 /// tokio's `aborted_future_2`: a future waiting for the lock is dropped by a timeout; once the
@@ -131,14 +132,15 @@ async fn aborted_future_waiting_for_the_lock() {
         let _guard = locks.lock(&7).await;
         let waiting = locks.clone();
         timeout(Duration::from_millis(1), async move {
-            waiting.lock(&7).await;
+            drop(waiting.lock(&7).await);
         })
         .await
         .unwrap_err();
     }
-    timeout(Duration::from_millis(1), locks.lock(&7))
+    let guard = timeout(Duration::from_millis(1), locks.lock(&7))
         .await
         .expect("the key is free");
+    drop(guard);
     assert!(locks.is_empty());
 }
 
