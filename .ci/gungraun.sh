@@ -3,20 +3,11 @@
 # the gungraun-runner whose version matches the gungraun library in Cargo.lock. Without the runner
 # even `cargo bench --workspace -- --test` fails, at that benchmark.
 
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 ensure_gungraun() {
     if ! command -v valgrind >/dev/null 2>&1; then
-        echo "installing valgrind from Debian's packages"
-        local sudo=""
-        if [ "$(id -u)" -ne 0 ]; then
-            if command -v sudo >/dev/null; then
-                sudo="sudo"
-            else
-                echo "error: valgrind is missing and this user cannot install packages (not root, no sudo)" >&2
-                return 1
-            fi
-        fi
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind >/dev/null
+        apt_install valgrind
     fi
 
     local version

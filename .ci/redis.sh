@@ -2,22 +2,13 @@
 # throwaway instance on 127.0.0.1 on a free port with no persistence, and exports its URL as
 # SEAWALL_REDIS_URL. `stop_redis` (also run on exit) stops it and removes its directory.
 
+source "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 ensure_redis_server() {
     if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
         return
     fi
-    echo "redis-server not found: installing it from Debian's packages" >&2
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null; then
-            sudo="sudo"
-        else
-            echo "error: redis-server is missing and this user cannot install packages (not root, no sudo)" >&2
-            return 1
-        fi
-    fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    apt_install redis-server
     command -v redis-server >/dev/null
 }
 

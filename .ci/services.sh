@@ -23,18 +23,7 @@ ensure_packages() {
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
     [ "${#missing[@]}" -eq 0 ] && return
-    echo "installing ${missing[*]} from Debian's packages" >&2
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null; then
-            sudo="sudo"
-        else
-            echo "error: ${missing[*]} missing and this user cannot install packages (not root, no sudo)" >&2
-            return 1
-        fi
-    fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 }
 
 # The user the PostgreSQL server runs as: `seawall` when we are root (created if missing).
