@@ -24,8 +24,8 @@ mod tests;
 pub(crate) use place::Place;
 use place::Queued;
 use slot::{
-    arm, expire, hand_over, insert, lease_of, regrant, release_deferred, release_locked, rewatch,
-    take_grant,
+    arm, claim, expire, hand_over, insert, regrant, release_deferred, release_locked, rewatch,
+    take_grant, take_orphan,
 };
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
@@ -506,9 +506,6 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         Q: Eq + ?Sized,
     {
         let mut state = self.shard(hash);
-        if let Some(grant) = take_grant(&mut state, hash, key, id) {
-            return Polled::Granted(grant);
-        }
         let ShardState {
             table,
             next_token,
@@ -516,8 +513,11 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             ..
         } = &mut *state;
         let Some(slot) = table.find_mut(hash, |s| s.key.borrow() == key) else {
-            return Polled::Gone;
+            return take_orphan(orphans, id).map_or(Polled::Gone, Polled::Granted);
         };
+        if let Some(grant) = claim(slot, id).or_else(|| take_orphan(orphans, id)) {
+            return Polled::Granted(grant);
+        }
         let Some(waiter) = slot.queue.iter_mut().find(|w| w.id == id && !w.cancelled) else {
             // Neither granted nor queued: cannot happen; the caller takes a new place.
             return Polled::Gone;
@@ -543,11 +543,7 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
                 break;
             }
         }
-        if slot.unclaimed == id {
-            slot.unclaimed = 0;
-            return Polled::Granted(lease_of(slot));
-        }
-        Polled::Waiting
+        claim(slot, id).map_or(Polled::Waiting, Polled::Granted)
     }
 
     /// Releases lease `token`. The next waiter is woken after the shard lock is released, as

@@ -81,17 +81,30 @@ where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
-    if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key)
-        && slot.unclaimed == id
-    {
-        slot.unclaimed = 0;
-        return Some(lease_of(slot));
+    if let Some(slot) = state.table.find_mut(hash, |s| s.key.borrow() == key) {
+        claim(slot, id)
+    } else {
+        None
     }
-    if state.orphans.is_empty() {
+    .or_else(|| take_orphan(&mut state.orphans, id))
+}
+
+/// The slot's current lease if it was handed to waiter `id` and not picked up yet.
+pub(super) fn claim<K>(slot: &mut Slot<K>, id: u64) -> Option<Grant<MemoryLease>> {
+    if slot.unclaimed != id {
         return None;
     }
-    let at = state.orphans.iter().position(|(waiter, _)| *waiter == id)?;
-    Some(state.orphans.swap_remove(at).1)
+    slot.unclaimed = 0;
+    Some(lease_of(slot))
+}
+
+/// Waiter `id`'s orphan, if it has one.
+pub(super) fn take_orphan(orphans: &mut Vec<Orphan>, id: u64) -> Option<Grant<MemoryLease>> {
+    if orphans.is_empty() {
+        return None;
+    }
+    let at = orphans.iter().position(|(waiter, _)| *waiter == id)?;
+    Some(orphans.swap_remove(at).1)
 }
 
 /// Makes the first live waiter the holder of the slot's lease from `now` and takes it off the
