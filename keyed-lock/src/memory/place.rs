@@ -19,8 +19,9 @@ use crate::backend::{Grant, Refused};
 /// It holds no borrow: whoever owns it passes the backend, the key and the events to each
 /// call, so both a borrowed wait (`lock`) and an owned one ([`Enqueued`](crate::Enqueued))
 /// use it. The owner must call [`cancel`](Self::cancel) when it drops a place that is not
-/// done; a place dropped without that leaves a closed waiter in the queue, skipped by the
-/// next hand-over, but stays counted as live.
+/// done (both owners do, in their `Drop`): a place dropped without that stays a live waiter
+/// in the queue, is handed the key in its turn, and holds it unclaimed until that lease runs
+/// out.
 pub(crate) struct Place {
     hash: u64,
     /// Names this place in its shard's queues (and the grant handed to it).
