@@ -3,7 +3,7 @@
 //!
 //! - `fallback_sink/append`: ~200-byte JSON records, in records/s (`Throughput::Elements`).
 //!   `spool_<policy>/<n>w` appends from `n` concurrent tasks on a 2-worker tokio runtime (the
-//!   default: writes and fdatasyncs on tokio's blocking pool); `spool_<policy>_rt/<n>w` the same
+//!   default: writes and fdatasyncs outside the runtime, in `block_in_place`); `spool_<policy>_rt/<n>w` the same
 //!   with `SpoolBuilder::io_on_runtime_thread(true)` (they run on the writer task's thread).
 //!   `raw_sync_every_1` is one `write(2)` + `fdatasync` per record (the floor for
 //!   `Durability::Always`, and for group commit with one writer); `raw_sync_every_8` writes 8 records

@@ -74,7 +74,7 @@ where
 /// | `max_bytes` | 1 GiB of backlog | at least 1 |
 /// | `segment_bytes` | 16 MiB | `1..=max_bytes` |
 /// | `name` | `"default"` (the `sink` label) | 1 to 256 bytes |
-/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run on tokio's blocking pool | |
+/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run outside the runtime (`block_in_place` on a multi-thread runtime, the blocking pool on a `current_thread` one) | |
 /// | `metrics` | none | |
 ///
 /// # Examples
@@ -178,16 +178,22 @@ impl SpoolBuilder {
         self
     }
 
-    /// Where each group's `write` and `fdatasync` run. `false` (the default): on tokio's
-    /// blocking pool, so no runtime thread ever waits for the disk. `true`: on the runtime
-    /// thread that runs the spool's writer task, which then waits for the disk itself.
+    /// Where each group's `write` and `fdatasync` run. `false` (the default): outside the
+    /// runtime, so no runtime work waits for the disk. On a multi-thread runtime the writer
+    /// task's thread leaves the runtime for the I/O (`tokio::task::block_in_place`: its
+    /// queued tasks and timers go to another thread) and, while appenders keep coming, stays
+    /// out for the groups that form meanwhile, waiting up to 100 µs after each for the
+    /// appenders it acknowledged to come back; on a `current_thread` runtime each group goes
+    /// to tokio's blocking pool and back. `true`: on the runtime thread that runs the spool's
+    /// writer task, which then waits for the disk itself.
     ///
-    /// `true` trades that guarantee for throughput. Handing each group to the blocking pool
-    /// and back costs two thread wake-ups per group; measured on a 2-core VM (criterion,
-    /// 200-byte records, one run): `Durability::Always` with one appender 168 µs per record
-    /// on the blocking pool, 138 µs on the runtime thread (a raw `write` + `fdatasync` loop:
-    /// 119 µs); `Durability::Batch` with 8 appenders 37.0 µs against 26.8 µs per record
-    /// (raw, fdatasync every 8 records: 16.8 µs).
+    /// `true` saves the hand-offs: on a multi-thread runtime the wake-up of each acknowledged
+    /// appender's worker (the writer replies from outside the runtime), on a `current_thread`
+    /// runtime two thread wake-ups per group. Measured on a 2-core VM (criterion, 200-byte
+    /// records, two runs, 2-worker runtime): `Durability::Always` with one appender 242 /
+    /// 222 µs per record by default, 194 / 176 µs on the runtime thread (a raw `write` +
+    /// `fdatasync` loop: 191 / 202 µs); `Durability::Batch` with 8 appenders 33.7 / 35.7 µs
+    /// against 28.1 / 30.1 µs per record (raw, fdatasync every 8 records: 25.3 / 25.0 µs).
     ///
     /// The cost: while an fdatasync runs (hundreds of µs on a fast disk, tens of ms on a busy
     /// one), that runtime thread runs nothing else. On a multi-thread runtime the other

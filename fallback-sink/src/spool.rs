@@ -186,9 +186,9 @@ impl Spool {
     /// Appends a record and returns its sequence number once the durability policy is met.
     ///
     /// The payload is serialised here, on the caller's task; the write and fdatasync happen
-    /// on the spool's writer (blocking I/O runs on tokio's blocking pool, never on a runtime
-    /// worker, unless the spool was built with
-    /// [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread)).
+    /// on the spool's writer, outside the runtime (in `block_in_place` on a multi-thread
+    /// runtime, on tokio's blocking pool on a `current_thread` one), unless the spool was
+    /// built with [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread).
     ///
     /// # Errors
     ///
@@ -572,6 +572,24 @@ mod tests {
             Err(Error::WriterFailed { .. })
         ));
         // The record acknowledged before the crash is found by the next owner.
+        drop(spool);
+        let spool = Spool::open(dir.path()).await.unwrap();
+        assert_eq!(spool.read_batch(10).await.unwrap().records.len(), 1);
+    }
+
+    /// On a multi-thread runtime the writer runs its I/O in `block_in_place`: a panic there
+    /// unwinds the writer task, and its cause is still left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_dead_in_block_in_place_leaves_its_cause_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).await.unwrap();
+        spool.append(&Envelope::new(1)).await.unwrap();
+        spool.tx.send(Msg::Crash).await.unwrap();
+        let e = spool.append(&Envelope::new(2)).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::WriterFailed { cause } if cause.contains("injected writer crash")),
+            "{e}"
+        );
         drop(spool);
         let spool = Spool::open(dir.path()).await.unwrap();
         assert_eq!(spool.read_batch(10).await.unwrap().records.len(), 1);

@@ -19,7 +19,7 @@ pub(crate) struct Options {
     pub(crate) name: String,
     pub(crate) metrics: Option<Metrics>,
     /// Run each group's write and fdatasync on the writer task's own thread (a runtime
-    /// thread) instead of tokio's blocking pool.
+    /// thread) instead of outside the runtime (`block_in_place` or the blocking pool).
     pub(crate) io_on_runtime_thread: bool,
 }
 

@@ -2,8 +2,10 @@
 //!
 //! One tokio task owns the active segment. Appends arrive over a channel; the task collects a
 //! group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
-//! `fdatasync` on tokio's blocking pool (or on its own thread, with `io_on_runtime_thread`). While that runs, new appends queue up and form the
-//! next group, so concurrent writers share fdatasyncs without anyone waiting on a timer.
+//! `fdatasync` outside the runtime: in `block_in_place` on a multi-thread runtime, on tokio's
+//! blocking pool on a `current_thread` one (or on the runtime thread itself, with
+//! `io_on_runtime_thread`). While that runs, new appends queue up and form the next group, so
+//! concurrent writers share fdatasyncs without anyone waiting on a timer.
 //! With `Durability::Batch`, once a group is acknowledged the writer also lets its appenders
 //! come back (see `gather_returning`) before it gathers the next group.
 
@@ -61,6 +63,11 @@ const GREEDY_GROUP: usize = 1024;
 pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<Shared>) {
     let mut w = Some(w);
     let policy = shared.opts.durability;
+    // `block_in_place` exists only on a multi-thread runtime (this task never changes runtime).
+    let multi_thread = matches!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    );
     let mut closing = false;
     while !closing {
         let Some(first) = rx.recv().await else { break };
@@ -107,7 +114,7 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                 }
             }
         }
-        let appends = group
+        let mut appends = group
             .iter()
             .filter(|m| matches!(m, Msg::Append { .. }))
             .count();
@@ -117,7 +124,21 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             // to the blocking pool and back. A panic unwinds this task; `supervise` reports it.
             let close = process(&mut sw, &shared, group);
             Ok((sw, close))
+        } else if multi_thread {
+            // This thread leaves the runtime for the disk: `block_in_place` hands its
+            // scheduler (queued tasks, timers) to another thread, so no runtime work waits for
+            // the fdatasync, and this task keeps its thread, so no wake-up is on the
+            // acknowledgement's path (the blocking pool costs two per group). Nothing else runs
+            // in this task, so nothing else is held up. A panic unwinds this task; `supervise`
+            // reports it.
+            let close = tokio::task::block_in_place(|| {
+                process_while_busy(&mut sw, &shared, &mut rx, group, appends)
+            });
+            // The appenders were given their time to come back inside.
+            appends = 0;
+            Ok((sw, close))
         } else {
+            // A `current_thread` runtime has no other thread to hand its scheduler to.
             let sh = shared.clone();
             tokio::task::spawn_blocking(move || {
                 let close = process(&mut sw, &sh, group);
@@ -128,7 +149,7 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
         match done {
             Ok((sw, None)) => {
                 w = Some(sw);
-                if matches!(policy, Durability::Batch { .. }) {
+                if appends > 0 && matches!(policy, Durability::Batch { .. }) {
                     gather_returning(&shared, &rx, appends).await;
                 }
             }
@@ -150,6 +171,76 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
     if let Some(sw) = w.take() {
         // Dropped without close: make what was written durable before releasing the lock.
         let _ = sw.file.sync_data();
+    }
+}
+
+/// Longest the writer waits outside the runtime, after a group, for the appenders it
+/// acknowledged to come back with their next records.
+const RETURN_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+/// Once every reply was taken, how much longer it waits for appenders still sending.
+const RETURN_SPIN_TAIL: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Handles `group`, then, while the writer is busy, the groups that form meanwhile, all on
+/// this thread outside the runtime (inside `block_in_place`): after each group it waits up to
+/// [`RETURN_SPIN`] for the appenders it acknowledged to come back (the role of
+/// `gather_returning`, without a trip through the scheduler per turn), then takes what is
+/// queued as the next group. Returns to the async loop when nothing came, or for a
+/// `Batch` with a `max_delay` (whose wait needs a timer) or `Never` (which acknowledges
+/// without waiting for the disk, so spinning would cost more than it saves).
+fn process_while_busy(
+    w: &mut SegWriter,
+    shared: &Shared,
+    rx: &mut mpsc::Receiver<Msg>,
+    mut group: Vec<Msg>,
+    mut acked: usize,
+) -> Option<CloseReply> {
+    let max = match shared.opts.durability {
+        Durability::Always => GREEDY_GROUP,
+        Durability::Batch {
+            max_records,
+            max_delay,
+        } if max_delay.is_zero() => max_records,
+        Durability::Batch { .. } | Durability::Never => return process(w, shared, group),
+    };
+    loop {
+        if let Some(close) = process(w, shared, group) {
+            return Some(close);
+        }
+        if acked == 0 {
+            return None;
+        }
+        let start = std::time::Instant::now();
+        let mut all_taken = None;
+        while rx.len() < acked {
+            let now = std::time::Instant::now();
+            if shared.returning.load(Ordering::Acquire) == 0 {
+                let since = *all_taken.get_or_insert(now);
+                if now.duration_since(since) >= RETURN_SPIN_TAIL {
+                    break;
+                }
+            }
+            if now.duration_since(start) >= RETURN_SPIN {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        group = Vec::new();
+        while group.len() < max {
+            if matches!(group.last(), Some(Msg::Close { .. } | Msg::Sync { .. })) {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) => break,
+            }
+        }
+        if group.is_empty() {
+            return None;
+        }
+        acked = group
+            .iter()
+            .filter(|m| matches!(m, Msg::Append { .. }))
+            .count();
     }
 }
 
