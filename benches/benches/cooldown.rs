@@ -23,7 +23,8 @@
 //! under its shard's mutex): the least that counting suppressions per key costs. With two
 //! threads on one key both write one cache line on every call, which governor's rejection (a
 //! load, no store) never does; these two floors show how much of seawall's two-thread time is
-//! that write.
+//! that write. `locked_count_other_line_floor` keeps the count on its own heap line beside the
+//! mutex (as seawall's record sits apart from its shard's lock): the second line's cost.
 //!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and
@@ -267,6 +268,19 @@ fn bench_group(c: &mut Criterion, name: &str, keys: u64, mode: Mode) {
         black_box(*count);
     });
     group.bench_function("locked_count_floor", |b| {
+        b.iter_custom(|iters| run(mode, &rt, iters, &op))
+    });
+    let boxed: Arc<Vec<parking_lot::Mutex<Box<[u64; 8]>>>> = Arc::new(
+        (0..keys)
+            .map(|_| parking_lot::Mutex::new(Box::new([0; 8])))
+            .collect(),
+    );
+    let op = Arc::new(move |i: u64| {
+        let mut count = boxed[black_box(i % keys) as usize].lock();
+        count[0] += 1;
+        black_box(count[0]);
+    });
+    group.bench_function("locked_count_other_line_floor", |b| {
         b.iter_custom(|iters| run(mode, &rt, iters, &op))
     });
     group.finish();

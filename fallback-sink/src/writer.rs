@@ -134,8 +134,10 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             let close = tokio::task::block_in_place(|| {
                 process_while_busy(&mut sw, &shared, &mut rx, group, appends)
             });
-            // The appenders were given their time to come back inside.
-            appends = 0;
+            if stays_while_busy(policy) {
+                // The appenders were given their time to come back inside.
+                appends = 0;
+            }
             Ok((sw, close))
         } else {
             // A `current_thread` runtime has no other thread to hand its scheduler to.
@@ -195,13 +197,12 @@ fn process_while_busy(
     mut acked: usize,
 ) -> Option<CloseReply> {
     let max = match shared.opts.durability {
-        Durability::Always => GREEDY_GROUP,
-        Durability::Batch {
-            max_records,
-            max_delay,
-        } if max_delay.is_zero() => max_records,
-        Durability::Batch { .. } | Durability::Never => return process(w, shared, group),
+        Durability::Batch { max_records, .. } => max_records,
+        _ => GREEDY_GROUP,
     };
+    if !stays_while_busy(shared.opts.durability) {
+        return process(w, shared, group);
+    }
     loop {
         if let Some(close) = process(w, shared, group) {
             return Some(close);
@@ -241,6 +242,15 @@ fn process_while_busy(
             .iter()
             .filter(|m| matches!(m, Msg::Append { .. }))
             .count();
+    }
+}
+
+/// Whether [`process_while_busy`] keeps the writer outside the runtime between groups.
+fn stays_while_busy(policy: Durability) -> bool {
+    match policy {
+        Durability::Always => true,
+        Durability::Batch { max_delay, .. } => max_delay.is_zero(),
+        Durability::Never => false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! `io_on_runtime_thread(true)`: the writer runs each group's write and fdatasync on its own
-//! runtime thread. Everything the spool promises must hold exactly as with the blocking pool:
+//! runtime thread; by default it leaves the runtime for them (`block_in_place`, staying out
+//! while appenders keep coming, on a multi-thread runtime; the blocking pool on a
+//! `current_thread` one). Everything the spool promises must hold the same in every mode:
 //! every acknowledged record is stored once, in sequence order, on both runtime flavors and
 //! under every durability policy, across segment rotations, and a full spool refuses cleanly.
 //! (The SIGKILL test in `crash.rs` alternates between both modes.)
@@ -42,8 +44,17 @@ fn syncs(registry: &Registry) -> u64 {
 }
 
 /// 8 concurrent appenders, 40 records each, with small segments (so rotations happen on the
-/// runtime thread too); then the spool is reopened in the default mode and drained.
+/// runtime thread too), in each writer mode; then the spool is reopened in the default mode
+/// and drained.
 fn appends_are_all_stored_once_in_order(multi_thread: bool, durability: Durability) {
+    // Both writer modes: on the runtime thread, and the default (`block_in_place` and the
+    // busy loop between groups on a multi-thread runtime, the blocking pool otherwise).
+    for on_runtime in [true, false] {
+        stored_once_in_order(multi_thread, durability, on_runtime);
+    }
+}
+
+fn stored_once_in_order(multi_thread: bool, durability: Durability, on_runtime: bool) {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(multi_thread);
     let mut registry = Registry::default();
@@ -54,7 +65,7 @@ fn appends_are_all_stored_once_in_order(multi_thread: bool, durability: Durabili
                 .durability(durability)
                 .segment_bytes(2 << 10)
                 .metrics(&metrics)
-                .io_on_runtime_thread(true)
+                .io_on_runtime_thread(on_runtime)
                 .open()
                 .await
                 .unwrap(),
