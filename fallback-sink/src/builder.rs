@@ -181,10 +181,12 @@ impl SpoolBuilder {
     /// Where each group's `write` and `fdatasync` run. `false` (the default): outside the
     /// runtime, so no runtime work waits for the disk. On a multi-thread runtime the writer
     /// task's thread leaves the runtime for the I/O (`tokio::task::block_in_place`: its
-    /// queued tasks and timers go to another thread) and, while appenders keep coming, stays
-    /// out for the groups that form meanwhile, waiting up to 100 µs after each for the
-    /// appenders it acknowledged to come back; on a `current_thread` runtime each group goes
-    /// to tokio's blocking pool and back. `true`: on the runtime thread that runs the spool's
+    /// queued tasks and timers go to another thread, or wait for one if the blocking pool is
+    /// full, meanwhile other workers may steal them) and, with `Durability::Always` or a
+    /// `Batch` without `max_delay`, stays out for the groups that form meanwhile (at most
+    /// 10 ms at a time), waiting up to 100 µs after each for the appenders it acknowledged to
+    /// come back; on a `current_thread` runtime each group goes to tokio's blocking pool and
+    /// back. `true`: on the runtime thread that runs the spool's
     /// writer task, which then waits for the disk itself.
     ///
     /// `true` saves the hand-offs: on a multi-thread runtime the wake-up of each acknowledged

@@ -37,8 +37,9 @@ pub enum Durability {
     /// With `max_delay` zero nothing waits on a timer: the group is whatever queued up while
     /// the previous `fdatasync` was running, which is the classic database group commit,
     /// plus the appenders that group acknowledged coming straight back (the writer gives
-    /// them a few scheduler turns, so writers that each wait for their acknowledgement
-    /// share one `fdatasync` instead of splitting into two cohorts that take turns).
+    /// them a few scheduler turns, or on a multi-thread runtime up to 100 µs outside the
+    /// runtime, so writers that each wait for their acknowledgement share one `fdatasync`
+    /// instead of splitting into two cohorts that take turns).
     Batch {
         /// Largest group: `1..=`[`Durability::MAX_GROUP`].
         max_records: usize,

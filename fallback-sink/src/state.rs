@@ -130,7 +130,8 @@ pub(crate) struct Shared {
     pub(crate) commit_lock: parking_lot::Mutex<()>,
     pub(crate) inflight: AtomicU64,
     /// Appenders that were sent a reply and have not taken it yet (group commit waits for
-    /// them to come back before it starts the next group; see `writer::gather_returning`).
+    /// them to come back before it starts the next group; see `writer::gather_returning` and
+    /// `writer::process_while_busy`).
     pub(crate) returning: AtomicUsize,
     /// Notified when `returning` drops to zero.
     pub(crate) returned: tokio::sync::Notify,

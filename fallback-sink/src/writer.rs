@@ -7,7 +7,8 @@
 //! `io_on_runtime_thread`). While that runs, new appends queue up and form the next group, so
 //! concurrent writers share fdatasyncs without anyone waiting on a timer.
 //! With `Durability::Batch`, once a group is acknowledged the writer also lets its appenders
-//! come back (see `gather_returning`) before it gathers the next group.
+//! come back before it gathers the next group (`gather_returning`; on a multi-thread runtime
+//! with a zero `max_delay`, the spin in `process_while_busy`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -181,14 +182,19 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
 const RETURN_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 /// Once every reply was taken, how much longer it waits for appenders still sending.
 const RETURN_SPIN_TAIL: std::time::Duration = std::time::Duration::from_micros(20);
+/// Longest one stay outside the runtime lasts before the writer goes back to its async loop
+/// (where cancellation and runtime shutdown reach it) even though appends keep coming.
+const MAX_STAY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Handles `group`, then, while the writer is busy, the groups that form meanwhile, all on
 /// this thread outside the runtime (inside `block_in_place`): after each group it waits up to
 /// [`RETURN_SPIN`] for the appenders it acknowledged to come back (the role of
 /// `gather_returning`, without a trip through the scheduler per turn), then takes what is
-/// queued as the next group. Returns to the async loop when nothing came, or for a
-/// `Batch` with a `max_delay` (whose wait needs a timer) or `Never` (which acknowledges
-/// without waiting for the disk, so spinning would cost more than it saves).
+/// queued as the next group. Returns to the async loop when nothing came, after
+/// [`MAX_STAY`] (so a steady stream of appends cannot keep the task from its runtime, e.g.
+/// from a shutdown), or at once for a `Batch` with a `max_delay` (whose wait needs a timer)
+/// or `Never` (which acknowledges without waiting for the disk, so spinning would cost more
+/// than it saves).
 fn process_while_busy(
     w: &mut SegWriter,
     shared: &Shared,
@@ -203,16 +209,19 @@ fn process_while_busy(
     if !stays_while_busy(shared.opts.durability) {
         return process(w, shared, group);
     }
+    let entered = std::time::Instant::now();
     loop {
         if let Some(close) = process(w, shared, group) {
             return Some(close);
         }
-        if acked == 0 {
+        let start = std::time::Instant::now();
+        if acked == 0 || start.duration_since(entered) >= MAX_STAY {
             return None;
         }
-        let start = std::time::Instant::now();
+        // The channel holds at most its capacity: a larger group cannot all be back at once.
+        let expected = acked.min(rx.max_capacity());
         let mut all_taken = None;
-        while rx.len() < acked {
+        while rx.len() < expected {
             let now = std::time::Instant::now();
             if shared.returning.load(Ordering::Acquire) == 0 {
                 let since = *all_taken.get_or_insert(now);
