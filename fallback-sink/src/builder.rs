@@ -193,10 +193,10 @@ impl SpoolBuilder {
     /// appender's worker (the writer replies from outside the runtime), on a `current_thread`
     /// runtime two thread wake-ups per group. Measured on a 2-core VM (criterion, 200-byte
     /// records, two runs, 2-worker runtime): `Durability::Always` with one appender 212.9 /
-    /// 219.2 µs per record by default, 172.0 / 179.1 µs on the runtime thread (a raw `write`
-    /// + `fdatasync` loop: 179.9 / 185.2 µs); `Durability::Batch` with 8 appenders 31.7 /
-    /// 30.9 µs against 29.1 / 25.8 µs per record (raw, fdatasync every 8 records: 23.0 /
-    /// 23.1 µs).
+    /// 219.2 µs per record by default, 172.0 / 179.1 µs on the runtime thread (a raw
+    /// `write` and `fdatasync` per record: 179.9 / 185.2 µs); `Durability::Batch` with 8
+    /// appenders 31.7 / 30.9 µs against 29.1 / 25.8 µs per record (raw, fdatasync every 8
+    /// records: 23.0 / 23.1 µs).
     ///
     /// The cost: while an fdatasync runs (hundreds of µs on a fast disk, tens of ms on a busy
     /// one), that runtime thread runs nothing else. On a multi-thread runtime the other
