@@ -129,12 +129,18 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             // acknowledgement's path (the blocking pool costs two per group). Nothing else runs
             // in this task, so nothing else is held up. A panic unwinds this task; `supervise`
             // reports it.
-            let close = tokio::task::block_in_place(|| {
+            let (close, overstayed) = tokio::task::block_in_place(|| {
                 process_while_busy(&mut sw, &shared, &mut rx, group, appends)
             });
             if stays_while_busy(policy) {
                 // The appenders were given their time to come back inside.
                 appends = 0;
+            }
+            if overstayed {
+                // Appends are still queued, so the next `recv` would not wait: yield, so that
+                // a cancellation (a runtime shutting down) reaches this task now rather than
+                // when tokio's budget runs out (128 stays later).
+                tokio::task::yield_now().await;
             }
             Ok((sw, close))
         } else {
@@ -188,8 +194,8 @@ const MAX_STAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// [`RETURN_SPIN`] for the appenders it acknowledged to come back (the role of
 /// `gather_returning`, without a trip through the scheduler per turn), then takes what is
 /// queued as the next group. Returns to the async loop when nothing came, after
-/// [`MAX_STAY`] (so a steady stream of appends cannot keep the task from its runtime, e.g.
-/// from a shutdown), or at once for a `Batch` with a `max_delay` (whose wait needs a timer)
+/// [`MAX_STAY`] (then with `true`, and the caller yields, so a steady stream of appends
+/// cannot keep the task from its runtime, e.g. from a shutdown), or at once for a `Batch` with a `max_delay` (whose wait needs a timer)
 /// or `Never` (which acknowledges without waiting for the disk, so spinning would cost more
 /// than it saves: one appender took 17–20 µs per record with the spin, 14–15 µs without).
 fn process_while_busy(
@@ -198,22 +204,25 @@ fn process_while_busy(
     rx: &mut mpsc::Receiver<Msg>,
     mut group: Vec<Msg>,
     mut acked: usize,
-) -> Option<CloseReply> {
+) -> (Option<CloseReply>, bool) {
     let max = match shared.opts.durability {
         Durability::Batch { max_records, .. } => max_records,
         _ => GREEDY_GROUP,
     };
     if !stays_while_busy(shared.opts.durability) {
-        return process(w, shared, group);
+        return (process(w, shared, group), false);
     }
     let entered = std::time::Instant::now();
     loop {
         if let Some(close) = process(w, shared, group) {
-            return Some(close);
+            return (Some(close), false);
         }
         let start = std::time::Instant::now();
-        if acked == 0 || start.duration_since(entered) >= MAX_STAY {
-            return None;
+        if start.duration_since(entered) >= MAX_STAY {
+            return (None, true);
+        }
+        if acked == 0 {
+            return (None, false);
         }
         // The channel holds at most its capacity: a larger group cannot all be back at once.
         let expected = acked.min(rx.max_capacity());
@@ -242,7 +251,7 @@ fn process_while_busy(
             }
         }
         if group.is_empty() {
-            return None;
+            return (None, false);
         }
         acked = appends_in(&group);
     }

@@ -246,3 +246,61 @@ fn appends_without_the_blocking_pool(on_runtime: bool) {
         spool.close().await.unwrap();
     });
 }
+
+/// The default writer's stay outside the runtime is bounded: with appends arriving without a
+/// pause from four threads of other runtimes, dropping the spool's own runtime still finishes
+/// (its writer task must come back to its runtime to be cancelled; had it kept serving while
+/// appends kept coming, the drop would wait for as long as the appenders run). Real time (the
+/// disk is real): the drop gets 30 s.
+#[test]
+fn a_runtime_drop_is_not_held_up_by_a_steady_stream_of_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = runtime(true);
+    let spool = Arc::new(
+        own.block_on(
+            Spool::builder(dir.path())
+                .durability(Durability::Always)
+                .open(),
+        )
+        .unwrap(),
+    );
+    // Four appenders, so that one is nearly always queued while the writer syncs another.
+    let (started, is_started) = std::sync::mpsc::channel();
+    let appenders: Vec<_> = (0..4u64)
+        .map(|a| {
+            let spool = spool.clone();
+            let started = started.clone();
+            std::thread::spawn(move || {
+                let other = runtime(false);
+                let mut acked = 0u64;
+                loop {
+                    match other.block_on(spool.append(&Envelope::new(a))) {
+                        Ok(_) => acked += 1,
+                        Err(_) => break acked,
+                    }
+                    if acked == 20 {
+                        started.send(()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..4 {
+        is_started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("appends started");
+    }
+    let (dropped, is_dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(own);
+        dropped.send(()).unwrap();
+    });
+    is_dropped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the runtime drop waited for the writer while appends kept coming");
+    // With its runtime gone the spool refuses, and the appenders stop.
+    for a in appenders {
+        let acked = a.join().unwrap();
+        assert!(acked >= 20, "{acked}");
+    }
+}
