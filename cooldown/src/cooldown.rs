@@ -228,7 +228,7 @@ impl<K: Hash + Eq + Clone, P> Cooldown<K, P> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.inner.check(key, || None)
+        self.inner.check::<_, true>(key, || None)
     }
 
     /// Like [`check`](Self::check), and if the event is suppressed, keeps a
@@ -261,7 +261,7 @@ impl<K: Hash + Eq + Clone, P> Cooldown<K, P> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         P: Clone,
     {
-        self.inner.check(key, || Some(payload.clone()))
+        self.inner.check::<_, false>(key, || Some(payload.clone()))
     }
 
     /// A critical event: always fires, even inside the key's window or while

@@ -189,12 +189,14 @@ mod clock;
 mod cooldown;
 mod decision;
 mod error;
+mod hot;
 mod metrics;
 #[cfg(feature = "redis")]
 mod redis;
 mod reservation;
 mod state;
 mod store;
+mod sync;
 
 pub use builder::{
     CooldownBuilder, DEFAULT_MAX_KEYS, DEFAULT_NAME, DEFAULT_WINDOW, MAX_MAX_KEYS, MAX_WINDOW,

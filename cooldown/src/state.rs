@@ -287,6 +287,27 @@ impl<P> KeyState<P> {
         owned
     }
 
+    /// Adds the suppressions a hot cell counted while this record was frozen
+    /// (`crate::hot`): `count` more events, the latest at tick `latest`. The
+    /// cell was installed only with a pending count, so `first` stands.
+    pub(crate) fn absorb_hot(&mut self, count: u64, latest: u64) {
+        debug_assert!(
+            self.count > 0,
+            "a hot cell is installed only with a pending count"
+        );
+        self.count = self.count.saturating_add(count);
+        self.last = self.last.max(latest);
+    }
+
+    /// Tick at which the current window ends, if a window is open at `now`
+    /// and no send is in flight: when a hot cell may count for this record.
+    pub(crate) fn hot_window_end(&self, now: u64, window: u64) -> Option<u64> {
+        if self.is_reserved() || self.count == 0 {
+            return None;
+        }
+        self.window_end(window).filter(|&end| end > now)
+    }
+
     /// Takes the digest of a key whose window ended (and with no send in
     /// flight), for keys that went quiet.
     pub(crate) fn take_ready_digest(&mut self, now: u64, window: u64) -> Option<Pending<P>> {

@@ -3,14 +3,16 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use hashbrown::{DefaultHashBuilder, HashTable};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, duration_ticks};
+use crate::hot::HotCell;
 
 use crate::metrics::InstanceMetrics;
 use crate::state::{KeyState, Pending, RawFire, RawSuppressed, Verdict};
@@ -40,7 +42,16 @@ struct Table<K, P> {
 
 /// One shard, on its own cache lines so shards do not false-share.
 #[repr(align(128))]
-struct Shard<K, P>(Mutex<Table<K, P>>);
+struct Shard<K, P> {
+    table: Mutex<Table<K, P>>,
+    /// True while `hot` holds a cell. Written only under `table`'s lock (so
+    /// exact there), read without it so a check skips `hot` when there is
+    /// none.
+    has_hot: AtomicBool,
+    /// The key whose suppressions are counted without the lock, if any
+    /// (`crate::hot`).
+    hot: ArcSwapOption<HotCell<K>>,
+}
 
 /// What a call did to the set of tracked keys, accounted after the lock.
 #[derive(Default)]
@@ -65,6 +76,13 @@ pub(crate) struct Inner<K, P> {
     len: AtomicUsize,
     next_sweep: AtomicU64,
     metrics: Option<InstanceMetrics>,
+    /// Tests: install a hot cell on every eligible suppression, not only
+    /// when the shard's lock was contended.
+    #[cfg(test)]
+    always_hot: bool,
+    /// Tests: suppressions counted in a hot cell.
+    #[cfg(test)]
+    hot_counted: AtomicU64,
 }
 
 impl<K, P> Inner<K, P> {
@@ -185,11 +203,13 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         let window_ticks = duration_ticks(window);
         Inner {
             shards: (0..shards)
-                .map(|_| {
-                    Shard(Mutex::new(Table {
+                .map(|_| Shard {
+                    table: Mutex::new(Table {
                         entries: HashTable::new(),
                         tokens: 0,
-                    }))
+                    }),
+                    has_hot: AtomicBool::new(false),
+                    hot: ArcSwapOption::empty(),
                 })
                 .collect(),
             hasher: DefaultHashBuilder::default(),
@@ -204,6 +224,10 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
             clock: Clock::new(),
             len: AtomicUsize::new(0),
             next_sweep: AtomicU64::new(window_ticks.max(MIN_SWEEP_INTERVAL)),
+            #[cfg(test)]
+            always_hot: false,
+            #[cfg(test)]
+            hot_counted: AtomicU64::new(0),
         }
     }
 
@@ -215,7 +239,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         let inner = self;
         let now = inner.now_ticks();
         let hash = inner.hasher.hash_one(key);
-        let raw = inner.with_entry(key, hash, now, |state, _| {
+        let raw = inner.with_entry::<_, _, false>(inner.shard(hash), key, hash, now, |state, _| {
             state.bypass(now, inner.window_ticks)
         });
         if let Some(m) = &inner.metrics {
@@ -242,13 +266,14 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         let inner = self;
         let now = inner.now_ticks();
         let hash = inner.hasher.hash_one(key);
-        let result = inner.with_entry(key, hash, now, |state, tokens| {
-            *tokens = tokens.wrapping_add(1).max(1);
-            let token = *tokens;
-            state
-                .reserve(now, inner.window_ticks, payload, token)
-                .map(|raw| (raw, token))
-        });
+        let result =
+            inner.with_entry::<_, _, false>(inner.shard(hash), key, hash, now, |state, tokens| {
+                *tokens = tokens.wrapping_add(1).max(1);
+                let token = *tokens;
+                state
+                    .reserve(now, inner.window_ticks, payload, token)
+                    .map(|raw| (raw, token))
+            });
         match result {
             Ok((raw, token)) => Ok((key.to_owned(), hash, token, inner.fire_from(raw))),
             Err(raw) => {
@@ -267,7 +292,8 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         let mut out = Vec::new();
         let mut hk = Housekeeping::default();
         for shard in &inner.shards {
-            let mut table = shard.0.lock();
+            let mut table = shard.table.lock();
+            inner.fold_hot(shard, &mut table);
             let before = table.entries.len();
             table.entries.retain(|e| {
                 if let Some(pending) = e.state.take_ready_digest(now, window) {
@@ -291,17 +317,74 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         self.sweep_at(now)
     }
 
-    fn shard(&self, hash: u64) -> &Mutex<Table<K, P>> {
+    fn shard(&self, hash: u64) -> &Shard<K, P> {
         // hashbrown indexes buckets with the low bits and tags with the top 7,
         // so the shard is picked from bits in between.
-        &self.shards[((hash >> 32) & self.shard_mask) as usize].0
+        &self.shards[((hash >> 32) & self.shard_mask) as usize]
     }
 
     /// Runs `f` on the key's record (a fresh one if the key is not tracked)
     /// under its shard lock, with the shard's reservation token counter. A
     /// fresh record is kept only if `f` left something to remember.
-    fn with_entry<Q, R>(
+    ///
+    /// The key's hot cell, if it has one, is folded into the record first.
+    /// With `HOT` (a plain check), a suppression that found the lock
+    /// contended installs one (`crate::hot`).
+    #[inline]
+    fn with_entry<Q, R, const HOT: bool>(
         &self,
+        shard: &Shard<K, P>,
+        key: &Q,
+        hash: u64,
+        now: u64,
+        f: impl FnOnce(&mut KeyState<P>, &mut u32) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if HOT {
+            // A lock held on arrival is the contention a hot cell relieves.
+            // The contended case is a path of its own, so that an
+            // uncontended call carries no flag for it.
+            match shard.table.try_lock() {
+                Some(table) => {
+                    self.with_locked::<_, _, true, false>(shard, table, key, hash, now, f)
+                }
+                None => self.with_contended(shard, key, hash, now, f),
+            }
+        } else {
+            self.with_locked::<_, _, false, false>(shard, shard.table.lock(), key, hash, now, f)
+        }
+    }
+
+    /// [`with_entry`](Self::with_entry) for a plain check that found the lock
+    /// held: waits for it, and may install a hot cell.
+    #[cold]
+    #[inline(never)]
+    fn with_contended<Q, R>(
+        &self,
+        shard: &Shard<K, P>,
+        key: &Q,
+        hash: u64,
+        now: u64,
+        f: impl FnOnce(&mut KeyState<P>, &mut u32) -> R,
+    ) -> R
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.with_locked::<_, _, true, true>(shard, shard.table.lock(), key, hash, now, f)
+    }
+
+    /// The body of [`with_entry`](Self::with_entry), with the lock taken.
+    /// With `HOT` and `CONTENDED`, leaves a hot cell for the key when it may
+    /// have one.
+    #[inline(always)]
+    fn with_locked<Q, R, const HOT: bool, const CONTENDED: bool>(
+        &self,
+        shard: &Shard<K, P>,
+        mut guard: MutexGuard<'_, Table<K, P>>,
         key: &Q,
         hash: u64,
         now: u64,
@@ -312,21 +395,28 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         Q: Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (out, hk) = {
-            let mut guard = self.shard(hash).lock();
             let table = &mut *guard;
+            if shard.has_hot.load(Ordering::Relaxed) {
+                self.fold_hot_of(shard, table, key, hash);
+            }
             if let Some(entry) = table.entries.find_mut(hash, |e| e.key.borrow() == key) {
-                (f(&mut entry.state, &mut table.tokens), None)
+                let out = f(&mut entry.state, &mut table.tokens);
+                if self.wants_hot::<HOT>(CONTENDED) {
+                    self.install_hot(shard, entry, now);
+                }
+                (out, None)
             } else {
                 let mut state = KeyState::default();
                 let out = f(&mut state, &mut table.tokens);
                 if state.is_dead(now, self.window_ticks) {
                     (out, None)
                 } else {
-                    let hk = self.insert(table, hash, key.to_owned(), state, now);
+                    let hk = self.insert(shard, table, hash, key.to_owned(), state, now);
                     (out, Some(hk))
                 }
             }
         };
+        drop(guard);
         if let Some(hk) = hk {
             self.account(&hk);
         }
@@ -334,14 +424,45 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         out
     }
 
-    pub(crate) fn check<Q>(&self, key: &Q, payload: impl FnOnce() -> Option<P>) -> Decision<P>
+    /// Whether a plain check installs a hot cell (when its record may have
+    /// one): when it found the lock contended.
+    #[inline(always)]
+    fn wants_hot<const HOT: bool>(&self, contended: bool) -> bool {
+        #[cfg(test)]
+        if HOT && self.always_hot {
+            return true;
+        }
+        HOT && contended
+    }
+
+    /// One event, as [`Cooldown::check`](crate::Cooldown::check) (`HOT`, no
+    /// payload: its suppressions may be counted in a hot cell) or
+    /// [`Cooldown::check_with`](crate::Cooldown::check_with).
+    pub(crate) fn check<Q, const HOT: bool>(
+        &self,
+        key: &Q,
+        payload: impl FnOnce() -> Option<P>,
+    ) -> Decision<P>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let now = self.now_ticks();
         let hash = self.hasher.hash_one(key);
-        let verdict = self.with_entry(key, hash, now, |state, _| {
+        let shard = self.shard(hash);
+        if HOT
+            && shard.has_hot.load(Ordering::Relaxed)
+            && let Some(raw) = self.hot_suppress(shard, key, hash, now)
+        {
+            #[cfg(test)]
+            self.hot_counted.fetch_add(1, Ordering::Relaxed);
+            self.maybe_sweep(now);
+            if let Some(m) = &self.metrics {
+                m.suppressed.inc();
+            }
+            return Decision::Suppressed(self.suppressed_from(raw));
+        }
+        let verdict = self.with_entry::<_, _, HOT>(shard, key, hash, now, |state, _| {
             state.check(now, self.window_ticks, payload)
         });
         match verdict {
@@ -362,7 +483,9 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
 
     pub(crate) fn commit(&self, key: &K, hash: u64, token: u32) {
         let now = self.now_ticks();
-        self.with_entry(key, hash, now, |state, _| state.commit(now, token));
+        self.with_entry::<_, _, false>(self.shard(hash), key, hash, now, |state, _| {
+            state.commit(now, token)
+        });
         if let Some(m) = &self.metrics {
             m.fire.inc();
         }
@@ -376,7 +499,9 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
             payload: d.last_payload,
         });
         let now = self.now_ticks();
-        let owned = self.with_entry(key, hash, now, |state, _| state.rollback(token, pending));
+        let owned = self.with_entry::<_, _, false>(self.shard(hash), key, hash, now, |state, _| {
+            state.rollback(token, pending)
+        });
         if let Some(m) = &self.metrics {
             m.rolled_back.inc();
         }
@@ -390,6 +515,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
     /// Inserts a new key, first making room if its shard is full.
     fn insert(
         &self,
+        shard: &Shard<K, P>,
         table: &mut Table<K, P>,
         hash: u64,
         key: K,
@@ -397,7 +523,7 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         now: u64,
     ) -> Housekeeping {
         let mut hk = if table.entries.len() >= self.shard_cap {
-            self.make_room(table, now)
+            self.make_room(shard, table, now)
         } else {
             Housekeeping::default()
         };
@@ -411,7 +537,9 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
     /// The `max_keys` policy: forget keys with nothing to remember; if that
     /// frees nothing, evict the eighth of the shard quiet the longest, keys
     /// with a send in flight last.
-    fn make_room(&self, table: &mut Table<K, P>, now: u64) -> Housekeeping {
+    fn make_room(&self, shard: &Shard<K, P>, table: &mut Table<K, P>, now: u64) -> Housekeeping {
+        // Evictions rank keys by their records: bring the hot one's up to date.
+        self.fold_hot(shard, table);
         let window = self.window_ticks;
         let mut hk = Housekeeping::default();
         let before = table.entries.len();
@@ -444,19 +572,28 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         hk
     }
 
-    /// Sweeps if the interval has passed; one caller wins the race.
+    /// Sweeps if the interval has passed; one caller wins the race. The
+    /// check is inlined into every call, the sweep is not.
+    #[inline(always)]
     fn maybe_sweep(&self, now: u64) {
         let due = self.next_sweep.load(Ordering::Relaxed);
-        if now >= due
-            && self
-                .next_sweep
-                .compare_exchange(
-                    due,
-                    now.saturating_add(self.sweep_every),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+        if now >= due {
+            self.sweep_due(now, due);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sweep_due(&self, now: u64, due: u64) {
+        if self
+            .next_sweep
+            .compare_exchange(
+                due,
+                now.saturating_add(self.sweep_every),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         {
             self.sweep_at(now);
         }
@@ -466,7 +603,8 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         let window = self.window_ticks;
         let mut hk = Housekeeping::default();
         for shard in &self.shards {
-            let mut table = shard.0.lock();
+            let mut table = shard.table.lock();
+            self.fold_hot(shard, &mut table);
             let before = table.entries.len();
             table.entries.retain(|e| !e.state.is_dead(now, window));
             hk.expired += before - table.entries.len();
@@ -479,3 +617,9 @@ impl<K: Hash + Eq + Clone, P> Inner<K, P> {
         hk.expired
     }
 }
+
+mod hot_cells;
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
