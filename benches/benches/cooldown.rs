@@ -21,10 +21,12 @@
 //! `count_floor` is one `fetch_add` on the key's own `AtomicU64`, and `locked_count_floor` one
 //! increment of the key's `u64` under a `parking_lot::Mutex` (seawall keeps each key's count
 //! under its shard's mutex): the least that counting suppressions per key costs. With two
-//! threads on one key both write one cache line on every call, which governor's rejection (a
-//! load, no store) never does; these two floors show how much of seawall's two-thread time is
-//! that write. `locked_count_other_line_floor` keeps the count on its own heap line beside the
-//! mutex (as seawall's record sits apart from its shard's lock): the second line's cost.
+//! threads on one key both write one cache line on every call (governor's rejection writes its
+//! map shard's read-lock word); these floors show how much of the two-thread time is that
+//! write. `locked_count_other_line_floor` keeps the count on its own heap line beside the
+//! mutex: the second line's cost. In the two-thread groups seawall's key has a hot cell (its
+//! lock was contended), so a suppression is one `fetch_add` on the cell's count and no lock,
+//! the `count_floor` work plus the rest of a check.
 //!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and

@@ -53,6 +53,14 @@
 //! key borrows as (`&str` for `String` keys), so checking a tracked key
 //! allocates nothing.
 //!
+//! When several threads storm one key, its shard's mutex is contended on
+//! every call. A plain [`Cooldown::check`] that finds it so, inside the key's
+//! window, gives the key a *hot cell*: later plain checks of that key count
+//! in it with one atomic add and no lock, and still get the exact
+//! `suppressed` number. Everything else that reads or changes the key (and
+//! every sweep, drain and eviction) folds the cell back into the record
+//! first. A shard has at most one cell.
+//!
 //! Keys with nothing left to remember are forgotten lazily (when room is
 //! needed) and by a sweep that some call runs at most once per window, and
 //! [`CooldownBuilder::max_keys`] caps the total with a stated eviction policy.
