@@ -6,11 +6,11 @@
 //! mutex was contended on every call and parked one of them (issue 14: about
 //! 2.5x governor's time on one key from two threads). A shard therefore keeps
 //! at most one *hot cell*: the key, the end of its window, the key's pending
-//! count when the cell was installed (`base`), and one atomic word that
-//! counts the suppressions made through the cell and remembers the latest
-//! one's time. A plain [`Cooldown::check`](crate::Cooldown::check) of that key
-//! inside the window is then one compare-exchange on that word, which returns
-//! the exact `suppressed` number (`base` + the cell's count), with no lock.
+//! count when the cell was installed (`base`), an atomic count of the
+//! suppressions made through the cell, and per-thread slots for the latest
+//! one's tick. A plain [`Cooldown::check`](crate::Cooldown::check) of that key
+//! inside the window is then one `fetch_add` on the count, which returns the
+//! exact `suppressed` number (`base` + the cell's count), with no lock.
 //!
 //! The rules that keep every count exact (`crate::store` follows them):
 //! - A cell is installed only under the shard's lock, by a plain check that
@@ -20,9 +20,9 @@
 //! - While a cell is installed, the key's record is frozen: every locked
 //!   visit to the key (any check, a reservation, commit, rollback) and every
 //!   sweep, drain or eviction first *folds* the cell: it takes the cell out of
-//!   the shard, closes its word (one `fetch_or`, after which no suppression
-//!   can count in it), and adds the cell's count and latest time to the
-//!   record. A check that finds the word closed takes the lock, and so waits
+//!   the shard, closes its count (one `fetch_or` of a closed bit, after which
+//!   no suppression counts in it), and adds the cell's count and latest tick
+//!   to the record. A check that finds the word closed takes the lock, and so waits
 //!   for the fold.
 //! - A closed cell is never reopened; the next contended suppression installs
 //!   a fresh one. So a thread still holding an old cell can only see it
@@ -30,6 +30,8 @@
 //! - A suppression through the cell needs `since <= now < end`: earlier
 //!   ticks (a thread that read its clock before the cell existed) and ticks
 //!   past the window take the lock.
+//! - A plain check that finds the lock free never installs a cell, so an
+//!   uncontended caller pays one load and one branch for all of this.
 //!
 //! Readers reach the cell through `arc-swap` (no `unsafe` in the workspace);
 //! a `Relaxed` flag written under the lock lets a check skip even that when
