@@ -14,7 +14,9 @@
 //!   (it may be paused): read `tokio::time::Instant::now()`, exactly as before;
 //! - otherwise (no runtime, or a multi-thread runtime, whose clock is the
 //!   system's): read the TSC, calibrated by `quanta` against the monotonic
-//!   clock once per process and placed on the same timeline as tokio's.
+//!   clock once per process and placed on the same timeline as tokio's;
+//!   except on a thread where a runtime that may be paused was ever current,
+//!   which keeps reading tokio's clock (see `tokio_clock_may_be_paused`).
 //!
 //! Both give ticks (nanoseconds) since the cooldown's `base`, the tokio instant
 //! at which it was built. The TSC and the monotonic clock may drift apart by a
@@ -130,9 +132,11 @@ thread_local! {
 /// runtime that is a reference-count increment and decrement on one cache
 /// line shared by every worker, on every check. So a task of a multi-thread
 /// runtime asks once per thread: tasks run only on their runtime's own
-/// threads, and those threads never serve another runtime. (The one way
-/// around it, entering a paused `current_thread` runtime's context with
-/// `Handle::enter` from inside such a task, would read the TSC clock.)
+/// threads. (Two ways around it would read the TSC clock where a paused
+/// clock is current: entering a paused `current_thread` runtime's context
+/// with `Handle::enter` from inside such a task, or running one from a
+/// blocking-pool thread of the multi-thread runtime that had already run a
+/// `spawn_blocking` task calling a cooldown.)
 ///
 /// A thread on which a runtime that may be paused was ever current answers
 /// from a cache too: it reads tokio's clock from then on. That answer is

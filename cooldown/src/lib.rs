@@ -54,12 +54,13 @@
 //! allocates nothing.
 //!
 //! When several threads storm one key, its shard's mutex is contended on
-//! every call. A plain [`Cooldown::check`] that finds it so, inside the key's
-//! window, gives the key a *hot cell*: later plain checks of that key count
-//! in it with one atomic add and no lock, and still get the exact
-//! `suppressed` number. Everything else that reads or changes the key (and
-//! every sweep, drain and eviction) folds the cell back into the record
-//! first. A shard has at most one cell.
+//! every call. A plain [`Cooldown::check`] suppressed inside its key's window
+//! that finds the shard's mutex held gives the key a *hot cell*: later plain
+//! checks of that key count in it with atomic adds (one of them on a line
+//! the threads share) and no lock, and still get the exact `suppressed`
+//! number. Everything else that reads or changes the key (and every sweep,
+//! drain and eviction) folds the cell back into the record first. A shard
+//! has at most one cell.
 //!
 //! Keys with nothing left to remember are forgotten lazily (when room is
 //! needed) and by a sweep that some call runs at most once per window, and
