@@ -256,3 +256,80 @@ fn a_storm_on_one_key_from_many_threads_counts_every_event_once() {
         }
     }
 }
+
+/// Threads storm one key across hundreds of short windows while another
+/// drains digests: every suppressed event is reported exactly once, by the
+/// fire that ends its window or by a drain, and the `suppressed` numbers are
+/// exactly 1..=n once per reported period. This runs on real time (the TSC
+/// clock, no runtime): a hot cell exists only under real concurrency, which a
+/// paused clock (a `current_thread` runtime) cannot give; the windows are
+/// 50 µs, so the test spins through them instead of sleeping.
+#[test]
+fn storms_across_many_windows_report_every_event_once() {
+    for always_hot in [true, false] {
+        let mut s = store(100, always_hot);
+        s.window = Duration::from_micros(50);
+        s.window_ticks = duration_ticks(s.window);
+        let s = std::sync::Arc::new(s);
+        let start = std::sync::Barrier::new(4);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (numbers, reported) = std::thread::scope(|scope| {
+            let storms: Vec<_> = (0..3)
+                .map(|_| {
+                    let (s, start) = (&s, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        let (mut numbers, mut reported) = (Vec::new(), Vec::new());
+                        for _ in 0..60_000 {
+                            match s.check::<_, true>(&5, || None) {
+                                Decision::Suppressed(sup) => numbers.push(sup.suppressed),
+                                Decision::Fire(f) => reported.push(f.suppressed_since_last),
+                            }
+                        }
+                        (numbers, reported)
+                    })
+                })
+                .collect();
+            let drainer = scope.spawn(|| {
+                start.wait();
+                let mut reported = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    reported.extend(s.drain_digests().into_iter().map(|(_, d)| d.count));
+                    std::thread::yield_now();
+                }
+                reported
+            });
+            let (mut numbers, mut reported) = (Vec::new(), Vec::new());
+            for t in storms {
+                let (n, r) = t.join().unwrap();
+                numbers.extend(n);
+                reported.extend(r);
+            }
+            stop.store(true, Ordering::Relaxed);
+            reported.extend(drainer.join().unwrap());
+            // Past the last window, what is left comes out in one drain.
+            let end = std::time::Instant::now() + Duration::from_micros(200);
+            while std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+            reported.extend(s.drain_digests().into_iter().map(|(_, d)| d.count));
+            (numbers, reported)
+        });
+        let reported: Vec<u64> = reported.into_iter().filter(|&n| n > 0).collect();
+        assert_eq!(
+            reported.iter().sum::<u64>(),
+            numbers.len() as u64,
+            "every suppressed event reported once (always_hot {always_hot})"
+        );
+        // Number k was handed out once per reported period of k or more.
+        let mut handed = std::collections::BTreeMap::<u64, u64>::new();
+        for n in &numbers {
+            *handed.entry(*n).or_default() += 1;
+        }
+        for (&k, &times) in &handed {
+            let periods = reported.iter().filter(|&&n| n >= k).count() as u64;
+            assert_eq!(times, periods, "number {k} (always_hot {always_hot})");
+        }
+        assert!(reported.len() > 10, "too few windows: {}", reported.len());
+    }
+}
