@@ -54,37 +54,39 @@ const SLOTS: usize = 8;
 ///
 /// A suppression is one `fetch_add` on the count: `CLOSED`, then the number
 /// counted, on a line of its own. A counted suppression then writes its tick
-/// into the calling thread's slot (`fetch_max` on a line no other thread
-/// writes, unless more than [`SLOTS`] threads suppress at once) and says so
-/// with a second `fetch_add`, on `dated`, beside the count (the line is
-/// still the thread's own right after the first). A fold closes the count
-/// and waits until `dated` reaches it: then every counted suppression's tick
-/// is in the slots, and only theirs, so the latest tick is exact. A refused
-/// suppression writes nothing. The wait is the few instructions between a
-/// suppression's two `fetch_add`s (longer only if that thread is preempted
-/// right there), and nothing between them can fail.
+/// into the calling thread's slot and counts itself there as dated (a
+/// `fetch_max` and a `fetch_add` on a line no other thread writes, unless
+/// more than [`SLOTS`] threads suppress at once). A fold closes the count and
+/// waits until the slots' dated counts add up to it: then every counted
+/// suppression's tick is in the slots, and only theirs, so the latest tick is
+/// exact. A refused suppression writes nothing. The wait is the few
+/// instructions between a suppression's count and its dating (longer only if
+/// that thread is preempted right there), and nothing between them can fail.
 ///
-/// Measured on the benchmark's two threads on one key: a compare-exchange
-/// loop packing count and latest tick in one word took 131-139 ns per call,
-/// a `fetch_add` count 114-121 ns (issue 14).
+/// So the one line the threads share is written once per call, and never
+/// retried. Measured on the benchmark's two threads on one key: a
+/// compare-exchange loop packing count and latest tick in one word took
+/// 131-139 ns per call, the `fetch_add` count 114-121 ns; a second
+/// `fetch_add` on the count's line (a shared dated count) 191 ns in one run,
+/// because the other thread takes the line back in between (issue 14).
 pub(crate) struct HotWord {
     since: u64,
-    count: CountLine,
-    latest: [OwnLine; SLOTS],
-}
-
-/// The count and how many counted suppressions have written their tick, on
-/// cache lines of their own.
-#[repr(align(128))]
-struct CountLine {
-    count: AtomicU64,
-    dated: AtomicU64,
+    count: OwnLine,
+    slots: [Slot; SLOTS],
 }
 
 /// An atomic on cache lines of its own (128 bytes: the pair an x86 core
 /// prefetches together), so a write to one does not take the others' line.
 #[repr(align(128))]
 struct OwnLine(AtomicU64);
+
+/// A thread's latest counted tick and how many of its counted suppressions
+/// have written it, on cache lines of their own.
+#[repr(align(128))]
+struct Slot {
+    latest: AtomicU64,
+    dated: AtomicU64,
+}
 
 /// The calling thread's slot in [`HotWord::latest`]: threads take slots in
 /// turn. Slot 0 if the thread's locals are already gone (a check from a
@@ -132,11 +134,11 @@ impl HotWord {
     pub(crate) fn new(since: u64) -> Self {
         HotWord {
             since,
-            count: CountLine {
-                count: AtomicU64::new(0),
+            count: OwnLine(AtomicU64::new(0)),
+            slots: std::array::from_fn(|_| Slot {
+                latest: AtomicU64::new(0),
                 dated: AtomicU64::new(0),
-            },
-            latest: std::array::from_fn(|_| OwnLine(AtomicU64::new(0))),
+            }),
         }
     }
 
@@ -150,14 +152,14 @@ impl HotWord {
         }
         // Found before counting, so that nothing between the two `fetch_add`s
         // can fail and leave a fold waiting.
-        let slot = &self.latest[thread_slot()].0;
-        let word = self.count.count.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.slots[thread_slot()];
+        let word = self.count.0.fetch_add(1, Ordering::Relaxed);
         if word & CLOSED != 0 || word >= COUNT_MAX {
             return None;
         }
-        slot.fetch_max(now, Ordering::Relaxed);
-        // Release: a fold that sees `dated` reach its count sees this tick.
-        self.count.dated.fetch_add(1, Ordering::Release);
+        slot.latest.fetch_max(now, Ordering::Relaxed);
+        // Release: a fold that reads this dated count sees this tick.
+        slot.dated.fetch_add(1, Ordering::Release);
         Some(word + 1)
     }
 
@@ -167,19 +169,27 @@ impl HotWord {
     pub(crate) fn close(&self) -> (u64, Option<u64>) {
         // Increments that found the count at `COUNT_MAX` or more were
         // refused (and counted under the lock): they are not this cell's.
-        let count = (self.count.count.fetch_or(CLOSED, Ordering::Relaxed) & !CLOSED).min(COUNT_MAX);
+        let count = (self.count.0.fetch_or(CLOSED, Ordering::Relaxed) & !CLOSED).min(COUNT_MAX);
         if count == 0 {
             return (0, None);
         }
+        // Only counted suppressions date themselves, each once: the sum
+        // reaches `count` exactly when all of them have.
         let mut turns = 0;
-        while self.count.dated.load(Ordering::Acquire) < count {
+        while self
+            .slots
+            .iter()
+            .map(|s| s.dated.load(Ordering::Acquire))
+            .fold(0u64, u64::wrapping_add)
+            < count
+        {
             wait_a_little(turns);
             turns = turns.saturating_add(1);
         }
         let latest = self
-            .latest
+            .slots
             .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
+            .map(|s| s.latest.load(Ordering::Relaxed))
             .max();
         (count, latest)
     }
@@ -219,8 +229,8 @@ mod tests {
     #[test]
     fn a_full_cell_refuses_and_folds_only_what_it_counted() {
         let w = HotWord::new(0);
-        w.count.count.store(COUNT_MAX - 1, Ordering::Relaxed);
-        w.count.dated.store(COUNT_MAX - 1, Ordering::Relaxed);
+        w.count.0.store(COUNT_MAX - 1, Ordering::Relaxed);
+        w.slots[1].dated.store(COUNT_MAX - 1, Ordering::Relaxed);
         assert_eq!(w.suppress(3), Some(COUNT_MAX));
         assert_eq!(w.suppress(4), None);
         assert_eq!(w.suppress(5), None);
