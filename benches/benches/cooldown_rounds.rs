@@ -16,6 +16,9 @@
 //! contender and their ratio. With `--test` (as `cargo bench -- --test` passes it) one short
 //! round of each runs, as a smoke test.
 
+#[path = "rounds/common.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -48,16 +51,6 @@ fn round(per_thread: u64, op: &(dyn Fn() + Sync)) -> f64 {
         t0.elapsed()
     });
     elapsed.as_nanos() as f64 / (2 * per_thread) as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {
@@ -98,18 +91,7 @@ fn main() {
         a.push(x);
         b.push(y);
     }
-    let span = |v: &[f64]| {
-        (
-            v.iter().copied().fold(f64::INFINITY, f64::min),
-            v.iter().copied().fold(0.0, f64::max),
-        )
-    };
-    let ((min_a, max_a), (min_b, max_b)) = (span(&a), span(&b));
-    let (med_a, med_b) = (median(&mut a), median(&mut b));
-    println!(
-        "median {med_a:.1} ns (min {min_a:.1}, max {max_a:.1}) vs {med_b:.1} ns (min {min_b:.1}, max {max_b:.1}): ratio {:.2}",
-        med_a / med_b
-    );
+    println!("{}", common::summary(&mut a, &mut b));
     // Every call was suppressed and counted: the next fire reports them all.
     let fire = ours.check_critical(&0);
     assert_eq!(

@@ -12,6 +12,9 @@
 //! unlock), then the median, min and max per contender and their ratio. With `--test` (as
 //! `cargo bench -- --test` passes it) one short round of each runs, as a smoke test.
 
+#[path = "rounds/common.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,16 +64,6 @@ where
     elapsed.as_nanos() as f64 / (2 * per_task) as f64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let (rounds, per_task) = if quick { (1, 1_000) } else { (12, 100_000) };
@@ -107,19 +100,7 @@ fn main() {
         ours.push(a);
         peer.push(b);
     }
-    let (min_a, max_a) = (
-        ours.iter().copied().fold(f64::INFINITY, f64::min),
-        ours.iter().copied().fold(0.0, f64::max),
-    );
-    let (min_b, max_b) = (
-        peer.iter().copied().fold(f64::INFINITY, f64::min),
-        peer.iter().copied().fold(0.0, f64::max),
-    );
-    let (med_a, med_b) = (median(&mut ours), median(&mut peer));
-    println!(
-        "median {med_a:.1} ns (min {min_a:.1}, max {max_a:.1}) vs {med_b:.1} ns (min {min_b:.1}, max {max_b:.1}): ratio {:.2}",
-        med_a / med_b
-    );
+    println!("{}", common::summary(&mut ours, &mut peer));
     assert!(
         locks.is_empty(),
         "the keyed lock left an entry behind after the rounds"
