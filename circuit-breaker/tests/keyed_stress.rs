@@ -8,7 +8,7 @@
 //! needed; the multi-thread runtime cannot be paused anyway.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use seawall_circuit_breaker::{CircuitBreaker, KeyedCircuitBreaker, State};
@@ -33,6 +33,9 @@ async fn probes_per_key_never_exceed_the_limit_under_contention() {
         .build()
         .unwrap();
     let alive: Arc<Vec<AtomicU32>> = Arc::new((0..HOT + COLD).map(|_| AtomicU32::new(0)).collect());
+    // Keys that had a call fail at least once: the only cold keys that may stay tracked.
+    let failed: Arc<Vec<AtomicBool>> =
+        Arc::new((0..HOT + COLD).map(|_| AtomicBool::new(false)).collect());
     let most = Arc::new(AtomicU32::new(0));
     let granted = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
@@ -41,6 +44,7 @@ async fn probes_per_key_never_exceed_the_limit_under_contention() {
         .map(|t| {
             let keyed = keyed.clone();
             let alive = Arc::clone(&alive);
+            let failed = Arc::clone(&failed);
             let most = Arc::clone(&most);
             let granted = Arc::clone(&granted);
             let rejected = Arc::clone(&rejected);
@@ -83,6 +87,7 @@ async fn probes_per_key_never_exceed_the_limit_under_contention() {
                                 r >> 40 & 31 == 0
                             };
                             if fail {
+                                failed[key as usize].store(true, Ordering::SeqCst);
                                 permit.failure()
                             } else {
                                 permit.success()
@@ -112,9 +117,17 @@ async fn probes_per_key_never_exceed_the_limit_under_contention() {
         assert!(key < HOT + COLD);
         assert_ne!(state, State::Closed);
     }
-    assert!(
-        keyed.len() <= HOT as usize + 64,
-        "{} keys left",
-        keyed.len()
-    );
+    // A cold key is left only if a call on it failed: one that only ever succeeded is idle
+    // and forgotten. (How many cold keys end on a failure depends on how the tasks
+    // interleave: a count bound here failed once at 71 against 68.)
+    let left: Vec<u32> = (HOT..HOT + COLD)
+        .filter(|k| keyed.get(k).is_some())
+        .collect();
+    for k in &left {
+        assert!(
+            failed[*k as usize].load(Ordering::SeqCst),
+            "cold key {k} never failed, yet it was not forgotten"
+        );
+    }
+    assert!(keyed.len() <= HOT as usize + left.len());
 }
