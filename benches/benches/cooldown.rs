@@ -25,8 +25,9 @@
 //! map shard's read-lock word); these floors show how much of the two-thread time is that
 //! write. `locked_count_other_line_floor` keeps the count on its own heap line beside the
 //! mutex: the second line's cost. In the two-thread groups seawall's key has a hot cell (its
-//! lock was contended), so a suppression is one `fetch_add` on the cell's count and no lock,
-//! the `count_floor` work plus the rest of a check.
+//! lock was contended), so a suppression takes no lock: one `fetch_add` on the cell's count, a
+//! line both threads write (the `count_floor` work), then a `fetch_max` and a `fetch_add` on the
+//! calling thread's own slot, plus the rest of a check.
 //!
 //! Seawall counts every suppressed event and stays bounded (`max_keys`, sweeps); governor
 //! counts nothing and grows until `retain_recent` is called; the naive map counts nothing and
