@@ -108,6 +108,29 @@ impl Clock {
         let since = clock.delta_as_nanos(self.tsc.at, clock.raw());
         u64::try_from(self.tsc_offset.saturating_add_unsigned(since)).unwrap_or(0)
     }
+
+    /// Tokio's now, as `now_ticks` chooses: `tokio::time::Instant::now()`
+    /// where a paused clock may be current, else the TSC clock's reading of
+    /// the monotonic clock (the keyed lock's leases; the cooldown counts
+    /// ticks instead).
+    #[allow(dead_code, reason = "read by the keyed lock's copy of this file")]
+    #[inline]
+    pub(crate) fn now(&self) -> Instant {
+        if tokio_clock_may_be_paused() {
+            Instant::now()
+        } else {
+            self.tsc_now()
+        }
+    }
+
+    /// The monotonic clock's now, read from the TSC (no `base` involved, so
+    /// never clamped).
+    #[allow(dead_code, reason = "read by the keyed lock's copy of this file")]
+    pub(crate) fn tsc_now(&self) -> Instant {
+        let clock = &self.tsc.clock;
+        let since = clock.delta_as_nanos(self.tsc.at, clock.raw());
+        Instant::from_std(self.tsc.std + Duration::from_nanos(since))
+    }
 }
 
 thread_local! {
@@ -213,6 +236,28 @@ mod tests {
         assert!(!tokio_clock_may_be_paused());
         let t2 = clock.now_ticks();
         assert!(t2 >= t1 && t2.abs_diff(clock.tokio_ticks()) < 2_000_000);
+    }
+
+    #[test]
+    fn now_reads_the_tsc_outside_a_runtime_and_the_paused_clock_inside() {
+        let clock = Clock::new();
+        let (before, tsc, after) = (Instant::now(), clock.now(), Instant::now());
+        // Within quanta's calibration error of the monotonic clock.
+        assert!(
+            tsc + Duration::from_millis(2) >= before && tsc <= after + Duration::from_millis(2)
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let start = clock.now();
+            spin(Duration::from_millis(2));
+            assert_eq!(clock.now(), start); // paused: no real time passes
+            tokio::time::advance(Duration::from_secs(60)).await;
+            assert_eq!(clock.now(), start + Duration::from_secs(60));
+        });
     }
 
     #[test]

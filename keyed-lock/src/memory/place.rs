@@ -3,6 +3,7 @@
 use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::Hash;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -131,7 +132,13 @@ impl Place {
         let mut state = backend.shard(self.hash);
         match take_grant(&mut state, self.hash, key, self.id) {
             // A stale token (an orphan's lease was taken over) releases nothing.
-            Some(grant) => release_locked(&mut state, self.hash, grant.token.get(), events),
+            Some(grant) => release_locked(
+                &mut state,
+                self.hash,
+                grant.token.get(),
+                events,
+                &backend.clock,
+            ),
             None => leave_queue(&mut state, self.hash, key, self.id),
         }
     }
@@ -163,25 +170,109 @@ where
     }
 }
 
-/// A borrowed queued acquisition (under `lock`, `lock_timeout`, `acquire`). Dropping it before
-/// it resolves leaves the queue.
-pub(super) struct Queued<'a, K, Q: ?Sized>
+/// A borrowed acquisition that may wait (under `lock`, `lock_timeout`, `acquire`). Its first
+/// poll grants at once or takes a place with that poll's waker, so a contended acquire visits
+/// the shard once to queue and once to pick its grant up, and the place lives in this future
+/// (no box of its own). Dropping it before it resolves leaves the queue.
+pub(super) struct Acquire<'a, K, Q: ?Sized>
 where
     K: Borrow<Q>,
     Q: Eq,
 {
     pub(super) backend: &'a MemoryBackend<K>,
     pub(super) key: &'a Q,
+    pub(super) ttl: Duration,
+    pub(super) timeout: Option<Duration>,
     pub(super) events: &'a LockEvents,
-    pub(super) place: Place,
+    /// Taken at the first poll if the key is held. `ManuallyDrop` so that an acquire that
+    /// never queued drops with one inlined test (see `Drop`).
+    pub(super) place: ManuallyDrop<Option<Place>>,
 }
 
-impl<K, Q> Drop for Queued<'_, K, Q>
+impl<K, Q> Future for Acquire<'_, K, Q>
+where
+    K: Hash + Eq + Clone + Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+{
+    type Output = Result<Grant<MemoryLease>, Refused>;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.place.is_some() {
+            return this.poll_wait(cx);
+        }
+        match this.backend.acquire_or_enqueue(
+            this.key,
+            this.ttl,
+            this.timeout,
+            this.events,
+            Some(cx.waker()),
+        ) {
+            Ok(grant) => Poll::Ready(Ok(grant)),
+            Err(place) => {
+                *this.place = Some(place);
+                this.poll_wait(cx)
+            }
+        }
+    }
+}
+
+impl<K, Q> Acquire<'_, K, Q>
+where
+    K: Hash + Eq + Clone + Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+{
+    /// Polls the place: the grant, the timeout, or (if the key's entry vanished, which cannot
+    /// happen while the place counts as live) a new place, taken with this poll's waker.
+    #[inline(never)]
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<Result<Grant<MemoryLease>, Refused>> {
+        while let Some(place) = &mut *self.place {
+            match place.poll_grant(self.backend, self.key, self.events, cx) {
+                Poll::Ready(Some(result)) => return Poll::Ready(result),
+                Poll::Ready(None) => {
+                    match self.backend.acquire_or_enqueue(
+                        self.key,
+                        self.ttl,
+                        self.timeout,
+                        self.events,
+                        Some(cx.waker()),
+                    ) {
+                        Ok(grant) => return Poll::Ready(Ok(grant)),
+                        Err(again) => *place = again,
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<K, Q> Drop for Acquire<'_, K, Q>
 where
     K: Borrow<Q>,
     Q: Eq + ?Sized,
 {
+    #[inline]
     fn drop(&mut self) {
-        self.place.cancel(self.backend, self.key, self.events);
+        if self.place.is_some() {
+            self.leave();
+        }
+    }
+}
+
+impl<K, Q> Acquire<'_, K, Q>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    /// Cancels the place (a no-op once it is done) and drops it.
+    #[cold]
+    #[inline(never)]
+    fn leave(&mut self) {
+        if let Some(mut place) = std::mem::take(&mut *self.place) {
+            place.cancel(self.backend, self.key, self.events);
+        }
     }
 }

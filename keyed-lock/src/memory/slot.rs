@@ -3,6 +3,7 @@
 //! lease timer, and releasing it (the grant itself is sent after the lock is dropped).
 
 use super::*;
+use crate::clock::Clock;
 
 pub(super) fn insert<K, Q>(
     vacant: VacantEntry<'_, Slot<K>>,
@@ -262,6 +263,7 @@ pub(super) fn release_deferred<K>(
     hash: u64,
     token: u64,
     events: &LockEvents,
+    clock: &Clock,
 ) -> Option<Waker> {
     let ShardState {
         table, next_token, ..
@@ -271,12 +273,12 @@ pub(super) fn release_deferred<K>(
     };
     let slot = entry.get_mut();
     if slot.live == 0 {
-        let expired = events.observes_expiry() && slot.deadline <= Instant::now();
+        let expired = events.observes_expiry() && slot.deadline <= clock.now();
         entry.remove();
         events.released(expired);
         return None;
     }
-    let now = Instant::now();
+    let now = clock.now();
     events.released(slot.deadline <= now);
     match grant_next(slot, next_token, now, events) {
         Some(waker) => waker,
@@ -292,6 +294,7 @@ pub(super) fn release_locked<K>(
     hash: u64,
     token: u64,
     events: &LockEvents,
+    clock: &Clock,
 ) {
     let ShardState {
         table, next_token, ..
@@ -302,12 +305,12 @@ pub(super) fn release_locked<K>(
     };
     let slot = entry.get_mut();
     if slot.live == 0 {
-        let expired = events.observes_expiry() && slot.deadline <= Instant::now();
+        let expired = events.observes_expiry() && slot.deadline <= clock.now();
         entry.remove();
         events.released(expired);
         return;
     }
-    let now = Instant::now();
+    let now = clock.now();
     events.released(slot.deadline <= now);
     if !hand_over(slot, next_token, now, events) {
         entry.remove();
