@@ -7,26 +7,28 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::pin::Pin;
-use std::task::{Context, Waker};
+use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use hashbrown::hash_table::{Entry, VacantEntry};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::Instant;
 
 mod place;
 mod slot;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use place::Acquire;
 pub(crate) use place::Place;
 use slot::{
-    arm, claim, expire, hand_over, insert, regrant, release_deferred, release_locked, rewatch,
-    take_grant, take_orphan,
+    claim, expire, hand_over, insert, regrant, release_deferred, release_locked, take_grant,
+    take_orphan,
 };
+use watch::{Timer, arm, rewatch};
 
 use crate::backend::{Grant, LockBackend, Refused, Wait};
 use crate::clock::Clock;
@@ -89,9 +91,10 @@ struct Slot<K> {
     /// first waiter that is polled, kept while the entry lives; it is re-armed only when it
     /// fires early (a hand-over or an extension moved the deadline later) or when the
     /// deadline moves earlier, so a busy key hands over without touching the timer wheel.
+    /// It is registered with the key's own waker, never a waiter's (see `watch.rs`).
     timer: Timer,
-    /// The id of the waiter whose waker the timer holds (0: none). The last waiter to join
-    /// takes the role, so the head's grant rarely has to pass it on.
+    /// The id of the waiter that the key's timer wakes (0: none), through the key's waker.
+    /// The last waiter to join takes the role; passing it on is writing this id.
     watcher: u64,
     /// The id of the waiter the current lease was handed to, until it picks the grant up at
     /// its next poll (0: none, the holder has its guard). Grants travel through the slot, under
@@ -134,38 +137,11 @@ fn drop_queue(queue: &mut VecDeque<Waiter>) {
     drop(std::mem::take(queue));
 }
 
-/// A key's timer (see `Slot::timer`); none on the uncontended path, where dropping it is one
-/// inlined test.
-#[derive(Default)]
-struct Timer(ManuallyDrop<Option<Pin<Box<Sleep>>>>);
-
-impl Deref for Timer {
-    type Target = Option<Pin<Box<Sleep>>>;
-    fn deref(&self) -> &Option<Pin<Box<Sleep>>> {
-        &self.0
-    }
-}
-
-impl DerefMut for Timer {
-    fn deref_mut(&mut self) -> &mut Option<Pin<Box<Sleep>>> {
-        &mut self.0
-    }
-}
-
-impl Drop for Timer {
-    #[inline]
-    fn drop(&mut self) {
-        if self.0.is_some() {
-            drop_timer(&mut self.0);
-        }
-    }
-}
-
-/// Drops the timer, leaving `None`.
-#[cold]
-#[inline(never)]
-fn drop_timer(timer: &mut Option<Pin<Box<Sleep>>>) {
-    drop(timer.take());
+/// Takes the next id from a shard's counter (waiters and key watches share it).
+fn next_id(counter: &mut u64) -> u64 {
+    let id = *counter;
+    *counter += 1;
+    id
 }
 
 /// What a queued waiter's poll found.
@@ -201,10 +177,11 @@ struct Shard<K>(Mutex<ShardState<K>>);
 /// picks its grant up from the entry (a waiter that gave up first passes it on). The
 /// uncontended path allocates nothing (unless the table grows), reads the clock once and
 /// starts no timer. An expired lease is noticed by the next acquirer, or by the key's one
-/// timer, which a waiter holds: armed at the holder's deadline, it hands the key to the first
-/// waiter then.
+/// timer: armed at the holder's deadline, it wakes a waiter (the watcher), which hands the key
+/// to the first waiter then.
 pub struct MemoryBackend<K> {
-    shards: Box<[Shard<K>]>,
+    /// Shared with the keys' timers' wakers (see `watch.rs`), which hold it weakly.
+    shards: Arc<[Shard<K>]>,
     /// Tokio's clock, or the TSC where tokio's cannot be paused (see `clock.rs`).
     clock: Clock,
     hasher: DefaultHashBuilder,
@@ -243,7 +220,7 @@ impl<K> MemoryBackend<K> {
                 }))
             })
             .collect::<Vec<_>>()
-            .into_boxed_slice();
+            .into();
         Self {
             shards,
             clock: Clock::new(),
@@ -279,7 +256,7 @@ impl<K> MemoryBackend<K> {
     pub fn purge_expired(&self, events: &LockEvents) -> usize {
         let now = self.now();
         let mut purged = 0;
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let mut state = shard.0.lock();
             let ShardState { table, orphans, .. } = &mut *state;
             table.retain(|slot| {
@@ -314,12 +291,16 @@ impl<K> MemoryBackend<K> {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, ShardState<K>> {
+        self.shards[self.shard_index(hash)].0.lock()
+    }
+
+    fn shard_index(&self, hash: u64) -> usize {
         // hashbrown uses the low bits for buckets and the top 7 for tags: take the middle.
-        self.shards[((hash >> 32) & self.mask) as usize].0.lock()
+        ((hash >> 32) & self.mask) as usize
     }
 }
 
-impl<K: Hash + Eq + Clone> MemoryBackend<K> {
+impl<K: Hash + Eq + Clone + Send + 'static> MemoryBackend<K> {
     fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
@@ -395,40 +376,58 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         } = &mut *state;
         match table.entry(hash, |s| s.key.borrow() == key, |s| s.hash) {
             Entry::Vacant(vacant) => Ok(insert(vacant, next_token, hash, key, ttl, now, events)),
-            Entry::Occupied(mut occupied) => {
-                let slot = occupied.get_mut();
-                if slot.deadline <= now {
-                    expire(slot, orphans, now, events);
-                    if slot.live == 0 {
-                        return Ok(regrant(slot, next_token, ttl, now, events));
-                    }
-                    hand_over(slot, next_token, now, events);
-                }
-                let id = *next_waiter;
-                *next_waiter += 1;
-                slot.queue.push_back(Waiter {
-                    ttl,
-                    since: now,
-                    id,
-                    waker: waker.cloned(),
-                    cancelled: false,
-                });
-                slot.live += 1;
-                if let Some(waker) = waker {
-                    slot.watcher = id;
-                    if arm(slot, waker) {
-                        // Only a zero TTL ends at once: let the waiter's poll expire it.
-                        waker.wake_by_ref();
-                    }
-                }
-                Err(Place::new(
-                    hash,
-                    id,
-                    waker.is_some(),
-                    timeout.map(|d| (deadline_after(now, d), d)),
-                ))
+            Entry::Occupied(occupied) => self.join_queue(
+                occupied.into_mut(),
+                (next_token, next_waiter, orphans),
+                (ttl, timeout, now),
+                events,
+                waker,
+            ),
+        }
+    }
+
+    /// `acquire_or_enqueue` for a key that has an entry: re-grants it if its lease ran out and
+    /// nobody waits, else queues. Out of line, so that the uncontended path's frame stays
+    /// small (inlined, it cost that path 15 instructions of register saves).
+    #[inline(never)]
+    fn join_queue(
+        &self,
+        slot: &mut Slot<K>,
+        (next_token, next_waiter, orphans): (&mut u64, &mut u64, &mut Vec<Orphan>),
+        (ttl, timeout, now): (Duration, Option<Duration>, Instant),
+        events: &LockEvents,
+        waker: Option<&Waker>,
+    ) -> Result<Grant<MemoryLease>, Place> {
+        if slot.deadline <= now {
+            expire(slot, orphans, now, events);
+            if slot.live == 0 {
+                return Ok(regrant(slot, next_token, ttl, now, events));
+            }
+            hand_over(slot, next_token, now, events);
+        }
+        let id = next_id(next_waiter);
+        slot.queue.push_back(Waiter {
+            ttl,
+            since: now,
+            id,
+            waker: waker.cloned(),
+            cancelled: false,
+        });
+        slot.live += 1;
+        if let Some(waker) = waker {
+            slot.watcher = id;
+            let shard = self.shard_index(slot.hash);
+            if arm(slot, &self.shards, shard, || next_id(next_waiter)) {
+                // Only a zero TTL ends at once: let the waiter's poll expire it.
+                waker.wake_by_ref();
             }
         }
+        Err(Place::new(
+            slot.hash,
+            id,
+            waker.is_some(),
+            timeout.map(|d| (deadline_after(now, d), d)),
+        ))
     }
 
     pub(crate) async fn acquire_inner<Q>(
@@ -478,8 +477,8 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
         let ShardState {
             table,
             next_token,
+            next_waiter,
             orphans,
-            ..
         } = &mut *state;
         let Some(slot) = table.find_mut(hash, |s| s.key.borrow() == key) else {
             return take_orphan(orphans, id).map_or(Polled::Gone, Polled::Granted);
@@ -499,7 +498,8 @@ impl<K: Hash + Eq + Clone> MemoryBackend<K> {
             return Polled::Waiting;
         }
         slot.watcher = id;
-        while arm(slot, waker) {
+        let shard = self.shard_index(hash);
+        while arm(slot, &self.shards, shard, || next_id(next_waiter)) {
             let now = self.now();
             if slot.deadline > now {
                 // The timer fired a hair before the clock reached the deadline: look again.

@@ -66,7 +66,7 @@ impl Place {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Grant<MemoryLease>, Refused>>>
     where
-        K: Hash + Eq + Clone + Borrow<Q>,
+        K: Hash + Eq + Clone + Send + 'static + Borrow<Q>,
         Q: Eq + ?Sized,
     {
         if self.done {
@@ -105,7 +105,7 @@ impl Place {
         waited: Duration,
     ) -> Result<Grant<MemoryLease>, Refused>
     where
-        K: Hash + Eq + Clone + Borrow<Q>,
+        K: Hash + Eq + Clone + Send + 'static + Borrow<Q>,
         Q: Eq + ?Sized,
     {
         self.done = true;
@@ -191,7 +191,7 @@ where
 
 impl<K, Q> Future for Acquire<'_, K, Q>
 where
-    K: Hash + Eq + Clone + Borrow<Q>,
+    K: Hash + Eq + Clone + Send + 'static + Borrow<Q>,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
 {
     type Output = Result<Grant<MemoryLease>, Refused>;
@@ -220,7 +220,7 @@ where
 
 impl<K, Q> Acquire<'_, K, Q>
 where
-    K: Hash + Eq + Clone + Borrow<Q>,
+    K: Hash + Eq + Clone + Send + 'static + Borrow<Q>,
     Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
 {
     /// Polls the place: the grant, the timeout, or (if the key's entry vanished, which cannot

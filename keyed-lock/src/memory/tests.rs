@@ -111,6 +111,121 @@ async fn the_timer_takes_over_an_unclaimed_grant() {
     assert_eq!(orphans(&locks), 0);
 }
 
+/// The id of key 1's watch, if its timer exists.
+fn watch_id(locks: &KeyedLock<u64>) -> Option<u64> {
+    let backend = locks.backend();
+    let hash = backend.hash(&1u64);
+    let state = backend.shard(hash);
+    let slot = state.table.find(hash, |s| s.key == 1)?;
+    slot.timer.as_ref().map(|armed| armed.id())
+}
+
+/// Spawns a task that locks key 1 with `ttl` and reports its token (and keeps the guard until
+/// told to drop it, if ever).
+fn locker(
+    locks: &KeyedLock<u64>,
+    ttl: Duration,
+) -> (
+    tokio::task::JoinHandle<u64>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<u64>,
+) {
+    let locks = locks.clone();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (granted, on_grant) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let guard = locks.lock_with_ttl(&1, ttl).await;
+        let token = guard.token().get();
+        let _ = granted.send(token);
+        let _ = released.await;
+        drop(guard);
+        token
+    });
+    (task, release, on_grant)
+}
+
+/// The watcher role passes from waiter to waiter without a new timer or a new waker for it:
+/// the key's timer keeps its watch while three waiters in turn take the role, and it still
+/// hands the key on when a holder keeps it past its deadline.
+#[tokio::test(start_paused = true)]
+async fn the_watch_outlives_its_watchers_and_still_takes_over() {
+    let locks = KeyedLock::<u64>::new();
+    let held = locks.lock_with_ttl(&1, TTL).await;
+    let (a, release_a, granted_a) = locker(&locks, TTL);
+    tokio::task::yield_now().await; // `a` queued: it watches, and made the timer
+    let id = watch_id(&locks).expect("a queued waiter arms the key's timer");
+    drop(held);
+    let token_a = granted_a.await.unwrap();
+    let (b, release_b, mut granted_b) = locker(&locks, TTL);
+    tokio::task::yield_now().await; // `b` queued behind `a`: the role is `b`'s
+    assert_eq!(watch_id(&locks), Some(id), "same timer, same watch");
+    // `a` keeps the key past its deadline: the timer wakes `b` through the watch.
+    advance(TTL + Duration::from_millis(1)).await;
+    let token_b = tokio::time::timeout(Duration::from_millis(1), &mut granted_b)
+        .await
+        .expect("the timer handed the key to `b`")
+        .unwrap();
+    assert!(token_b > token_a);
+    let (c, release_c, granted_c) = locker(&locks, TTL);
+    tokio::task::yield_now().await;
+    release_b.send(()).unwrap();
+    let token_c = granted_c.await.unwrap();
+    assert!(token_c > token_b);
+    release_a.send(()).unwrap(); // a stale guard: releases nothing
+    release_c.send(()).unwrap();
+    assert_eq!(
+        (a.await.unwrap(), b.await.unwrap(), c.await.unwrap()),
+        (token_a, token_b, token_c)
+    );
+    assert!(locks.is_empty());
+}
+
+/// A hand-over to a waiter with a zero TTL moves the deadline to now, before the timer's: the
+/// timer is reset to a deadline that has passed, which fires it at once, on the releasing
+/// thread, under the shard lock. The watch must not take that lock again (it would deadlock);
+/// the reset's own poll sees the firing and wakes the next waiter, which takes the key over.
+///
+/// A deadlock would hang the runtime's own thread, so the scenario runs on a thread of its own
+/// and the test waits for it in real time (30 s, only ever reached when it fails).
+#[test]
+fn a_timer_reset_into_the_past_fires_without_deadlock() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(reset_into_the_past());
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the scenario finished (no deadlock, no panic)");
+}
+
+async fn reset_into_the_past() {
+    let locks = KeyedLock::<u64>::new();
+    let held = locks.lock_with_ttl(&1, TTL).await;
+    let instant = locks.enqueue_with_ttl(&1, Duration::ZERO);
+    let (next, release_next, granted_next) = locker(&locks, TTL);
+    tokio::task::yield_now().await; // `next` queued and watching, timer at `held`'s deadline
+    assert!(watch_id(&locks).is_some());
+    let start = tokio::time::Instant::now();
+    drop(held); // granted to `instant`, whose lease ends at once
+    let token_next = tokio::time::timeout(Duration::from_secs(1), granted_next)
+        .await
+        .expect("the next waiter takes the key over without waiting for `held`'s deadline")
+        .unwrap();
+    assert!(tokio::time::Instant::now() - start < TTL);
+    let stale = instant.await;
+    assert!(stale.is_expired() && stale.token().get() < token_next);
+    drop(stale);
+    release_next.send(()).unwrap();
+    assert_eq!(next.await.unwrap(), token_next);
+    assert!(locks.is_empty());
+}
+
 /// Keeps the thread busy for `d` of real time.
 fn spin(d: Duration) {
     let until = std::time::Instant::now() + d;
