@@ -123,14 +123,43 @@ impl Clock {
         }
     }
 
-    /// The monotonic clock's now, read from the TSC (no `base` involved, so
-    /// never clamped).
+    /// The monotonic clock's now, read from the TSC: the TSC's advance since
+    /// this thread's anchor (a TSC reading paired with the monotonic clock),
+    /// re-anchored every 50 ms. Extrapolating from one process-wide
+    /// pairing would drift without bound, by the calibration's rate error and
+    /// by NTP's slewing of the monotonic clock (which tokio's timers follow):
+    /// tens of ms a day. Re-anchoring bounds the drift to the rate error over
+    /// 50 ms (under 1 µs at 10 ppm); at a re-anchor the reading may step
+    /// back by that much.
     #[allow(dead_code, reason = "read by the keyed lock's copy of this file")]
     pub(crate) fn tsc_now(&self) -> Instant {
         let clock = &self.tsc.clock;
-        let since = clock.delta_as_nanos(self.tsc.at, clock.raw());
-        Instant::from_std(self.tsc.std + Duration::from_nanos(since))
+        let raw = clock.raw();
+        if let Some((at, std)) = TSC_ANCHOR.with(Cell::get)
+            && raw >= at
+        {
+            let since = clock.delta_as_nanos(at, raw);
+            if since < REANCHOR_NANOS {
+                return Instant::from_std(std + Duration::from_nanos(since));
+            }
+        }
+        reanchor(raw)
     }
+}
+
+/// How long a thread extrapolates the monotonic clock from one TSC reading
+/// (see `Clock::tsc_now`).
+#[allow(dead_code, reason = "read by the keyed lock's copy of this file")]
+const REANCHOR_NANOS: u64 = 50_000_000;
+
+/// Pairs `raw` with the monotonic clock as this thread's anchor.
+#[allow(dead_code, reason = "read by the keyed lock's copy of this file")]
+#[cold]
+#[inline(never)]
+fn reanchor(raw: u64) -> Instant {
+    let std = std::time::Instant::now();
+    TSC_ANCHOR.with(|a| a.set(Some((raw, std))));
+    Instant::from_std(std)
 }
 
 thread_local! {
@@ -143,6 +172,9 @@ thread_local! {
     /// thread keeps reading it without asking again (see
     /// [`tokio_clock_may_be_paused`]).
     static TOKIO_CLOCK_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// This thread's TSC anchor for `Clock::tsc_now`: a raw TSC reading and
+    /// the monotonic clock read just after it.
+    static TSC_ANCHOR: Cell<Option<(u64, std::time::Instant)>> = const { Cell::new(None) };
 }
 
 /// True when a tokio runtime is current on this thread and it is not a
@@ -258,6 +290,30 @@ mod tests {
             tokio::time::advance(Duration::from_secs(60)).await;
             assert_eq!(clock.now(), start + Duration::from_secs(60));
         });
+    }
+
+    #[test]
+    fn tsc_now_reanchors_to_the_monotonic_clock() {
+        let clock = Clock::new();
+        let first = clock.tsc_now();
+        let (at, anchored) = TSC_ANCHOR
+            .with(Cell::get)
+            .expect("anchored by the first read");
+        // A skewed anchor (1 ms off) is used while it is fresh...
+        TSC_ANCHOR.with(|a| a.set(Some((at, anchored + Duration::from_millis(1)))));
+        let skewed = clock.tsc_now();
+        assert!(skewed >= first + Duration::from_millis(1));
+        // ...and replaced by a fresh pairing once it is 50 ms old.
+        spin(Duration::from_millis(60));
+        let before = Instant::now();
+        let fresh = clock.tsc_now();
+        let after = Instant::now();
+        assert!(
+            before <= fresh && fresh <= after,
+            "re-anchored: read the monotonic clock"
+        );
+        let (_, renewed) = TSC_ANCHOR.with(Cell::get).unwrap();
+        assert!(renewed > anchored + Duration::from_millis(50));
     }
 
     #[test]

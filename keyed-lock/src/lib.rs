@@ -81,6 +81,16 @@
 //! work on every backend. A backend that talks to a server can fail: its
 //! [`Error`](LockBackend::Error) comes back as [`Refused::Backend`] / [`ExtendError::Backend`].
 //!
+//! # Time
+//!
+//! Lease instants ([`Guard::acquired_at`], [`Guard::deadline`], [`Busy`]) are
+//! `tokio::time::Instant`s, and a paused test clock drives them: on a `current_thread` runtime
+//! (the only kind tokio pauses) the in-memory backend reads `tokio::time::Instant::now()`.
+//! Elsewhere (a multi-thread runtime's tasks, no runtime) it reads the CPU's time-stamp counter,
+//! calibrated once per process against the monotonic clock (the first `KeyedLock` built
+//! calibrates it, 0.5 to 200 ms) and placed on tokio's timeline: about 10 ns instead of a
+//! 16-23 ns `clock_gettime`, and within parts per million of tokio's clock.
+//!
 //! # Redis backend
 //!
 //! With the `redis` feature, `KeyedLock<K, RedisBackend>` (any `K: Display`) locks across

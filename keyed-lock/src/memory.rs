@@ -406,6 +406,10 @@ impl<K: Hash + Eq + Clone + Send + 'static> MemoryBackend<K> {
             hand_over(slot, next_token, now, events);
         }
         let id = next_id(next_waiter);
+        // The timer first: `arm` can panic (no time driver, a runtime shutting down), and a
+        // waiter queued before that would stay live with nobody to cancel it.
+        let shard = self.shard_index(slot.hash);
+        let passed = waker.is_some() && arm(slot, &self.shards, shard, || next_id(next_waiter));
         slot.queue.push_back(Waiter {
             ttl,
             since: now,
@@ -416,8 +420,7 @@ impl<K: Hash + Eq + Clone + Send + 'static> MemoryBackend<K> {
         slot.live += 1;
         if let Some(waker) = waker {
             slot.watcher = id;
-            let shard = self.shard_index(slot.hash);
-            if arm(slot, &self.shards, shard, || next_id(next_waiter)) {
+            if passed {
                 // Only a zero TTL ends at once: let the waiter's poll expire it.
                 waker.wake_by_ref();
             }
@@ -500,7 +503,9 @@ impl<K: Hash + Eq + Clone + Send + 'static> MemoryBackend<K> {
         slot.watcher = id;
         let shard = self.shard_index(hash);
         while arm(slot, &self.shards, shard, || next_id(next_waiter)) {
-            let now = self.now();
+            // Tokio's clock, the timer's own: the TSC stand-in (`self.now`) may differ from it
+            // by a microsecond, and this path is taken once per timer firing.
+            let now = Instant::now();
             if slot.deadline > now {
                 // The timer fired a hair before the clock reached the deadline: look again.
                 waker.wake_by_ref();

@@ -226,6 +226,82 @@ async fn reset_into_the_past() {
     assert!(locks.is_empty());
 }
 
+/// A task that has spent its tokio budget (128 ready operations in one poll) before a
+/// contended `lock` still arms the key's timer: tokio's `Sleep` checks the budget before it
+/// registers, and the key's timer is not polled again while it looks armed, so the holder's
+/// deadline must wake this waiter anyway.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_with_its_budget_spent_still_takes_over_a_leaked_lease() {
+    let locks = KeyedLock::<u64>::new();
+    std::mem::forget(locks.lock_with_ttl(&1, TTL).await);
+    let waiter = {
+        let locks = locks.clone();
+        tokio::spawn(async move {
+            for _ in 0..128 {
+                tokio::task::consume_budget().await;
+            }
+            locks.lock_with_ttl(&1, TTL).await.token()
+        })
+    };
+    let token = tokio::time::timeout(TTL * 2, waiter)
+        .await
+        .expect("the leaked lease's deadline handed the key on")
+        .unwrap();
+    assert_eq!(token.get(), 2);
+}
+
+/// The watcher times out while the newest waiter is a place nobody has polled (it has no
+/// waker): the role goes to the newest waiter that can be woken, so a leaked lease is still
+/// handed to the head of the queue at its deadline.
+#[tokio::test(start_paused = true)]
+async fn the_watch_skips_waiters_that_were_never_polled() {
+    let locks = KeyedLock::<u64>::new();
+    std::mem::forget(locks.lock_with_ttl(&1, TTL).await);
+    let (head, _release_head, granted_head) = locker(&locks, TTL);
+    tokio::task::yield_now().await; // `head` queued and watching
+    let unpolled = locks.enqueue_with_ttl(&1, TTL);
+    let watcher = {
+        let locks = locks.clone();
+        tokio::spawn(async move { locks.lock_timeout(&1, TTL / 2).await.is_err() })
+    };
+    tokio::task::yield_now().await; // `watcher` queued last: it watches
+    assert!(watcher.await.unwrap(), "timed out after TTL / 2");
+    let token = tokio::time::timeout(TTL, granted_head)
+        .await
+        .expect("`head` was woken at the leaked lease's deadline")
+        .unwrap();
+    assert!(token > 1);
+    drop(unpolled);
+    head.abort();
+}
+
+/// A contended `lock` on a runtime without a time driver panics when it arms the key's timer
+/// (tokio refuses to make a timer there). The panicking waiter must not stay queued: the
+/// holder's release then frees the key instead of handing it to a waiter that is gone.
+#[test]
+fn a_waiter_that_panics_arming_the_timer_leaves_no_place_behind() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let locks = KeyedLock::<u64>::new();
+    rt.block_on(async {
+        let held = locks.lock_with_ttl(&1, TTL).await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                drop(locks.lock_with_ttl(&1, TTL).await);
+            })
+        };
+        assert!(
+            waiter.await.unwrap_err().is_panic(),
+            "no timers on this runtime"
+        );
+        drop(held);
+        assert!(locks.is_empty(), "released to nobody");
+        assert!(locks.try_lock(&1).is_ok());
+    });
+}
+
 /// Keeps the thread busy for `d` of real time.
 fn spin(d: Duration) {
     let until = std::time::Instant::now() + d;

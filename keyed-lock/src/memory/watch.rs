@@ -26,6 +26,9 @@ use super::{Shard, Slot};
 /// with.
 pub(super) struct Armed {
     sleep: Pin<Box<Sleep>>,
+    /// `sleep` has been polled with `watch` since it was made or reset (a poll that
+    /// panicked, a runtime shutting down, leaves it unregistered).
+    registered: bool,
     /// The key's waker (a [`Watch`]): the only waker the timer is ever polled with.
     watch: Waker,
     /// Names the slot for the watch (unique within the shard).
@@ -77,8 +80,9 @@ impl Timer {
     /// The timer, if it has not fired, is armed no later than `deadline`, and so will wake the
     /// key's watch by then.
     pub(super) fn watches(&self, deadline: tokio::time::Instant) -> bool {
-        self.as_ref()
-            .is_some_and(|a| !a.sleep.is_elapsed() && a.sleep.deadline() <= deadline)
+        self.as_ref().is_some_and(|a| {
+            a.registered && !a.sleep.is_elapsed() && a.sleep.deadline() <= deadline
+        })
     }
 }
 
@@ -89,28 +93,31 @@ thread_local! {
     static ARMING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Clears `ARMING` when dropped (also if tokio panics in a poll: a runtime shutting down).
-struct Arming;
+/// Restores `ARMING` when dropped (also if tokio panics in a poll: a runtime shutting down).
+struct Arming(bool);
 
 impl Drop for Arming {
     fn drop(&mut self) {
-        ARMING.with(|a| a.set(false));
+        ARMING.with(|a| a.set(self.0));
     }
 }
 
 /// Polls the timer with the key's waker, `ARMING` set around it; resets it first to `reset`.
-/// Returns `true` if it has fired.
+/// Returns `true` if it has fired. The poll is `unconstrained`: a timer polled by a task whose
+/// tokio budget is spent would otherwise stay unregistered (tokio's `Sleep` checks the budget
+/// before it registers), and this timer is not polled again while it looks armed.
 fn poll_armed(armed: &mut Armed, reset: Option<tokio::time::Instant>) -> bool {
-    ARMING.with(|a| a.set(true));
-    let _arming = Arming;
+    let _arming = Arming(ARMING.with(|a| a.replace(true)));
+    armed.registered = false;
     if let Some(deadline) = reset {
         armed.sleep.as_mut().reset(deadline);
     }
-    armed
-        .sleep
-        .as_mut()
+    let mut poll = tokio::task::unconstrained(armed.sleep.as_mut());
+    let fired = Pin::new(&mut poll)
         .poll(&mut Context::from_waker(&armed.watch))
-        .is_ready()
+        .is_ready();
+    armed.registered = true;
+    fired
 }
 
 /// The key's waker: wakes whoever watches the key's timer.
@@ -157,9 +164,13 @@ fn watcher_waker<K>(slot: &mut Slot<K>) -> Option<Waker> {
         .queue
         .iter()
         .rev()
-        .filter(|w| current == 0 || w.id == current)
-        .find(|w| !w.cancelled)
-        .and_then(|w| Some((w.id, w.waker.clone()?)))?;
+        .filter(|w| !w.cancelled)
+        .find_map(|w| match (current, &w.waker) {
+            (0, Some(waker)) => Some((w.id, waker.clone())),
+            (0, None) => None,
+            (watcher, waker) if w.id == watcher => waker.clone().map(|waker| (w.id, waker)),
+            _ => None,
+        })?;
     slot.watcher = id;
     Some(waker)
 }
@@ -191,6 +202,7 @@ pub(super) fn arm<K: Send + 'static>(
         }));
         Box::new(Armed {
             sleep: Box::pin(sleep_until(deadline)),
+            registered: false,
             watch,
             id,
         })
