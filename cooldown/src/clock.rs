@@ -201,7 +201,7 @@ thread_local! {
 /// (issue 14). The cost: such a thread, once its runtime is gone, reads the
 /// monotonic clock (`clock_gettime`, about 16 ns here) instead of the TSC
 /// (about 10 ns).
-#[inline]
+#[inline(always)]
 fn tokio_clock_may_be_paused() -> bool {
     if MULTI_THREAD_WORKER.with(Cell::get) && tokio::task::try_id().is_some() {
         return false;
@@ -241,6 +241,15 @@ pub(crate) fn duration_ticks(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// A `current_thread` runtime whose clock starts paused.
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
     /// Spins (no sleep) until `d` of real time has passed.
     fn spin(d: Duration) {
         let start = std::time::Instant::now();
@@ -278,11 +287,7 @@ mod tests {
         assert!(
             tsc + Duration::from_millis(2) >= before && tsc <= after + Duration::from_millis(2)
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = paused_runtime();
         rt.block_on(async {
             let start = clock.now();
             spin(Duration::from_millis(2));
@@ -333,11 +338,7 @@ mod tests {
 
     #[test]
     fn current_thread_runtime_reads_tokio_clock_paused() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = paused_runtime();
         rt.block_on(async {
             let clock = Clock::new();
             assert!(tokio_clock_may_be_paused());
@@ -351,11 +352,7 @@ mod tests {
     #[test]
     fn a_thread_that_ran_a_pausable_runtime_keeps_reading_tokio_clock() {
         assert!(!tokio_clock_may_be_paused());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = paused_runtime();
         rt.block_on(async {
             assert!(tokio_clock_may_be_paused());
             assert!(TOKIO_CLOCK_THREAD.with(Cell::get));
@@ -396,11 +393,7 @@ mod tests {
         });
         // A paused `current_thread` runtime on the same (unmarked) thread still
         // reads tokio's clock, in `block_on` and in its tasks.
-        let paused = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let paused = paused_runtime();
         paused.block_on(async {
             assert!(tokio_clock_may_be_paused());
             let in_task = tokio::spawn(async { tokio_clock_may_be_paused() })
