@@ -199,6 +199,12 @@ impl LockEvents {
         self.metrics.is_some()
     }
 
+    /// Whether [`granted`](Self::granted) records how long a waiter queued: when it is
+    /// `false` a backend need not read the clock when a waiter joins the queue.
+    pub(crate) fn observes_waits(&self) -> bool {
+        self.metrics.is_some()
+    }
+
     /// A lease was granted; `queued` is how long the caller waited in the queue, `None` when it
     /// did not queue.
     pub fn granted(&self, queued: Option<Duration>) {

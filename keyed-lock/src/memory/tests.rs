@@ -302,6 +302,36 @@ fn a_waiter_that_panics_arming_the_timer_leaves_no_place_behind() {
     });
 }
 
+/// With no metrics and no timeout, a `lock` that finds its key held in a shard where waiters
+/// queued lately reads no clock before it queues, so it does not see that the lease has run
+/// out. Its timer, armed at the passed deadline, fires when it is registered, and the waiter
+/// takes the key over at once, without the clock moving.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_reads_no_clock_still_takes_over_an_expired_lease_at_once() {
+    let locks = KeyedLock::<u64>::new();
+    let held = locks.lock_with_ttl(&1, TTL).await;
+    let stale_token = held.token();
+    let gave_up = {
+        let locks = locks.clone();
+        tokio::spawn(async move { locks.lock_timeout(&1, TTL / 2).await.is_err() })
+    };
+    assert!(gave_up.await.unwrap(), "a waiter queued (and timed out)");
+    std::mem::forget(held);
+    advance(TTL).await; // the lease has run out; nobody waits
+    let start = tokio::time::Instant::now();
+    let mut next = Box::pin(locks.lock_with_ttl(&1, TTL));
+    let mut polls = 0;
+    let guard = std::future::poll_fn(|cx| {
+        polls += 1;
+        assert!(polls < 10, "taken over within a few polls");
+        next.as_mut().poll(cx)
+    })
+    .await;
+    assert_eq!(tokio::time::Instant::now(), start, "no time passed");
+    assert!(guard.token() > stale_token);
+    assert!(!guard.is_expired());
+}
+
 /// Keeps the thread busy for `d` of real time.
 fn spin(d: Duration) {
     let until = std::time::Instant::now() + d;
