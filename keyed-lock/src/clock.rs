@@ -239,6 +239,8 @@ pub(crate) fn duration_ticks(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    //! These tests spin on real time where they check the TSC: the clock under test is the
+    //! machine's, which a paused tokio clock does not move. The paused cases use paused time.
     use super::*;
 
     /// A `current_thread` runtime whose clock starts paused.
