@@ -82,13 +82,14 @@ impl Spool {
             returning: std::sync::atomic::AtomicUsize::new(0),
             returned: tokio::sync::Notify::new(),
             writer_done,
+            seg: parking_lot::Mutex::new(Some(writer)),
         });
         shared.publish(&shared.state.lock());
         if let Some(m) = &shared.metrics {
             m.quarantined.inc_by(shared.state.lock().quarantined);
         }
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(writer::run(rx, writer, shared.clone()));
+        let task = tokio::spawn(writer::run(rx, shared.clone()));
         tokio::spawn(supervise(task, shared.clone()));
         Ok(Spool { shared, tx })
     }
@@ -237,16 +238,15 @@ impl Spool {
             rx: Some(rx),
             shared: &self.shared,
         };
-        if self
-            .tx
-            .send(Msg::Append {
-                id,
-                ts_ms,
-                payload,
-                reply,
-            })
-            .await
-            .is_err()
+        let msg = Msg::Append {
+            id,
+            ts_ms,
+            payload,
+            reply,
+        };
+        // With `Always` and an idle writer, the append is written here (see `append_here`).
+        if let Err(msg) = writer::append_here(&self.shared, &self.tx, msg)
+            && self.tx.send(msg).await.is_err()
         {
             return Err(self.shared.writer_gone().await);
         }
@@ -553,6 +553,8 @@ mod tests {
         let spool = Spool::open(dir.path()).await.unwrap();
         spool.append(&Envelope::new(1)).await.unwrap();
         spool.tx.send(Msg::Crash).await.unwrap();
+        // Once the writer is dead (an append racing the crash may be written before it).
+        let _ = spool.shared.writer_done.subscribe().wait_for(|d| *d).await;
         let e = spool.append(&Envelope::new(2)).await.unwrap_err();
         assert!(
             matches!(&e, Error::WriterFailed { cause } if cause.contains("injected writer crash")),

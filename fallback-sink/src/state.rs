@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::envelope::from_ms;
 use crate::layout::Position;
 use crate::metrics::Handles;
+use crate::writer::SegWriter;
 use crate::{ConfigError, Durability, Error, Metrics};
 
 /// Settings for a spool, validated before any I/O.
@@ -137,6 +138,10 @@ pub(crate) struct Shared {
     pub(crate) returned: tokio::sync::Notify,
     /// Set (to `true`) once the writer task has ended, whatever ended it.
     pub(crate) writer_done: tokio::sync::watch::Sender<bool>,
+    /// The active segment (and the directory lock). Whoever holds this lock writes: the
+    /// writer task for the groups it gathers, or an appender that found the writer idle
+    /// (`writer::append_here`). `None` once the spool is closed, or after a write panicked.
+    pub(crate) seg: parking_lot::Mutex<Option<SegWriter>>,
 }
 
 impl Shared {

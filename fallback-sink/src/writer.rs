@@ -61,16 +61,17 @@ pub(crate) struct SegWriter {
 /// Largest group for `Always` and `Never`, which do not wait for company.
 const GREEDY_GROUP: usize = 1024;
 
-pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<Shared>) {
-    let mut w = Some(w);
+pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
+    // However this task ends (close, every handle dropped, a panic, its runtime dropping
+    // it), the segment is synced and the directory lock released.
+    let _owner = Owner(shared.clone());
     let policy = shared.opts.durability;
     // `block_in_place` exists only on a multi-thread runtime (this task never changes runtime).
     let multi_thread = matches!(
         tokio::runtime::Handle::current().runtime_flavor(),
         tokio::runtime::RuntimeFlavor::MultiThread
     );
-    let mut closing = false;
-    while !closing {
+    loop {
         let Some(first) = rx.recv().await else { break };
         let mut group = vec![first];
         match policy {
@@ -116,21 +117,25 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             }
         }
         let mut appends = appends_in(&group);
-        let Some(mut sw) = w.take() else { return };
         let done = if shared.opts.io_on_runtime_thread {
             // The caller chose to wait for the disk here (`io_on_runtime_thread`): no hand-off
             // to the blocking pool and back. A panic unwinds this task; `supervise` reports it.
-            let close = process(&mut sw, &shared, group);
-            Ok((sw, close))
+            Ok(locked(&shared, group, |w, g| process(w, &shared, g)))
         } else if multi_thread {
             // This thread leaves the runtime for the disk: `block_in_place` hands its
             // scheduler (queued tasks, timers) to another thread, so no runtime work waits for
-            // the fdatasync, and this task keeps its thread, so no wake-up is on the
+            // the fdatasync (nor for an appender writing in `append_here`, whose segment lock
+            // this may wait for), and this task keeps its thread, so no wake-up is on the
             // acknowledgement's path (the blocking pool costs two per group). Nothing else runs
             // in this task, so nothing else is held up. A panic unwinds this task; `supervise`
             // reports it.
-            let (close, overstayed) = tokio::task::block_in_place(|| {
-                process_while_busy(&mut sw, &shared, &mut rx, group, appends)
+            let mut overstayed = false;
+            let step = tokio::task::block_in_place(|| {
+                locked(&shared, group, |w, g| {
+                    let (close, over) = process_while_busy(w, &shared, &mut rx, g, appends);
+                    overstayed = over;
+                    close
+                })
             });
             if stays_while_busy(policy) {
                 // The appenders were given their time to come back inside.
@@ -142,30 +147,26 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
                 // when tokio's budget runs out (128 stays later).
                 tokio::task::yield_now().await;
             }
-            Ok((sw, close))
+            Ok(step)
         } else {
             // A `current_thread` runtime has no other thread to hand its scheduler to.
             let sh = shared.clone();
-            tokio::task::spawn_blocking(move || {
-                let close = process(&mut sw, &sh, group);
-                (sw, close)
-            })
-            .await
+            tokio::task::spawn_blocking(move || locked(&sh, group, |w, g| process(w, &sh, g))).await
         };
         match done {
-            Ok((sw, None)) => {
-                w = Some(sw);
+            Ok(Step::Next) => {
                 if appends > 0 && matches!(policy, Durability::Batch { .. }) {
                     gather_returning(&shared, &rx, appends).await;
                 }
             }
-            Ok((sw, Some((reply, result)))) => {
-                // Release the directory lock before telling the closer it may reopen.
-                drop(sw);
+            Ok(Step::Closed((reply, result))) => {
+                // The directory lock was released (with the segment) before the closer is
+                // told it may reopen.
                 shared.state.lock().closed = true;
                 let _ = reply.send(result);
-                closing = true;
+                return;
             }
+            Ok(Step::Gone) => return,
             // The blocking closure panicked (it does not, by construction): the segment's
             // state is unknown, so stop writing, and leave the cause for every later call.
             Err(e) => {
@@ -174,9 +175,129 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, w: SegWriter, shared: Arc<S
             }
         }
     }
-    if let Some(sw) = w.take() {
-        // Dropped without close: make what was written durable before releasing the lock.
-        let _ = sw.file.sync_data();
+}
+
+/// What the writer does after a group.
+enum Step {
+    /// Gathers the next group.
+    Next,
+    /// The group ended with a close, whose reply this is: the segment is gone, so stop.
+    Closed(CloseReply),
+    /// The segment was gone (a write panicked in `append_here`); the group was refused.
+    Gone,
+}
+
+/// Runs `f` on the active segment with its lock held. If the group closed the spool, the
+/// segment (and the directory lock) is dropped before the lock is released. If the segment
+/// is already gone, every request in `group` is answered with why.
+fn locked(
+    shared: &Shared,
+    group: Vec<Msg>,
+    f: impl FnOnce(&mut SegWriter, Vec<Msg>) -> Option<CloseReply>,
+) -> Step {
+    let mut seg = shared.seg.lock();
+    let Some(w) = seg.as_mut() else {
+        drop(seg);
+        let why = || shared.state.lock().closed_error();
+        for msg in group {
+            match msg {
+                Msg::Append { reply, .. } => answer(shared, reply, Err(why())),
+                Msg::Sync { reply } | Msg::Close { reply } => {
+                    let _ = reply.send(Err(why()));
+                }
+                #[cfg(test)]
+                Msg::Crash => {}
+            }
+        }
+        return Step::Gone;
+    };
+    match f(w, group) {
+        None => Step::Next,
+        Some(close) => {
+            drop(seg.take());
+            Step::Closed(close)
+        }
+    }
+}
+
+/// Owned by the writer task: when the task ends, however it ends, syncs what was written and
+/// drops the segment, which releases the directory lock.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.seg.lock().take() {
+            // Dropped without close: make what was written durable before releasing the lock.
+            let _ = w.file.sync_data();
+        }
+    }
+}
+
+/// Appends `msg` (an append) on the caller's thread, if the spool is `Durability::Always`,
+/// nothing is queued for the writer and nobody is writing; otherwise gives it back, to be
+/// sent to the writer task. With one appender (or few), each record then costs one `write`
+/// and one fdatasync and no thread hand-off: the writer task's round trip (the append's
+/// message, the acknowledgement's wake-up of the appender's worker) cost about a quarter of
+/// an fdatasync. Group commit (`Batch`) and `Never` keep going through the writer, which
+/// gathers their groups.
+///
+/// The I/O runs where the writer's would: outside the runtime by default (`block_in_place`,
+/// so only a multi-thread runtime's thread qualifies; the thread hands its scheduler on and
+/// no runtime work waits for the disk), on the calling thread with `io_on_runtime_thread`.
+/// The segment lock is only tried, never waited for, so an append never waits here for
+/// another's fdatasync. A panic while writing (there is none by construction) drops the
+/// segment and leaves its cause for every later call, as a dead writer task does.
+pub(crate) fn append_here(shared: &Shared, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
+    if shared.opts.durability != Durability::Always || tx.capacity() < tx.max_capacity() {
+        return Err(msg);
+    }
+    let on_runtime_thread = shared.opts.io_on_runtime_thread;
+    if !on_runtime_thread
+        && !tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        return Err(msg);
+    }
+    let Some(mut seg) = shared.seg.try_lock() else {
+        return Err(msg);
+    };
+    if seg.is_none() || shared.state.lock().closed {
+        return Err(msg);
+    }
+    let write = move || {
+        let guard = FailOnUnwind {
+            seg: &mut seg,
+            shared,
+        };
+        #[cfg(test)]
+        if tests::PANIC_HERE.with(|p| p.replace(false)) {
+            panic!("injected panic in append_here");
+        }
+        if let Some(w) = guard.seg.as_mut() {
+            process(w, shared, [msg]);
+        }
+    };
+    if on_runtime_thread {
+        write();
+    } else {
+        tokio::task::block_in_place(write);
+    }
+    Ok(())
+}
+
+/// In `append_here`: if the write unwinds, drops the segment and fails the spool.
+struct FailOnUnwind<'a> {
+    seg: &'a mut Option<SegWriter>,
+    shared: &'a Shared,
+}
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            drop(self.seg.take());
+            self.shared
+                .writer_failed("an append panicked while writing".to_owned());
+        }
     }
 }
 
@@ -332,7 +453,11 @@ struct Pending {
 type CloseReply = (oneshot::Sender<Result<(), Error>>, Result<(), Error>);
 
 /// Handles one group; returns the close request's reply if the group ended with a close.
-fn process(w: &mut SegWriter, shared: &Shared, group: Vec<Msg>) -> Option<CloseReply> {
+fn process(
+    w: &mut SegWriter,
+    shared: &Shared,
+    group: impl IntoIterator<Item = Msg>,
+) -> Option<CloseReply> {
     let policy = shared.opts.durability;
     let mut p = Pending {
         buf: Vec::new(),
@@ -518,3 +643,6 @@ fn rotate(w: &mut SegWriter, shared: &Shared) -> Result<(), Error> {
     tracing::debug!(sink = %shared.opts.name, segment = next, "spool segment rotated");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
