@@ -74,7 +74,7 @@ where
 /// | `max_bytes` | 1 GiB of backlog | at least 1 |
 /// | `segment_bytes` | 16 MiB | `1..=max_bytes` |
 /// | `name` | `"default"` (the `sink` label) | 1 to 256 bytes |
-/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run outside the runtime (`block_in_place` on a multi-thread runtime, the blocking pool on a `current_thread` one) | |
+/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run outside the runtime (`block_in_place` on a multi-thread runtime, the blocking pool on a `current_thread` one; with `Always`, an append that finds the writer idle runs its own, in `block_in_place`) | |
 /// | `metrics` | none | |
 ///
 /// # Examples
@@ -189,14 +189,20 @@ impl SpoolBuilder {
     /// back. `true`: on the runtime thread that runs the spool's
     /// writer task, which then waits for the disk itself.
     ///
-    /// `true` saves the hand-offs: on a multi-thread runtime the wake-up of each acknowledged
-    /// appender's worker (the writer replies from outside the runtime), on a `current_thread`
-    /// runtime two thread wake-ups per group. Measured on a 2-core VM (criterion, 200-byte
-    /// records, two runs, 2-worker runtime): `Durability::Always` with one appender 212.9 /
-    /// 219.2 µs per record by default, 172.0 / 179.1 µs on the runtime thread (a raw
-    /// `write` and `fdatasync` per record: 179.9 / 185.2 µs); `Durability::Batch` with 8
-    /// appenders 31.7 / 30.9 µs against 29.1 / 25.8 µs per record (raw, fdatasync every 8
-    /// records: 23.0 / 23.1 µs).
+    /// With `Durability::Always`, an append that finds the writer idle writes its own record,
+    /// in the same place: in `block_in_place` on the appender's thread on a multi-thread
+    /// runtime (by default; on a `current_thread` runtime it goes to the writer task), on the
+    /// appender's own thread with `true`. One appender then costs one `write` and one
+    /// `fdatasync` per record and no thread hand-off, either way.
+    ///
+    /// `true` saves the hand-offs of group commit: on a multi-thread runtime the wake-up of
+    /// each acknowledged appender's worker (the writer replies from outside the runtime), on a
+    /// `current_thread` runtime two thread wake-ups per group. Measured on a 2-core VM
+    /// (criterion, 200-byte records, 2-worker runtime, two runs): `Durability::Batch` with 8
+    /// appenders 31.7 / 30.9 µs per record by default against 29.1 / 25.8 µs on the runtime
+    /// thread (a raw loop with an fdatasync every 8 records: 23.0 / 23.1 µs).
+    /// `Durability::Always` with one appender: 205.7 / 210.4 µs by default, 210.9 / 200.0 µs
+    /// on the runtime thread, a raw `write` and `fdatasync` per record 209.0 / 205.6 µs.
     ///
     /// The cost: while an fdatasync runs (hundreds of µs on a fast disk, tens of ms on a busy
     /// one), that runtime thread runs nothing else. On a multi-thread runtime the other

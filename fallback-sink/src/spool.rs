@@ -190,6 +190,12 @@ impl Spool {
     /// on the spool's writer, outside the runtime (in `block_in_place` on a multi-thread
     /// runtime, on tokio's blocking pool on a `current_thread` one), unless the spool was
     /// built with [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread).
+    /// With [`Durability::Always`](crate::Durability::Always), an append that finds the
+    /// writer idle (nothing queued, no group being written) writes its own record instead, on
+    /// the calling thread and in the same way: in `block_in_place` on a multi-thread runtime,
+    /// directly with `io_on_runtime_thread`. It is then ready at its first poll, with no
+    /// thread hand-off; other futures polled by the same task (`join!`, `select!`) wait
+    /// for that fdatasync.
     ///
     /// # Errors
     ///
