@@ -115,6 +115,7 @@ mod primary;
 mod quarantine;
 mod record;
 mod recovery;
+mod reply;
 mod sink;
 mod spool;
 mod state;

@@ -12,6 +12,7 @@ use crate::batch::{self, Commit};
 use crate::envelope::{from_ms, to_ms};
 use crate::layout::QUARANTINE;
 use crate::record;
+use crate::reply::{self, Inflight, Reply};
 use crate::state::{Options, Shared};
 use crate::writer::{self, Msg};
 use crate::{Batch, Envelope, Error, SpooledRecord, Stats, quarantine, recovery};
@@ -80,6 +81,7 @@ impl Spool {
             commit_lock: parking_lot::Mutex::new(()),
             inflight: AtomicU64::new(0),
             returning: std::sync::atomic::AtomicUsize::new(0),
+            writer_idle: std::sync::atomic::AtomicBool::new(true),
             returned: tokio::sync::Notify::new(),
             writer_done,
             seg: parking_lot::Mutex::new(Some(writer)),
@@ -267,14 +269,14 @@ impl Spool {
     async fn request<R>(
         &self,
         msg: Msg,
-        rx: oneshot::Receiver<Result<R, Error>>,
+        mut rx: oneshot::Receiver<Result<R, Error>>,
     ) -> Result<R, Error> {
         if self.tx.send(msg).await.is_err() {
             return Err(self.shared.writer_gone().await);
         }
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(self.shared.writer_gone().await),
+        match reply::wait(&self.shared, &mut rx).await {
+            Some(r) => r,
+            None => Err(self.shared.writer_gone().await),
         }
     }
 
@@ -493,58 +495,6 @@ async fn supervise(task: tokio::task::JoinHandle<()>, shared: Arc<Shared>) {
             "the writer task panicked: {}",
             writer::panic_message(e)
         ));
-    }
-}
-
-/// An append's reply channel. The writer counts the replies it sent (`Shared::returning`) so
-/// group commit can wait for their appenders to come back; this takes each one off the
-/// count exactly once, whether the reply is read or dropped unread with the future.
-struct Reply<'a> {
-    rx: Option<oneshot::Receiver<Result<u64, Error>>>,
-    shared: &'a Shared,
-}
-
-impl Reply<'_> {
-    /// The writer's reply, or `None` if the writer went away without one.
-    async fn recv(&mut self) -> Option<Result<u64, Error>> {
-        let rx = self.rx.as_mut()?;
-        let r = rx.await.ok();
-        self.rx = None;
-        if r.is_some() {
-            self.shared.reply_taken();
-        }
-        r
-    }
-}
-
-impl Drop for Reply<'_> {
-    fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
-            // Close first: a reply sent after this fails to send and the writer takes it off
-            // the count itself; one sent before is found by `try_recv`. Looking before closing
-            // left a window where the send succeeded after the look and the reply was dropped
-            // unread and uncounted (`returning` stuck above zero, every later group waiting
-            // out its turns).
-            rx.close();
-            if rx.try_recv().is_ok() {
-                self.shared.reply_taken();
-            }
-        }
-    }
-}
-
-struct Inflight<'a>(&'a AtomicU64);
-
-impl<'a> Inflight<'a> {
-    fn new(c: &'a AtomicU64) -> Self {
-        c.fetch_add(1, Ordering::AcqRel);
-        Inflight(c)
-    }
-}
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

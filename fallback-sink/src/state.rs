@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     pub(crate) returning: AtomicUsize,
     /// Notified when `returning` drops to zero.
     pub(crate) returned: tokio::sync::Notify,
+    /// Whether the writer task waits for its next message with nothing queued: not writing a
+    /// group, nor letting the appenders of the last one come back (`writer::append_here`).
+    pub(crate) writer_idle: std::sync::atomic::AtomicBool,
     /// Set (to `true`) once the writer task has ended, whatever ended it.
     pub(crate) writer_done: tokio::sync::watch::Sender<bool>,
     /// The active segment (and the directory lock). Whoever holds this lock writes: the
@@ -180,8 +183,13 @@ impl Shared {
 
     /// Waits until the writer task has ended, then returns why calls fail.
     pub(crate) async fn writer_gone(&self) -> Error {
+        self.writer_ended().await;
+        self.state.lock().closed_error()
+    }
+
+    /// Waits until the writer task has ended.
+    pub(crate) async fn writer_ended(&self) {
         let mut rx = self.writer_done.subscribe();
         let _ = rx.wait_for(|done| *done).await;
-        self.state.lock().closed_error()
     }
 }

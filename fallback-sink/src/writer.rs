@@ -73,7 +73,18 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
         tokio::runtime::RuntimeFlavor::MultiThread
     );
     loop {
-        let Some(first) = rx.recv().await else { break };
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Idle: nothing queued, no group being written or gathered (`append_here`).
+                shared.writer_idle.store(true, Ordering::Release);
+                let first = rx.recv().await;
+                shared.writer_idle.store(false, Ordering::Release);
+                let Some(first) = first else { break };
+                first
+            }
+        };
         let mut group = vec![first];
         match policy {
             Durability::Always | Durability::Never => {
@@ -234,13 +245,17 @@ impl Drop for Owner {
     }
 }
 
-/// Appends `msg` (an append) on the caller's thread, if the spool is `Durability::Always`,
-/// nothing is queued for the writer and nobody is writing; otherwise gives it back, to be
-/// sent to the writer task. With one appender (or few), each record then costs one `write`
-/// and one fdatasync and no thread hand-off: the writer task's round trip (the append's
-/// message, the acknowledgement's wake-up of the appender's worker) cost about a quarter of
-/// an fdatasync. Group commit (`Batch`) and `Never` keep going through the writer, which
-/// gathers their groups.
+/// Appends `msg` (an append) on the caller's thread, if the spool is `Durability::Always`
+/// or a `Batch` without `max_delay`, and the writer task is idle (waiting for a message with
+/// nothing queued: not writing a group, nor waiting for the appenders of the last one to
+/// come back) and nobody is writing; otherwise gives it back, to be sent to the writer task.
+/// With one appender, each record then costs one `write` and one fdatasync and no thread
+/// hand-off: the writer task's round trip (the append's message, the acknowledgement's
+/// wake-up of the appender's worker) cost about a quarter of an fdatasync. The group it
+/// writes is the one the writer would have formed: what was queued, that is this record.
+/// With concurrent appenders the writer is rarely idle, so group commit keeps its groups. A
+/// `Batch` with a `max_delay` (which waits for company) and `Never` (whose write is cheaper
+/// than leaving the runtime) always go through the writer.
 ///
 /// The I/O runs where the writer's would: outside the runtime by default (`block_in_place`,
 /// so only a multi-thread runtime's thread qualifies; the thread hands its scheduler on and
@@ -249,7 +264,13 @@ impl Drop for Owner {
 /// another's fdatasync. A panic while writing (there is none by construction) drops the
 /// segment and leaves its cause for every later call, as a dead writer task does.
 pub(crate) fn append_here(shared: &Shared, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
-    if shared.opts.durability != Durability::Always || tx.capacity() < tx.max_capacity() {
+    let eligible = match shared.opts.durability {
+        Durability::Always => true,
+        Durability::Batch { max_delay, .. } => max_delay.is_zero(),
+        Durability::Never => false,
+    };
+    if !eligible || !shared.writer_idle.load(Ordering::Acquire) || tx.capacity() < tx.max_capacity()
+    {
         return Err(msg);
     }
     let on_runtime_thread = shared.opts.io_on_runtime_thread;
