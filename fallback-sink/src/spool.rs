@@ -192,9 +192,10 @@ impl Spool {
     /// on the spool's writer, outside the runtime (in `block_in_place` on a multi-thread
     /// runtime, on tokio's blocking pool on a `current_thread` one), unless the spool was
     /// built with [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread).
-    /// With [`Durability::Always`](crate::Durability::Always), an append that finds the
-    /// writer idle (nothing queued, no group being written) writes its own record instead, on
-    /// the calling thread and in the same way: in `block_in_place` on a multi-thread runtime,
+    /// With [`Durability::Always`](crate::Durability::Always) or a `Batch` without
+    /// `max_delay` (the default), an append that finds the writer idle (nothing queued, no
+    /// group being written or gathered) writes its own record instead, on the calling thread
+    /// and in the same way: in `block_in_place` on a multi-thread runtime,
     /// directly with `io_on_runtime_thread`. It is then ready at its first poll, with no
     /// thread hand-off; other futures polled by the same task (`join!`, `select!`) wait
     /// for that fdatasync.
@@ -252,7 +253,7 @@ impl Spool {
             payload,
             reply,
         };
-        // With `Always` and an idle writer, the append is written here (see `append_here`).
+        // With an idle writer, the append may be written here (see `append_here`).
         if let Err(msg) = writer::append_here(&self.shared, &self.tx, msg)
             && self.tx.send(msg).await.is_err()
         {
