@@ -74,7 +74,7 @@ where
 /// | `max_bytes` | 1 GiB of backlog | at least 1 |
 /// | `segment_bytes` | 16 MiB | `1..=max_bytes` |
 /// | `name` | `"default"` (the `sink` label) | 1 to 256 bytes |
-/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run outside the runtime (`block_in_place` on a multi-thread runtime, the blocking pool on a `current_thread` one; with `Always` or a `Batch` without `max_delay`, an append that finds the writer idle runs its own, in `block_in_place`) | |
+/// | `io_on_runtime_thread` | `false`: writes and fdatasyncs run outside the runtime (`block_in_place` on a multi-thread runtime, the blocking pool on a `current_thread` one) | |
 /// | `metrics` | none | |
 ///
 /// # Examples
@@ -189,29 +189,30 @@ impl SpoolBuilder {
     /// back. `true`: on the runtime thread that runs the spool's
     /// writer task, which then waits for the disk itself.
     ///
-    /// With `Durability::Always` or a `Batch` without `max_delay`, an append that finds the
-    /// writer idle (nothing queued, no group being written or gathered) writes its own record,
-    /// in the same place: in `block_in_place` on the appender's thread on a multi-thread
-    /// runtime (by default; on a `current_thread` runtime it goes to the writer task), on the
-    /// appender's own thread with `true`. One appender then costs one `write` and one
-    /// `fdatasync` per record and no thread hand-off, either way.
+    /// With `true`, and `Durability::Always` or a `Batch` without `max_delay`, an append
+    /// that finds the writer idle (nothing queued, no group being written or gathered) also
+    /// writes its own record, on its own thread: one appender then costs one `write` and one
+    /// `fdatasync` per record and no thread hand-off. Its task is then busy for the
+    /// fdatasync: a timeout around the append, and the other futures that task polls, wait
+    /// for it. (With `false` an append always waits as an await that a timeout cuts short,
+    /// and it works anywhere, a `LocalSet` included.)
     ///
-    /// `true` saves the hand-offs of group commit: on a multi-thread runtime the wake-up of
-    /// each acknowledged appender's worker (the writer replies from outside the runtime), on a
-    /// `current_thread` runtime two thread wake-ups per group. Measured on a 2-core VM
-    /// (criterion, 200-byte records, 2-worker runtime, two runs): `Durability::Batch` with 8
-    /// appenders 31.7 / 30.9 µs per record by default against 29.1 / 25.8 µs on the runtime
-    /// thread (a raw loop with an fdatasync every 8 records: 23.0 / 23.1 µs).
-    /// `Durability::Always` with one appender: 205.7 / 210.4 µs by default, 210.9 / 200.0 µs
-    /// on the runtime thread, a raw `write` and `fdatasync` per record 209.0 / 205.6 µs; the
-    /// default `Batch` with one appender 206.2 µs (raw 203.4 µs in that run; it was 245.1 µs
-    /// through the writer task).
+    /// `true` saves the hand-offs: on a multi-thread runtime the wake-up of each acknowledged
+    /// appender's worker (the writer replies from outside the runtime), on a `current_thread`
+    /// runtime two thread wake-ups per group. Measured on a 2-core VM (criterion, 200-byte
+    /// records, 2-worker runtime): `Durability::Always` with one appender 243.0 µs per record
+    /// by default, 210.9 / 200.0 µs with `true` (two runs), against a raw `write` and
+    /// `fdatasync` per record at 189.2, 209.0 / 205.6 µs in the same runs;
+    /// `Durability::Batch` with 8 appenders 31.7 / 30.9 µs by default, 29.1 / 25.8 µs with
+    /// `true` (raw, fdatasync every 8 records: 23.0 / 23.1 µs).
     ///
     /// The cost: while an fdatasync runs (hundreds of µs on a fast disk, tens of ms on a busy
     /// one), that runtime thread runs nothing else. On a multi-thread runtime the other
     /// workers keep going (tokio's work stealing moves queued tasks to them, except the one
     /// in the blocked worker's LIFO slot); on a `current_thread` runtime every task and timer
-    /// waits. Use it where appending is the service's main work, on a multi-thread runtime.
+    /// waits. A writer task that finds an appender writing waits for it without blocking its
+    /// own thread. Use it where appending is the service's main work, on a multi-thread
+    /// runtime.
     /// Durability, ordering and acknowledgement are the same either way.
     ///
     /// # Examples

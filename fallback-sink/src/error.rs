@@ -70,8 +70,9 @@ pub enum Error<E = Infallible> {
     Serde(serde_json::Error),
     /// The spool was closed; no more reads or writes.
     Closed,
-    /// The spool's writer task died (it panicked); the spool is closed. The records it had
-    /// not acknowledged may or may not be on disk (the next open recovers them if they are).
+    /// The spool's writer failed (its task panicked, or an append panicked while writing, with
+    /// `io_on_runtime_thread`); the spool is closed. The records it had not acknowledged may
+    /// or may not be on disk (the next open recovers them if they are).
     /// Logged at `error` level when it happens.
     WriterFailed {
         /// Why it died.
@@ -212,7 +213,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Serde(e) => write!(f, "record (de)serialisation failed: {e}"),
             Error::Closed => f.write_str("spool is closed"),
             Error::WriterFailed { cause } => {
-                write!(f, "spool is closed: its writer task died: {cause}")
+                write!(f, "spool is closed: its writer failed: {cause}")
             }
             Error::ReplayerFailed { cause } => {
                 write!(

@@ -85,13 +85,14 @@ impl Spool {
             returned: tokio::sync::Notify::new(),
             writer_done,
             seg: parking_lot::Mutex::new(Some(writer)),
+            seg_freed: tokio::sync::Notify::new(),
         });
         shared.publish(&shared.state.lock());
         if let Some(m) = &shared.metrics {
             m.quarantined.inc_by(shared.state.lock().quarantined);
         }
         let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(writer::run(rx, shared.clone()));
+        let task = tokio::spawn(writer::run(rx, writer::Owner(shared.clone())));
         tokio::spawn(supervise(task, shared.clone()));
         Ok(Spool { shared, tx })
     }
@@ -192,13 +193,13 @@ impl Spool {
     /// on the spool's writer, outside the runtime (in `block_in_place` on a multi-thread
     /// runtime, on tokio's blocking pool on a `current_thread` one), unless the spool was
     /// built with [`io_on_runtime_thread`](crate::SpoolBuilder::io_on_runtime_thread).
-    /// With [`Durability::Always`](crate::Durability::Always) or a `Batch` without
-    /// `max_delay` (the default), an append that finds the writer idle (nothing queued, no
-    /// group being written or gathered) writes its own record instead, on the calling thread
-    /// and in the same way: in `block_in_place` on a multi-thread runtime,
-    /// directly with `io_on_runtime_thread`. It is then ready at its first poll, with no
-    /// thread hand-off; other futures polled by the same task (`join!`, `select!`) wait
-    /// for that fdatasync.
+    /// With `io_on_runtime_thread`, and [`Durability::Always`](crate::Durability::Always) or
+    /// a `Batch` without `max_delay`, an append that finds the writer idle (nothing queued, no
+    /// group being written or gathered) writes its own record instead, on the calling thread:
+    /// it is then ready at its first poll, and meanwhile neither a timeout around it nor other
+    /// futures polled by the same task (`join!`, `select!`) run until its fdatasync returns.
+    /// By default an append always waits for the writer as an await, which a timeout cuts
+    /// short (the record may still be written).
     ///
     /// # Errors
     ///
@@ -253,7 +254,7 @@ impl Spool {
             payload,
             reply,
         };
-        // With an idle writer, the append may be written here (see `append_here`).
+        // With `io_on_runtime_thread` and an idle writer, it is written here (`append_here`).
         if let Err(msg) = writer::append_here(&self.shared, &self.tx, msg)
             && self.tx.send(msg).await.is_err()
         {

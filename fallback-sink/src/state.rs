@@ -20,7 +20,8 @@ pub(crate) struct Options {
     pub(crate) name: String,
     pub(crate) metrics: Option<Metrics>,
     /// Run each group's write and fdatasync on the writer task's own thread (a runtime
-    /// thread) instead of outside the runtime (`block_in_place` or the blocking pool).
+    /// thread) instead of outside the runtime (`block_in_place` or the blocking pool); an
+    /// appender that finds the writer idle then writes its own (`writer::append_here`).
     pub(crate) io_on_runtime_thread: bool,
 }
 
@@ -106,7 +107,7 @@ pub(crate) struct State {
     pub(crate) quarantined: u64,
     pub(crate) quarantine_marks: HashSet<Position>,
     pub(crate) closed: bool,
-    /// Why the writer task died, if it did.
+    /// Why the writer failed, if it did.
     pub(crate) failure: Option<String>,
 }
 
@@ -145,6 +146,8 @@ pub(crate) struct Shared {
     /// writer task for the groups it gathers, or an appender that found the writer idle
     /// (`writer::append_here`). `None` once the spool is closed, or after a write panicked.
     pub(crate) seg: parking_lot::Mutex<Option<SegWriter>>,
+    /// Notified when `writer::append_here` releases `seg` (the writer may wait for it).
+    pub(crate) seg_freed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -172,10 +175,10 @@ impl Shared {
         }
     }
 
-    /// Records that the writer task died of `cause`: every later call fails with
-    /// [`Error::WriterFailed`].
+    /// Records that the writer failed of `cause` (its task died, or an append panicked while
+    /// writing): every later call fails with [`Error::WriterFailed`].
     pub(crate) fn writer_failed(&self, cause: String) {
-        tracing::error!(sink = %self.opts.name, cause = %cause, "spool writer task died; the spool is closed");
+        tracing::error!(sink = %self.opts.name, cause = %cause, "spool writer failed; the spool is closed");
         let mut st = self.state.lock();
         st.closed = true;
         st.failure.get_or_insert(cause);

@@ -1,8 +1,8 @@
 //! The spool's single writer: appends lines, rotates segments, group-commits.
 //!
 //! One tokio task writes the groups. (The active segment sits behind a lock in `Shared`: with
-//! `Durability::Always`, an append that finds the writer idle writes its own record instead,
-//! in `append_here`.) Appends arrive over a channel; the task collects a group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
+//! `io_on_runtime_thread`, an append that finds the writer idle writes its own record
+//! instead, in `append_here`.) Appends arrive over a channel; the task collects a group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
 //! `fdatasync` outside the runtime: in `block_in_place` on a multi-thread runtime, on tokio's
 //! blocking pool on a `current_thread` one (or on the runtime thread itself, with
 //! `io_on_runtime_thread`). While that runs, new appends queue up and form the next group, so
@@ -46,7 +46,8 @@ pub(crate) enum Msg {
     },
 }
 
-/// The active segment, plus the directory lock (held as long as the writer lives).
+/// The active segment, plus the directory lock (held until the writer task ends, or a
+/// write panics: see `Owner` and `append_here`).
 #[derive(Debug)]
 pub(crate) struct SegWriter {
     pub(crate) file: File,
@@ -62,10 +63,12 @@ pub(crate) struct SegWriter {
 /// Largest group for `Always` and `Never`, which do not wait for company.
 const GREEDY_GROUP: usize = 1024;
 
-pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
-    // However this task ends (close, every handle dropped, a panic, its runtime dropping
-    // it), the segment is synced and the directory lock released.
-    let _owner = Owner(shared.clone());
+/// The writer task. `owner` is built before the task is spawned, so that however the task
+/// ends (close, every handle dropped, a panic, its runtime dropping it, even before its
+/// first poll) the segment is synced and the directory lock released.
+pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, owner: Owner) {
+    let shared = owner.0.clone();
+    let _owner = owner;
     let policy = shared.opts.durability;
     // `block_in_place` exists only on a multi-thread runtime (this task never changes runtime).
     let multi_thread = matches!(
@@ -131,19 +134,21 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
         let mut appends = appends_in(&group);
         let done = if shared.opts.io_on_runtime_thread {
             // The caller chose to wait for the disk here (`io_on_runtime_thread`): no hand-off
-            // to the blocking pool and back. A panic unwinds this task; `supervise` reports it.
-            Ok(locked(&shared, group, |w, g| process(w, &shared, g)))
+            // to the blocking pool and back. An appender may be writing in `append_here`: its
+            // fdatasync is waited for without blocking this thread. A panic unwinds this task;
+            // `supervise` reports it.
+            let seg = lock_async(&shared).await;
+            Ok(locked(&shared, seg, group, |w, g| process(w, &shared, g)))
         } else if multi_thread {
             // This thread leaves the runtime for the disk: `block_in_place` hands its
             // scheduler (queued tasks, timers) to another thread, so no runtime work waits for
-            // the fdatasync (nor for an appender writing in `append_here`, whose segment lock
-            // this may wait for), and this task keeps its thread, so no wake-up is on the
+            // the fdatasync, and this task keeps its thread, so no wake-up is on the
             // acknowledgement's path (the blocking pool costs two per group). Nothing else runs
             // in this task, so nothing else is held up. A panic unwinds this task; `supervise`
             // reports it.
             let mut overstayed = false;
             let step = tokio::task::block_in_place(|| {
-                locked(&shared, group, |w, g| {
+                locked(&shared, shared.seg.lock(), group, |w, g| {
                     let (close, over) = process_while_busy(w, &shared, &mut rx, g, appends);
                     overstayed = over;
                     close
@@ -163,7 +168,10 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
         } else {
             // A `current_thread` runtime has no other thread to hand its scheduler to.
             let sh = shared.clone();
-            tokio::task::spawn_blocking(move || locked(&sh, group, |w, g| process(w, &sh, g))).await
+            tokio::task::spawn_blocking(move || {
+                locked(&sh, sh.seg.lock(), group, |w, g| process(w, &sh, g))
+            })
+            .await
         };
         match done {
             Ok(Step::Next) => {
@@ -199,15 +207,35 @@ enum Step {
     Gone,
 }
 
-/// Runs `f` on the active segment with its lock held. If the group closed the spool, the
-/// segment (and the directory lock) is dropped before the lock is released. If the segment
-/// is already gone, every request in `group` is answered with why.
+/// The segment lock, waited for without blocking the thread: with `io_on_runtime_thread`
+/// an appender writing in `append_here` holds it for one fdatasync, and this runtime thread
+/// must not wait for that too.
+async fn lock_async(shared: &Shared) -> SegGuard<'_> {
+    loop {
+        if let Some(seg) = shared.seg.try_lock() {
+            return seg;
+        }
+        let freed = shared.seg_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        if let Some(seg) = shared.seg.try_lock() {
+            return seg;
+        }
+        freed.await;
+    }
+}
+
+type SegGuard<'a> = parking_lot::MutexGuard<'a, Option<SegWriter>>;
+
+/// Runs `f` on the active segment, whose lock `seg` holds. If the group closed the spool,
+/// the segment (and the directory lock) is dropped before the lock is released. If the
+/// segment is already gone, every request in `group` is answered with why.
 fn locked(
     shared: &Shared,
+    mut seg: SegGuard<'_>,
     group: Vec<Msg>,
     f: impl FnOnce(&mut SegWriter, Vec<Msg>) -> Option<CloseReply>,
 ) -> Step {
-    let mut seg = shared.seg.lock();
     let Some(w) = seg.as_mut() else {
         drop(seg);
         let why = || shared.state.lock().closed_error();
@@ -234,7 +262,7 @@ fn locked(
 
 /// Owned by the writer task: when the task ends, however it ends, syncs what was written and
 /// drops the segment, which releases the directory lock.
-struct Owner(Arc<Shared>);
+pub(crate) struct Owner(pub(crate) Arc<Shared>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
@@ -245,81 +273,73 @@ impl Drop for Owner {
     }
 }
 
-/// Appends `msg` (an append) on the caller's thread, if the spool is `Durability::Always`
-/// or a `Batch` without `max_delay`, and the writer task is idle (waiting for a message with
-/// nothing queued: not writing a group, nor waiting for the appenders of the last one to
-/// come back) and nobody is writing; otherwise gives it back, to be sent to the writer task.
-/// With one appender, each record then costs one `write` and one fdatasync and no thread
-/// hand-off: the writer task's round trip (the append's message, the acknowledgement's
-/// wake-up of the appender's worker) cost about a quarter of an fdatasync. The group it
-/// writes is the one the writer would have formed: what was queued, that is this record.
-/// With concurrent appenders the writer is rarely idle, so group commit keeps its groups. A
-/// `Batch` with a `max_delay` (which waits for company) and `Never` (whose write is cheaper
-/// than leaving the runtime) always go through the writer.
+/// With `io_on_runtime_thread`, appends `msg` (an append) on the caller's thread, if the
+/// spool is `Durability::Always` or a `Batch` without `max_delay`, the writer task is idle
+/// (waiting for a message with nothing queued: not writing a group, nor waiting for the
+/// appenders of the last one to come back) and nobody is writing; otherwise gives it back,
+/// to be sent to the writer task. One appender then costs one `write` and one fdatasync per
+/// record and no thread hand-off. The group it writes is the one the writer would have
+/// formed: what was queued, that is this record. With concurrent appenders the writer is
+/// rarely idle, so group commit keeps its groups.
 ///
-/// The I/O runs where the writer's would: outside the runtime by default (`block_in_place`,
-/// so only a multi-thread runtime's thread qualifies; the thread hands its scheduler on and
-/// no runtime work waits for the disk), on the calling thread with `io_on_runtime_thread`.
-/// The segment lock is only tried, never waited for, so an append never waits here for
-/// another's fdatasync. A panic while writing (there is none by construction) drops the
-/// segment and leaves its cause for every later call, as a dead writer task does.
+/// Only with `io_on_runtime_thread`, whose caller accepted that runtime threads wait for
+/// the disk: the appender's own thread then waits for its fdatasync, and its task can be
+/// neither cancelled nor timed out meanwhile. By default the writer task does every write,
+/// outside the runtime: an append's wait for the disk stays an await that a timeout can cut
+/// short, and nothing needs `block_in_place` on the caller's thread (which panics inside a
+/// `LocalSet`). A `Batch` with a `max_delay` (which waits for company) and `Never` always
+/// go through the writer. The segment lock is only tried, never waited for; the writer task
+/// waits for it without blocking its thread (`lock_async`). A panic while writing (there is
+/// none by construction) drops the segment and leaves its cause for every later call.
 pub(crate) fn append_here(shared: &Shared, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), Msg> {
     let eligible = match shared.opts.durability {
         Durability::Always => true,
         Durability::Batch { max_delay, .. } => max_delay.is_zero(),
         Durability::Never => false,
     };
-    if !eligible || !shared.writer_idle.load(Ordering::Acquire) || tx.capacity() < tx.max_capacity()
+    if !shared.opts.io_on_runtime_thread
+        || !eligible
+        || !shared.writer_idle.load(Ordering::Acquire)
+        || tx.capacity() < tx.max_capacity()
     {
         return Err(msg);
     }
-    let on_runtime_thread = shared.opts.io_on_runtime_thread;
-    if !on_runtime_thread
-        && !tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-    {
-        return Err(msg);
-    }
-    let Some(mut seg) = shared.seg.try_lock() else {
+    let Some(seg) = shared.seg.try_lock() else {
         return Err(msg);
     };
     if seg.is_none() || shared.state.lock().closed {
         return Err(msg);
     }
-    let write = move || {
-        let guard = FailOnUnwind {
-            seg: &mut seg,
-            shared,
-        };
-        #[cfg(test)]
-        if tests::PANIC_HERE.with(|p| p.replace(false)) {
-            panic!("injected panic in append_here");
-        }
-        if let Some(w) = guard.seg.as_mut() {
-            process(w, shared, [msg]);
-        }
+    let mut writing = Writing {
+        seg: Some(seg),
+        shared,
     };
-    if on_runtime_thread {
-        write();
-    } else {
-        tokio::task::block_in_place(write);
+    #[cfg(test)]
+    tests::on_append_here();
+    if let Some(w) = writing.seg.as_mut().and_then(|seg| seg.as_mut()) {
+        process(w, shared, [msg]);
     }
     Ok(())
 }
 
-/// In `append_here`: if the write unwinds, drops the segment and fails the spool.
-struct FailOnUnwind<'a> {
-    seg: &'a mut Option<SegWriter>,
+/// In `append_here`: releases the segment lock, then wakes a writer waiting for it
+/// (`lock_async`); if the write unwinds, first drops the segment and fails the spool.
+struct Writing<'a> {
+    seg: Option<SegGuard<'a>>,
     shared: &'a Shared,
 }
 
-impl Drop for FailOnUnwind<'_> {
+impl Drop for Writing<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            drop(self.seg.take());
+            if let Some(seg) = self.seg.as_mut() {
+                drop(seg.take());
+            }
             self.shared
                 .writer_failed("an append panicked while writing".to_owned());
         }
+        drop(self.seg.take());
+        self.shared.seg_freed.notify_waiters();
     }
 }
 

@@ -1,5 +1,6 @@
-//! `append_here`: where an append is written on the caller's thread, and that everything the
-//! spool promises still holds when it is.
+//! `append_here`: where an append is written on the caller's thread (only with
+//! `io_on_runtime_thread`), that everything the spool promises still holds when it is, and
+//! what the default keeps: appends that a timeout can cut short and that work in a `LocalSet`.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -13,7 +14,22 @@ use crate::{Durability, Envelope, Error, Spool};
 
 thread_local! {
     /// Set by a test: the next `append_here` on this thread panics while it holds the segment.
-    pub(super) static PANIC_HERE: Cell<bool> = const { Cell::new(false) };
+    static PANIC_HERE: Cell<bool> = const { Cell::new(false) };
+    /// Set by a test: the next `append_here` on this thread signals, then waits, while it
+    /// holds the segment (two waits on the barrier).
+    static HOLD_HERE: std::cell::RefCell<Option<Arc<std::sync::Barrier>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Called by `append_here` with the segment lock held.
+pub(super) fn on_append_here() {
+    if PANIC_HERE.with(|p| p.replace(false)) {
+        panic!("injected panic in append_here");
+    }
+    if let Some(hold) = HOLD_HERE.with(|h| h.borrow_mut().take()) {
+        hold.wait();
+        hold.wait();
+    }
 }
 
 fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
@@ -51,21 +67,21 @@ async fn stored(dir: &std::path::Path) -> BTreeSet<u64> {
     batch.records.iter().map(|r| r.seq).collect()
 }
 
-/// An append is written within its first poll exactly where `append_here` says: `Always` or
-/// a `Batch` without `max_delay`, an idle writer, and either `io_on_runtime_thread` or a multi-thread runtime (whose thread
-/// can leave the runtime in `block_in_place`). Elsewhere it goes to the writer task.
+/// An append is written within its first poll exactly where `append_here` says:
+/// `io_on_runtime_thread`, `Always` or a `Batch` without `max_delay`, and an idle writer.
+/// Elsewhere (the default included) it goes to the writer task.
 #[test]
-fn an_idle_always_spool_writes_within_the_first_poll_where_it_may() {
+fn an_idle_writer_lets_an_append_write_within_its_first_poll_only_where_it_may() {
     for (multi_thread, durability, on_runtime, here) in [
-        (true, Durability::Always, false, true),
         (true, Durability::Always, true, true),
         (false, Durability::Always, true, true),
-        (false, Durability::Always, false, false),
-        (true, Durability::Never, false, false),
-        (true, batch(Duration::ZERO), false, true),
+        (true, batch(Duration::ZERO), true, true),
         (false, batch(Duration::ZERO), true, true),
-        (false, batch(Duration::ZERO), false, false),
-        (true, batch(Duration::from_millis(1)), false, false),
+        (true, Durability::Always, false, false),
+        (false, Durability::Always, false, false),
+        (true, batch(Duration::ZERO), false, false),
+        (true, Durability::Never, true, false),
+        (true, batch(Duration::from_millis(1)), true, false),
     ] {
         let rt = runtime(multi_thread);
         let dir = tempfile::tempdir().unwrap();
@@ -114,6 +130,7 @@ fn a_panic_while_appending_here_fails_the_spool_and_keeps_what_it_had() {
         let spool = Arc::new(
             Spool::builder(dir.path())
                 .durability(Durability::Always)
+                .io_on_runtime_thread(true)
                 .open()
                 .await
                 .unwrap(),
@@ -221,4 +238,96 @@ fn dropping_the_runtime_releases_the_directory_while_the_handle_lives() {
     let other = runtime(false);
     assert_eq!(other.block_on(stored(dir.path())).len(), 1);
     drop(spool);
+}
+
+/// An unpolled writer task still owns the segment: a `current_thread` runtime dropped right
+/// after `open` (its writer task never ran) releases the directory while the handle lives.
+#[test]
+fn a_writer_task_that_never_ran_still_releases_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = runtime(false);
+    let spool = own.block_on(Spool::open(dir.path())).unwrap();
+    drop(own);
+    let other = runtime(false);
+    assert!(other.block_on(stored(dir.path())).is_empty());
+    drop(spool);
+}
+
+/// Appends work inside a `LocalSet` (where `block_in_place` panics), run by a multi-thread
+/// runtime's `block_on` (as under `#[tokio::main]`), in both writer modes and under every
+/// policy.
+#[test]
+fn appends_work_inside_a_local_set() {
+    for on_runtime in [false, true] {
+        for durability in [Durability::Always, batch(Duration::ZERO), Durability::Never] {
+            let rt = runtime(true);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_owned();
+            rt.block_on(async move {
+                let spool = Spool::builder(&path)
+                    .durability(durability)
+                    .io_on_runtime_thread(on_runtime)
+                    .open()
+                    .await
+                    .unwrap();
+                let local = tokio::task::LocalSet::new();
+                local
+                    .run_until(async {
+                        spool.append(&Envelope::new(1u64)).await.unwrap();
+                        tokio::task::spawn_local(async move {
+                            spool.append(&Envelope::new(2u64)).await.unwrap();
+                            spool.close().await.unwrap();
+                        })
+                        .await
+                        .unwrap();
+                    })
+                    .await;
+            });
+            assert_eq!(rt.block_on(stored(dir.path())).len(), 2);
+        }
+    }
+}
+
+/// With `io_on_runtime_thread`, an appender writing in `append_here` blocks its own worker
+/// for its fdatasync; the writer task, woken meanwhile by another append, must not block the
+/// other worker waiting for the segment. Held here with a barrier: a third task still runs
+/// while the first append holds the segment. Real time, because what is checked is that a
+/// thread is free: the wait is bounded by 30 s, reached only on failure.
+#[test]
+fn the_writer_waits_for_an_appender_writing_without_blocking_its_thread() {
+    let rt = runtime(true);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(
+        rt.block_on(
+            Spool::builder(dir.path())
+                .durability(Durability::Always)
+                .io_on_runtime_thread(true)
+                .open(),
+        )
+        .unwrap(),
+    );
+    let hold = Arc::new(std::sync::Barrier::new(2));
+    let (h, s) = (hold.clone(), spool.clone());
+    let first = rt.spawn(async move {
+        HOLD_HERE.with(|c| *c.borrow_mut() = Some(h));
+        s.append(&Envelope::new(1u64)).await.unwrap()
+    });
+    hold.wait(); // the first append holds the segment, on its worker
+    let s = spool.clone();
+    let second = rt.spawn(async move { s.append(&Envelope::new(2u64)).await.unwrap() });
+    // The second append went to the writer (the segment is busy), which now waits for it.
+    let (ran, is_ran) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        ran.send(()).unwrap();
+    });
+    let free = is_ran.recv_timeout(Duration::from_secs(30));
+    hold.wait();
+    free.expect("no worker was free while an append held the segment");
+    let (a, b) = rt.block_on(async { (first.await.unwrap(), second.await.unwrap()) });
+    assert!(a < b);
+    rt.block_on(spool.close()).unwrap();
+    assert_eq!(rt.block_on(stored(dir.path())), BTreeSet::from([a, b]));
 }
