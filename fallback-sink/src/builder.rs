@@ -200,11 +200,11 @@ impl SpoolBuilder {
     /// `true` saves the hand-offs: on a multi-thread runtime the wake-up of each acknowledged
     /// appender's worker (the writer replies from outside the runtime), on a `current_thread`
     /// runtime two thread wake-ups per group. Measured on a 2-core VM (criterion, 200-byte
-    /// records, 2-worker runtime): `Durability::Always` with one appender 243.0 µs per record
-    /// by default, 210.9 / 200.0 µs with `true` (two runs), against a raw `write` and
-    /// `fdatasync` per record at 189.2, 209.0 / 205.6 µs in the same runs;
-    /// `Durability::Batch` with 8 appenders 31.7 / 30.9 µs by default, 29.1 / 25.8 µs with
-    /// `true` (raw, fdatasync every 8 records: 23.0 / 23.1 µs).
+    /// records, 2-worker runtime, two runs): `Durability::Always` with one appender 238.2 /
+    /// 229.0 µs per record by default, 197.5 / 181.7 µs with `true`, a raw `write` and
+    /// `fdatasync` per record 181.5 / 170.0 µs; `Durability::Batch` with 8 appenders 33.6 /
+    /// 33.7 µs by default, 29.7 / 29.0 µs with `true`, raw with an fdatasync every 8 records
+    /// 26.5 / 23.9 µs.
     ///
     /// The cost: while an fdatasync runs (hundreds of µs on a fast disk, tens of ms on a busy
     /// one), that runtime thread runs nothing else. On a multi-thread runtime the other
