@@ -2,7 +2,8 @@
 //!
 //! One tokio task writes the groups. (The active segment sits behind a lock in `Shared`: with
 //! `io_on_runtime_thread`, an append that finds the writer idle writes its own record
-//! instead, in `append_here`.) Appends arrive over a channel; the task collects a group according to the [`Durability`](crate::Durability) policy, then runs the `write` and
+//! instead, in `append_here`.) Appends arrive over a channel; the task collects a group
+//! according to the [`Durability`](crate::Durability) policy, then runs the `write` and
 //! `fdatasync` outside the runtime: in `block_in_place` on a multi-thread runtime, on tokio's
 //! blocking pool on a `current_thread` one (or on the runtime thread itself, with
 //! `io_on_runtime_thread`). While that runs, new appends queue up and form the next group, so
