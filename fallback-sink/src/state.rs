@@ -138,7 +138,8 @@ pub(crate) struct Shared {
     /// Notified when `returning` drops to zero.
     pub(crate) returned: tokio::sync::Notify,
     /// Whether the writer task waits for its next message with nothing queued: not writing a
-    /// group, nor letting the appenders of the last one come back (`writer::append_here`).
+    /// group, nor letting the appenders of the last one come back (`writer::append_here`;
+    /// kept only with `io_on_runtime_thread`, the one setting that reads it).
     pub(crate) writer_idle: std::sync::atomic::AtomicBool,
     /// Set (to `true`) once the writer task has ended, whatever ended it.
     pub(crate) writer_done: tokio::sync::watch::Sender<bool>,

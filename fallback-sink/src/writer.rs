@@ -81,10 +81,16 @@ pub(crate) async fn run(mut rx: mpsc::Receiver<Msg>, owner: Owner) {
             Ok(m) => m,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
-                // Idle: nothing queued, no group being written or gathered (`append_here`).
-                shared.writer_idle.store(true, Ordering::Release);
+                // Idle: nothing queued, no group being written or gathered. Only
+                // `append_here` reads this, and only with `io_on_runtime_thread`.
+                let mark = shared.opts.io_on_runtime_thread;
+                if mark {
+                    shared.writer_idle.store(true, Ordering::Release);
+                }
                 let first = rx.recv().await;
-                shared.writer_idle.store(false, Ordering::Release);
+                if mark {
+                    shared.writer_idle.store(false, Ordering::Release);
+                }
                 let Some(first) = first else { break };
                 first
             }

@@ -50,6 +50,16 @@ fn batch(max_delay: Duration) -> Durability {
     }
 }
 
+/// Opens a spool in `dir` with `durability`, its I/O on the runtime thread if `on_runtime`.
+async fn open(dir: &std::path::Path, durability: Durability, on_runtime: bool) -> Spool {
+    Spool::builder(dir)
+        .durability(durability)
+        .io_on_runtime_thread(on_runtime)
+        .open()
+        .await
+        .unwrap()
+}
+
 /// Whether `f` is ready at its first poll (then its output).
 fn first_poll<F: Future>(f: F) -> Option<F::Output> {
     let mut f = pin!(f);
@@ -87,12 +97,7 @@ fn an_idle_writer_lets_an_append_write_within_its_first_poll_only_where_it_may()
         let dir = tempfile::tempdir().unwrap();
         let case = format!("{multi_thread} {durability:?} {on_runtime}");
         let seqs = rt.block_on(async {
-            let spool = Spool::builder(dir.path())
-                .durability(durability)
-                .io_on_runtime_thread(on_runtime)
-                .open()
-                .await
-                .unwrap();
+            let spool = open(dir.path(), durability, on_runtime).await;
             // Run on a worker (the test's `block_on` thread is not one).
             let spool = Arc::new(spool);
             let s = spool.clone();
@@ -127,14 +132,7 @@ fn a_panic_while_appending_here_fails_the_spool_and_keeps_what_it_had() {
     let rt = runtime(true);
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let spool = Arc::new(
-            Spool::builder(dir.path())
-                .durability(Durability::Always)
-                .io_on_runtime_thread(true)
-                .open()
-                .await
-                .unwrap(),
-        );
+        let spool = Arc::new(open(dir.path(), Durability::Always, true).await);
         let before = spool.append(&Envelope::new(0u64)).await.unwrap();
         let s = spool.clone();
         let crashed = tokio::spawn(async move {
@@ -173,14 +171,7 @@ fn appends_racing_a_close_are_stored_exactly_when_acknowledged() {
             let rt = runtime(true);
             let dir = tempfile::tempdir().unwrap();
             let acked = rt.block_on(async {
-                let spool = Arc::new(
-                    Spool::builder(dir.path())
-                        .durability(Durability::Always)
-                        .io_on_runtime_thread(on_runtime)
-                        .open()
-                        .await
-                        .unwrap(),
-                );
+                let spool = Arc::new(open(dir.path(), Durability::Always, on_runtime).await);
                 let tasks: Vec<_> = (0..4u64)
                     .map(|a| {
                         let spool = spool.clone();
@@ -226,11 +217,7 @@ fn dropping_the_runtime_releases_the_directory_while_the_handle_lives() {
     let dir = tempfile::tempdir().unwrap();
     let own = runtime(true);
     let spool = own.block_on(async {
-        let spool = Spool::builder(dir.path())
-            .durability(Durability::Always)
-            .open()
-            .await
-            .unwrap();
+        let spool = open(dir.path(), Durability::Always, false).await;
         spool.append(&Envelope::new(0u64)).await.unwrap();
         spool
     });
@@ -264,12 +251,7 @@ fn appends_work_inside_a_local_set() {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().to_owned();
             rt.block_on(async move {
-                let spool = Spool::builder(&path)
-                    .durability(durability)
-                    .io_on_runtime_thread(on_runtime)
-                    .open()
-                    .await
-                    .unwrap();
+                let spool = open(&path, durability, on_runtime).await;
                 let local = tokio::task::LocalSet::new();
                 local
                     .run_until(async {
@@ -297,15 +279,7 @@ fn appends_work_inside_a_local_set() {
 fn the_writer_waits_for_an_appender_writing_without_blocking_its_thread() {
     let rt = runtime(true);
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(
-        rt.block_on(
-            Spool::builder(dir.path())
-                .durability(Durability::Always)
-                .io_on_runtime_thread(true)
-                .open(),
-        )
-        .unwrap(),
-    );
+    let spool = Arc::new(rt.block_on(open(dir.path(), Durability::Always, true)));
     let hold = Arc::new(std::sync::Barrier::new(2));
     let (h, s) = (hold.clone(), spool.clone());
     let first = rt.spawn(async move {
