@@ -18,6 +18,23 @@ pub(crate) fn segment_name(id: u64) -> String {
     format!("segment-{id:020}.jsonl")
 }
 
+/// The id of the segment after `id`. Ids never wrap: a wrapped id would sort before the
+/// spool's older segments, and be read out of order or dropped as consumed. Only a crafted
+/// file name or checkpoint reaches `u64::MAX`; then writing fails with this error (the records
+/// already written stay readable) until the segments are renamed to lower ids, in order.
+pub(crate) fn next_segment_id(dir: &std::path::Path, id: u64) -> Result<u64, crate::Error> {
+    id.checked_add(1).ok_or_else(|| {
+        crate::Error::io(
+            "create",
+            dir.join(segment_name(id)),
+            std::io::Error::other(
+                "no segment id follows this one: rename the segments to lower ids, keeping \
+                 their order, to write on",
+            ),
+        )
+    })
+}
+
 pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("segment-")?.strip_suffix(".jsonl")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -79,6 +79,12 @@
 //! 0 intact records missing, 0 invented ids, 0 duplicates beyond the checkpoint rows, every
 //! damaged unread record quarantined.
 //!
+//! Segment ids never wrap. A segment named with the last possible id (`u64::MAX`, only a crafted
+//! or renamed file, or a crafted checkpoint, gets there) opens and is read like any other; once
+//! it is full (or ends mid-line at the checkpoint) appends are refused with an I/O error that
+//! says no segment id follows it, and what is in it stays readable. Renaming the segments to
+//! lower ids, keeping their order, lets the spool write on.
+//!
 //! Lines written before 0.1 (format version 1, `{"id":..,"crc":..,"payload":..}`) are still read,
 //! so an old spool drains after an upgrade; their checksum covers only the payload, so damage to
 //! their id, seq or timestamp is not detected. Every line written now is version 2.

@@ -250,9 +250,15 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<(SegWriter, State), 
         .last()
         .copied()
         .filter(|id| last_clean && st.segments.get(id).copied().unwrap_or(0) < opts.segment_bytes);
-    let active = match reuse {
-        Some(id) => id,
-        None => ids.last().map_or(committed.segment, |last| last + 1),
+    // After the last possible id (only a crafted name gets there) nothing can follow: write
+    // on in that segment if it ends clean, else mark it broken, so that appends get
+    // `next_segment_id`'s error; either way `open` succeeds and what is there stays readable.
+    let (active, broken) = match (reuse, ids.last()) {
+        (Some(id), _) => (id, false),
+        (None, None) => (committed.segment, false),
+        (None, Some(&last)) => last
+            .checked_add(1)
+            .map_or((last, !last_clean), |n| (n, false)),
     };
     let path = dir.join(segment_name(active));
     let file = OpenOptions::new()
@@ -299,7 +305,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<(SegWriter, State), 
             id: active,
             len,
             next_seq: max_seq.saturating_add(1),
-            broken: false,
+            broken,
             _lock: lock,
         },
         st,

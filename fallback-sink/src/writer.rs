@@ -22,7 +22,7 @@ use tokio::time::{Instant, timeout_at};
 use uuid::Uuid;
 
 use crate::checkpoint::sync_dir;
-use crate::layout::segment_name;
+use crate::layout::{next_segment_id, segment_name};
 use crate::record;
 use crate::state::Shared;
 use crate::{Durability, Error};
@@ -671,7 +671,7 @@ fn flush(w: &mut SegWriter, shared: &Shared, p: &mut Pending, do_sync: bool) {
 
 /// Seals the active segment and starts the next one.
 fn rotate(w: &mut SegWriter, shared: &Shared) -> Result<(), Error> {
-    let next = w.id + 1;
+    let next = next_segment_id(&shared.dir, w.id)?;
     let path = shared.dir.join(segment_name(next));
     let file = OpenOptions::new()
         .create(true)

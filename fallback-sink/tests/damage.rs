@@ -195,3 +195,158 @@ async fn a_complete_record_whose_newline_is_damaged_is_kept() {
         spool.close().await.unwrap();
     }
 }
+
+/// The name of the segment with the last possible id.
+fn last_possible_segment(dir: &Path) -> PathBuf {
+    dir.join(format!("segment-{:020}.jsonl", u64::MAX))
+}
+
+/// Opens `dir` with small segments, so that a few records fill one.
+async fn open_small(dir: &Path) -> Spool {
+    Spool::builder(dir)
+        .durability(Durability::Never)
+        .segment_bytes(300)
+        .open()
+        .await
+        .unwrap()
+}
+
+/// Appends `first..first + n`; returns the ids acknowledged, and checks that every refusal
+/// says why.
+async fn append_refusable(spool: &Spool, first: u64, n: u64) -> (Vec<Uuid>, usize) {
+    let (mut acked, mut refused) = (Vec::new(), 0);
+    for i in first..first + n {
+        let e = Envelope::new(i);
+        match spool.append(&e).await {
+            Ok(_) => acked.push(e.id),
+            Err(err) => {
+                assert!(
+                    err.to_string().contains("no segment id follows"),
+                    "unexpected error: {err}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    (acked, refused)
+}
+
+/// Found by an outside probe: a stray `u64::MAX` segment made the next rotation add with
+/// overflow. The writer panicked (debug builds), or wrapped to segment 0 (release), after which
+/// acknowledged records were read out of order, or dropped as consumed on the next open.
+#[tokio::test]
+async fn segment_ids_never_wrap_after_a_stray_last_possible_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::write(last_possible_segment(dir), b"").unwrap();
+    let spool = open_small(dir).await;
+    let (mut acked, _) = append_refusable(&spool, 0, 1).await;
+    assert_eq!(acked.len(), 1);
+    let b = spool.read_batch(1).await.unwrap();
+    spool.commit(&b).await.unwrap();
+    acked.clear();
+    let (more, refused) = append_refusable(&spool, 1, 6).await;
+    acked.extend(more);
+    assert!(refused > 0, "the segment filled, and no id follows it");
+    assert!(!acked.is_empty(), "records that fit were written");
+    // The spool is still open: a refused rotation does not kill the writer.
+    assert!(spool.stats().records >= acked.len() as u64);
+    spool.close().await.unwrap();
+    assert_eq!(
+        segments(dir),
+        vec![last_possible_segment(dir)],
+        "no wrapped segment"
+    );
+
+    let spool = open_small(dir).await;
+    let got: Vec<Uuid> = drain(&spool).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, acked, "every acknowledged record, in order");
+    spool.close().await.unwrap();
+}
+
+/// A full segment with the last possible id (copied or renamed there): `open` succeeds, its
+/// records are read, and appends are refused with the reason.
+#[tokio::test]
+async fn a_full_last_possible_segment_opens_and_is_read() {
+    let src = tempfile::tempdir().unwrap();
+    let spool = open_small(src.path()).await;
+    let ids = append(&spool, 0, 3).await;
+    spool.close().await.unwrap();
+    let seg = segments(src.path());
+    assert_eq!(
+        seg.len(),
+        2,
+        "three records filled the first 300-byte segment"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut in_first = Vec::new();
+    fs::copy(&seg[0], last_possible_segment(dir)).unwrap();
+    // Exactly full: `open` does not write on in it, and looks for the id after it.
+    let full = fs::metadata(&seg[0]).unwrap().len();
+    let spool = Spool::builder(dir)
+        .durability(Durability::Never)
+        .segment_bytes(full)
+        .open()
+        .await
+        .unwrap();
+    for (id, _) in drain(&spool).await {
+        in_first.push(id);
+    }
+    assert!(!in_first.is_empty());
+    assert_eq!(in_first[..], ids[..in_first.len()]);
+    let (acked, refused) = append_refusable(&spool, 10, 2).await;
+    assert_eq!(
+        (acked.len(), refused),
+        (0, 2),
+        "the segment is full and nothing follows it"
+    );
+    spool.close().await.unwrap();
+}
+
+/// A checkpoint (with a valid checksum) at the last possible segment, with no segments.
+#[tokio::test]
+async fn a_checkpoint_at_the_last_possible_segment_never_wraps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let max = u64::MAX;
+    let crc = crc32c::crc32c(format!("{max}:0:0").as_bytes());
+    fs::write(
+        dir.join("checkpoint.json"),
+        format!(r#"{{"segment":{max},"offset":0,"last_seq":0,"crc":{crc}}}"#),
+    )
+    .unwrap();
+    let spool = open_small(dir).await;
+    let (acked, refused) = append_refusable(&spool, 0, 6).await;
+    assert!(!acked.is_empty() && refused > 0);
+    spool.close().await.unwrap();
+    let spool = open_small(dir).await;
+    let got: Vec<Uuid> = drain(&spool).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(got, acked);
+    spool.close().await.unwrap();
+}
+
+/// The last possible segment cut mid-line at the checkpoint: nothing may be appended after the
+/// partial line, and no segment can follow it, so `open` succeeds and appends are refused.
+#[tokio::test]
+async fn a_last_possible_segment_cut_mid_line_opens_and_refuses_appends() {
+    let src = tempfile::tempdir().unwrap();
+    let spool = open_small(src.path()).await;
+    append(&spool, 0, 1).await;
+    spool.close().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::copy(&segments(src.path())[0], last_possible_segment(dir)).unwrap();
+    let max = u64::MAX;
+    let crc = crc32c::crc32c(format!("{max}:5:0").as_bytes());
+    fs::write(
+        dir.join("checkpoint.json"),
+        format!(r#"{{"segment":{max},"offset":5,"last_seq":0,"crc":{crc}}}"#),
+    )
+    .unwrap();
+    let spool = open_small(dir).await;
+    assert!(drain(&spool).await.is_empty());
+    let (acked, refused) = append_refusable(&spool, 1, 2).await;
+    assert_eq!((acked.len(), refused), (0, 2));
+    spool.close().await.unwrap();
+}
