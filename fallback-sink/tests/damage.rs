@@ -201,6 +201,18 @@ fn last_possible_segment(dir: &Path) -> PathBuf {
     dir.join(format!("segment-{:020}.jsonl", u64::MAX))
 }
 
+/// Writes a checkpoint, with a valid checksum (it covers `segment:offset:last_seq`), at
+/// `offset` in the last possible segment.
+fn checkpoint_in_last_possible_segment(dir: &Path, offset: u64) {
+    let max = u64::MAX;
+    let crc = crc32c::crc32c(format!("{max}:{offset}:0").as_bytes());
+    fs::write(
+        dir.join("checkpoint.json"),
+        format!(r#"{{"segment":{max},"offset":{offset},"last_seq":0,"crc":{crc}}}"#),
+    )
+    .unwrap();
+}
+
 /// Opens `dir` with small segments, so that a few records fill one.
 async fn open_small(dir: &Path) -> Spool {
     Spool::builder(dir)
@@ -309,13 +321,7 @@ async fn a_full_last_possible_segment_opens_and_is_read() {
 async fn a_checkpoint_at_the_last_possible_segment_never_wraps() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let max = u64::MAX;
-    let crc = crc32c::crc32c(format!("{max}:0:0").as_bytes());
-    fs::write(
-        dir.join("checkpoint.json"),
-        format!(r#"{{"segment":{max},"offset":0,"last_seq":0,"crc":{crc}}}"#),
-    )
-    .unwrap();
+    checkpoint_in_last_possible_segment(dir, 0);
     let spool = open_small(dir).await;
     let (acked, refused) = append_refusable(&spool, 0, 6).await;
     assert!(!acked.is_empty() && refused > 0);
@@ -337,13 +343,7 @@ async fn a_last_possible_segment_cut_mid_line_opens_and_refuses_appends() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     fs::copy(&segments(src.path())[0], last_possible_segment(dir)).unwrap();
-    let max = u64::MAX;
-    let crc = crc32c::crc32c(format!("{max}:5:0").as_bytes());
-    fs::write(
-        dir.join("checkpoint.json"),
-        format!(r#"{{"segment":{max},"offset":5,"last_seq":0,"crc":{crc}}}"#),
-    )
-    .unwrap();
+    checkpoint_in_last_possible_segment(dir, 5);
     let spool = open_small(dir).await;
     assert!(drain(&spool).await.is_empty());
     let (acked, refused) = append_refusable(&spool, 1, 2).await;
